@@ -1,0 +1,1 @@
+"""Auto-annotation: sifting frames, detecting hand actions, storing them (paper 3.1.1)."""

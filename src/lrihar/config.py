@@ -1,0 +1,206 @@
+"""The project file (``lrihar.yaml``) as frozen, validated pydantic models.
+
+Example:
+    >>> from lrihar.config import load_project_config
+    >>> cfg = load_project_config("proj/lrihar.yaml")  # doctest: +SKIP
+    >>> cfg.detector.backend
+    'mediapipe-hands'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from lrihar.errors import BadInputError
+
+PROJECT_FILE = "lrihar.yaml"
+
+
+class _Frozen(BaseModel):
+    # extra="forbid" turns a typo in the project file into an error instead of a silent default.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ActionClass(_Frozen):
+    """One action class and the folder of its template crops."""
+
+    name: str = Field(min_length=1)
+    templates: Path | None = None
+    description: str = ""
+
+
+class SamplingConfig(_Frozen):
+    """Which decoded frames are kept: every ``stride``-th, or about ``fps`` per second."""
+
+    stride: int = Field(default=1, ge=1)
+    fps: float | None = Field(default=None, gt=0)
+
+
+class DetectorConfig(_Frozen):
+    """The zero-shot detector (paper step 3.1.1)."""
+
+    backend: str = "mediapipe-hands"
+    model: str | None = Field(
+        default=None, description="Hugging Face id or local directory; None = backend default"
+    )
+    prompt: str = "hand."
+    box_threshold: float = Field(default=0.35, ge=0, le=1)
+    text_threshold: float = Field(default=0.25, ge=0, le=1)
+    device: str = "cpu"
+    batch_size: int = Field(default=4, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict, description="backend-specific options")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if value != "cpu" and value != "cuda" and not value.startswith("cuda:"):
+            raise ValueError("must be 'cpu', 'cuda' or 'cuda:N'")
+        return value
+
+
+class GateConfig(_Frozen):
+    """The cheap first pass that decides which frames the detector sees."""
+
+    motion: bool = False
+    motion_threshold: float = Field(
+        default=0.01, ge=0, le=1, description="fraction of pixels that must change"
+    )
+    pixel_delta: int = Field(default=25, ge=1, le=255, description="grey-level change per pixel")
+    hands: bool = False
+    hands_confidence: float = Field(default=0.3, ge=0, le=1)
+    keepalive: int = Field(
+        default=0, ge=0, description="also pass every N-th frame regardless (0 = never)"
+    )
+
+
+class ProjectConfig(_Frozen):
+    """The whole project file; later stages' sections are optional."""
+
+    line: str = Field(default="line-1", min_length=1)
+    posts: list[str] = Field(default_factory=lambda: ["post-1"])
+    classes: list[ActionClass] = Field(default_factory=list)
+    sources: list[str] = Field(default_factory=list)
+    sampling: SamplingConfig = SamplingConfig()
+    detector: DetectorConfig = DetectorConfig()
+    gate: GateConfig = GateConfig()
+
+    @model_validator(mode="after")
+    def _unique_class_names(self) -> ProjectConfig:
+        names = [c.name for c in self.classes]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"class names must be unique; repeated: {', '.join(duplicates)}")
+        if "NG" in names:
+            raise ValueError("'NG' is reserved for the rejection class; rename that class")
+        return self
+
+
+def _format_validation_error(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: invalid project file"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        lines.append(f"  {field}: {err['msg']}{got}")
+    return "\n".join(lines)
+
+
+def parse_project_config(data: Any, path: Path) -> ProjectConfig:
+    """Validate already-parsed YAML ``data``; errors name ``path`` and the field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise BadInputError(f"{path}: the project file must be a YAML mapping of sections")
+    try:
+        cfg = ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        raise BadInputError(_format_validation_error(path, exc)) from None
+    return _resolve_template_dirs(cfg, path.parent)
+
+
+def _resolve_template_dirs(cfg: ProjectConfig, base: Path) -> ProjectConfig:
+    classes = [
+        c.model_copy(update={"templates": base / c.templates})
+        if c.templates is not None and not c.templates.is_absolute()
+        else c
+        for c in cfg.classes
+    ]
+    return cfg.model_copy(update={"classes": classes})
+
+
+def load_project_config(path: str | Path) -> ProjectConfig:
+    """Read and validate a project file.
+
+    Raises:
+        BadInputError: the file is missing, is not YAML, or a field is invalid.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / PROJECT_FILE
+    if not path.is_file():
+        raise BadInputError(f"{path}: no project file here; create one with `lrihar init DIR`")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: not valid YAML: {exc}") from None
+    return parse_project_config(data, path)
+
+
+def with_overrides(cfg: ProjectConfig, section: str, **values: Any) -> ProjectConfig:
+    """Return ``cfg`` with ``section`` fields replaced by the non-None ``values`` (validated)."""
+    values = {k: v for k, v in values.items() if v is not None}
+    if not values:
+        return cfg
+    current = getattr(cfg, section).model_dump()
+    current.update(values)
+    data = cfg.model_dump()
+    data[section] = current
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        raise BadInputError(_format_validation_error(Path("command line"), exc)) from None
+
+
+EXAMPLE_PROJECT = """\
+# lrihar project file. Every field is optional except where noted; see docs/project-file.md.
+line: dishwasher            # name of the manufacturing line
+posts: [post-01]            # inspection posts filmed on this line
+
+# Action classes and the folders holding a few template crops of each (paper 3.1.2).
+# Anything that matches no class well enough becomes NG.
+classes:
+  - name: door_open
+    templates: templates/door_open
+  - name: insert_instructions
+    templates: templates/insert_instructions
+
+# Inputs used when `lrihar annotate` is given none: video files, image folders, rtsp:// URLs.
+sources: []
+
+sampling:
+  stride: 1                 # keep every N-th decoded frame
+  fps: null                 # or: keep about this many frames per second
+
+# Zero-shot hand-action detector (paper 3.1.1).
+detector:
+  backend: mediapipe-hands  # offline default; or grounding-dino (paper), owlv2
+  model: null               # Hugging Face id or local directory (null = backend default)
+  prompt: "hand."           # text prompt for grounding-dino / owlv2
+  box_threshold: 0.35       # grounding-dino box threshold; detection confidence elsewhere
+  text_threshold: 0.25      # grounding-dino text threshold
+  device: cpu               # cpu | cuda | cuda:N
+  batch_size: 4
+  options: {}               # backend-specific, e.g. {max_num_hands: 4} for mediapipe-hands
+
+# Cheap first pass deciding which frames the detector sees (frames it drops count as sifted).
+gate:
+  motion: false             # frame-difference motion gate
+  motion_threshold: 0.01    # fraction of pixels that must change
+  pixel_delta: 25           # grey-level change that counts as a changed pixel
+  hands: false              # MediaPipe Hands must see a hand first
+  hands_confidence: 0.3
+  keepalive: 0              # pass every N-th frame anyway (0 = never)
+"""

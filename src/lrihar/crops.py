@@ -1,0 +1,99 @@
+"""Crops of stored detections, cut on demand from the original frames (never duplicated).
+
+Example:
+    >>> from lrihar.crops import iter_crops
+    >>> for row, crop in iter_crops(store, padding=0.1):  # doctest: +SKIP
+    ...     print(row.label, crop.shape)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from lrihar.sources import SourceError, is_stream, open_source, read_image
+from lrihar.store import DetectionRow, Store
+
+
+def padded_box(xyxy: tuple[float, float, float, float], padding: float, width: int,
+               height: int) -> tuple[int, int, int, int]:
+    """``xyxy`` grown by ``padding`` × its size on each side, rounded and clipped to the image."""
+    x1, y1, x2, y2 = xyxy
+    dx, dy = (x2 - x1) * padding, (y2 - y1) * padding
+    return (max(0, int(np.floor(x1 - dx))), max(0, int(np.floor(y1 - dy))),
+            min(width, int(np.ceil(x2 + dx))), min(height, int(np.ceil(y2 + dy))))
+
+
+def iter_crops(store: Store, padding: float = 0.0,
+               errors: list[SourceError] | None = None) -> Iterator[tuple[DetectionRow, np.ndarray]]:
+    """Yield (detection, RGB crop) for every stored detection, decoding each source once.
+
+    Detections whose frame can no longer be read (a live stream, a moved file) are reported in
+    ``errors`` and skipped.
+    """
+    errors = errors if errors is not None else []
+    by_source = itertools.groupby(store.detections(), key=lambda r: r.source_uri)
+    for uri, rows_iter in by_source:
+        rows = list(rows_iter)
+        if is_stream(uri):
+            errors.append(SourceError(uri, None, "live stream: frames were not kept, no crops"))
+            continue
+        for row, image in _frames_for(uri, rows, errors):
+            x1, y1, x2, y2 = padded_box(row.xyxy, padding, image.shape[1], image.shape[0])
+            if x2 > x1 and y2 > y1:
+                yield row, image[y1:y2, x1:x2]
+
+
+def _frames_for(uri: str, rows: list[DetectionRow],
+                errors: list[SourceError]) -> Iterator[tuple[DetectionRow, np.ndarray]]:
+    if rows[0].frame_name is not None:  # image files: read each one directly
+        for name, group_iter in itertools.groupby(rows, key=lambda r: r.frame_name):
+            group = list(group_iter)
+            image = read_image(Path(name), lambda i, m: errors.append(SourceError(uri, i, m)),
+                               group[0].frame_index)
+            if image is not None:
+                yield from ((row, image) for row in group)
+        return
+    wanted: dict[int, list[DetectionRow]] = {}
+    for row in rows:
+        wanted.setdefault(row.frame_index, []).append(row)
+    try:
+        source = open_source(uri)
+    except Exception as exc:  # the file moved or vanished since it was annotated
+        errors.append(SourceError(uri, None, str(exc)))
+        return
+    last = max(wanted)
+    for frame in source:
+        for row in wanted.pop(frame.index, []):
+            yield row, frame.image
+        if frame.index >= last:
+            break
+    errors.extend(source.errors)
+    for index in sorted(wanted):
+        errors.append(SourceError(uri, index, "frame no longer decodable; crop skipped"))
+
+
+def write_crops(store: Store, out_dir: str | Path, padding: float = 0.0,
+                errors: list[SourceError] | None = None) -> int:
+    """Write every detection's crop as ``OUT/<source stem>/<frame>_<id>.jpg``; returns the count."""
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    n = 0
+    for row, crop in iter_crops(store, padding, errors):
+        folder = out_dir / _safe_stem(row.source_uri)
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(crop).save(folder / f"{row.frame_index:07d}_{row.id}.jpg", quality=95)
+        n += 1
+    return n
+
+
+def _safe_stem(uri: str) -> str:
+    """A folder name for a source: its readable stem plus a hash, so equal stems never collide."""
+    stem = Path(uri.split("://")[-1]).stem or "source"
+    digest = hashlib.sha1(uri.encode()).hexdigest()[:8]
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) + f"-{digest}"

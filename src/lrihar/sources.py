@@ -116,6 +116,7 @@ def _decode_container(source: FrameSource, url: str, options: dict | None = None
         stream.thread_type = "AUTO"
         rate = float(stream.average_rate) if stream.average_rate else 25.0
         index = start_index
+        last_ts: float | None = None
         packets = container.demux(stream)
         while True:
             try:
@@ -133,7 +134,23 @@ def _decode_container(source: FrameSource, url: str, options: dict | None = None
             for vframe in decoded:
                 ts = float(vframe.time) if vframe.time is not None else index / rate
                 yield Frame(url, index, ts, vframe.to_ndarray(format="rgb24"))
+                last_ts = ts
                 index += 1
+        _check_complete(source, container, index, last_ts, rate)
+
+
+def _check_complete(source: FrameSource, container, index: int, last_ts: float | None,
+                    rate: float) -> None:
+    """Report a file whose frames stop well before its stated duration (truncated or corrupt)."""
+    if container.duration is None or source.kind == "stream":
+        return
+    import av
+
+    duration = container.duration / av.time_base
+    reached = -1.0 if last_ts is None else last_ts
+    if reached + 2.0 / rate < duration:
+        source._error(index, f"decoding stopped at {max(reached, 0):.2f} s of {duration:.2f} s: "
+                             "the file looks truncated or corrupt; the frames before were kept")
 
 
 class ImageFolderSource(FrameSource):

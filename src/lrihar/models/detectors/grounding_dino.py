@@ -35,7 +35,7 @@ class GroundingDinoDetector(TransformersZeroShotDetector):
             target_sizes=[(im.height, im.width) for im in images],
         )
         return [
-            to_detections(r["boxes"], r["scores"], r.get("text_labels", r["labels"]),
+            to_detections(r["boxes"], r["scores"], r["text_labels"],
                           im.width, im.height)
             for r, im in zip(results, images, strict=True)
         ]

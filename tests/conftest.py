@@ -1,0 +1,99 @@
+"""Shared fixtures: tiny real models, synthetic clips and projects, the real dev images."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tiny_models import save_tiny_grounding_dino, save_tiny_owlv2
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
+
+_REPO = Path(__file__).resolve().parents[1]
+# shared/ sits beside the checkout (workspace, CI) or inside it (device machine copies).
+HANDS_DEV = next((p for p in (_REPO.parent / "shared/data/hands-dev", _REPO / "shared/data/hands-dev")
+                  if p.is_dir()), _REPO.parent / "shared/data/hands-dev")
+
+
+@pytest.fixture(scope="session")
+def tiny_grounding_dino(tmp_path_factory) -> Path:
+    return save_tiny_grounding_dino(tmp_path_factory.mktemp("grounding-dino-tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_owlv2(tmp_path_factory) -> Path:
+    return save_tiny_owlv2(tmp_path_factory.mktemp("owlv2-tiny"))
+
+
+def synthetic_frames(n: int = 30, width: int = 160, height: int = 120, still: range | None = None,
+                     seed: int = 0) -> list[np.ndarray]:
+    """Frames of a square moving over a textured background; frames in ``still`` repeat."""
+    rng = np.random.default_rng(seed)
+    background = rng.integers(40, 90, size=(height, width, 3), dtype=np.uint8)
+    frames, previous = [], None
+    for i in range(n):
+        if still is not None and i in still and previous is not None:
+            frames.append(previous.copy())
+            continue
+        frame = background.copy()
+        x = 5 + (i * 7) % (width - 40)
+        y = 10 + (i * 3) % (height - 40)
+        frame[y:y + 30, x:x + 30] = (220, 180, 150)
+        frames.append(frame)
+        previous = frame
+    return frames
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
+    """Encode RGB frames as an H.264 (or MPEG-4) file with PyAV."""
+    import av
+
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "18", "preset": "ultrafast", "bf": "0"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture
+def clip(tmp_path) -> Path:
+    """A 30-frame 160×120 clip at 10 fps."""
+    return write_video(tmp_path / "clip.mp4", synthetic_frames(30))
+
+
+def make_project(root: Path, **sections) -> Path:
+    """A project folder whose lrihar.yaml holds ``sections`` (YAML via JSON, a subset)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "lrihar.yaml").write_text(json.dumps(sections))
+    return root
+
+
+def tiny_gd_project(root: Path, model_dir: Path, **detector) -> Path:
+    """A project using the tiny Grounding DINO with thresholds low enough to box something."""
+    settings = {"backend": "grounding-dino", "model": str(model_dir), "box_threshold": 0.2,
+                "text_threshold": 0.1, "batch_size": 2} | detector
+    return make_project(root, detector=settings)
+
+
+@pytest.fixture
+def hands_dev() -> Path:
+    if not HANDS_DEV.is_dir():
+        pytest.skip(f"real dev images not found at {HANDS_DEV} (only present in the lrihar workspace)")
+    return HANDS_DEV
+
+
+def load_gt(path: Path) -> list[dict]:
+    """Annotated images of a hands-dev set (``hands: null`` means not annotated)."""
+    return [im for im in json.loads((path / "gt.json").read_text())["images"] if im["hands"] is not None]

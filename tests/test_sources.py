@@ -8,9 +8,9 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import synthetic_frames, write_video
 from PIL import Image
 
+from conftest import synthetic_frames, write_video
 from lrihar.errors import BadInputError
 from lrihar.sources import ImageFolderSource, StreamSource, VideoFileSource, open_source, prefetch
 

@@ -48,8 +48,10 @@ class DetectorConfig(_Frozen):
         default=None, description="Hugging Face id or local directory; None = backend default"
     )
     prompt: str = "hand."
-    box_threshold: float = Field(default=0.35, ge=0, le=1)
-    text_threshold: float = Field(default=0.25, ge=0, le=1)
+    box_threshold: float | None = Field(
+        default=None, ge=0, le=1, description="None = the backend's default"
+    )
+    text_threshold: float | None = Field(default=None, ge=0, le=1)
     device: str = "cpu"
     batch_size: int = Field(default=4, ge=1)
     options: dict[str, Any] = Field(default_factory=dict, description="backend-specific options")
@@ -189,8 +191,9 @@ detector:
   backend: mediapipe-hands  # offline default; or grounding-dino (paper), owlv2
   model: null               # Hugging Face id or local directory (null = backend default)
   prompt: "hand."           # text prompt for grounding-dino / owlv2
-  box_threshold: 0.35       # grounding-dino box threshold; detection confidence elsewhere
-  text_threshold: 0.25      # grounding-dino text threshold
+  box_threshold: null       # box threshold (grounding-dino, default 0.35) or detection
+                            # confidence (mediapipe-hands 0.3, owlv2 0.1); null = default
+  text_threshold: null      # grounding-dino text threshold (default 0.25)
   device: cpu               # cpu | cuda | cuda:N
   batch_size: 4
   options: {}               # backend-specific, e.g. {max_num_hands: 4} for mediapipe-hands

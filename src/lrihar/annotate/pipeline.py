@@ -60,8 +60,8 @@ def build_detector(cfg: ProjectConfig) -> Detector:
     if d.backend != "mediapipe-hands":
         kwargs.update(model=d.model, prompt=d.prompt, text_threshold=d.text_threshold,
                       device=d.device)
-    kwargs.update(d.options)
-    return create_detector(d.backend, **kwargs)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None = backend default
+    return create_detector(d.backend, **kwargs | d.options)
 
 
 def open_sources(uris: list[str], cfg: ProjectConfig) -> list[FrameSource]:

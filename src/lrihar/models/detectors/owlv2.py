@@ -14,6 +14,12 @@ class Owlv2Detector(TransformersZeroShotDetector):
     default_model = "google/owlv2-base-patch16-ensemble"
     model_class = "Owlv2ForObjectDetection"
 
+    def __init__(self, model: str | None = None, prompt: str = "hand.",
+                 box_threshold: float = 0.1, device: str = "cpu", batch_size: int = 4,
+                 text_threshold: float | None = None) -> None:
+        # text_threshold is accepted for a uniform config but OWLv2 has no such knob.
+        super().__init__(model, prompt, box_threshold, 0.0, device, batch_size)
+
     @property
     def thresholds(self) -> tuple[float | None, float | None]:
         return (self.box_threshold, None)

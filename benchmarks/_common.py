@@ -1,0 +1,39 @@
+"""Helpers shared by the benchmark scripts: dev-set paths, machine facts, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HANDS_DEV = next((p for p in (REPO.parent / "shared/data/hands-dev", REPO / "shared/data/hands-dev")
+                  if p.is_dir()), REPO.parent / "shared/data/hands-dev")
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def load_gt(dataset: str) -> list[dict]:
+    gt = json.loads((HANDS_DEV / dataset / "gt.json").read_text())
+    return [im for im in gt["images"] if im["hands"] is not None]
+
+
+def write_result(name: str, result: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"benchmark": name, "machine": machine(), **result}, indent=2) + "\n")
+    return path

@@ -70,7 +70,7 @@ def via_annotate(folder: Path, files: list[str]) -> list[np.ndarray]:
     return [np.array(by_name.get(Path(f).name, [])).reshape(-1, 4) for f in files]
 
 
-def direct(images: list[np.ndarray], **options) -> list[np.ndarray]:
+def direct(images: list[np.ndarray], options: dict) -> list[np.ndarray]:
     from lrihar.models.detectors import create_detector
 
     detector = create_detector("mediapipe-hands", **options)
@@ -97,14 +97,14 @@ def main() -> None:
         images = [read_image(HANDS_DEV / dataset / f) for f in files]
         gts = [np.array(im["hands"], dtype=float).reshape(-1, 4) for im in entries]
         rows: dict[str, dict] = {}
-        runs = {"bare": lambda: bare_mediapipe(images),
-                "lrihar annotate": lambda: via_annotate(HANDS_DEV / dataset, files)}
+        runs: dict[str, tuple] = {"bare": (bare_mediapipe, images),
+                                  "lrihar annotate": (via_annotate, HANDS_DEV / dataset, files)}
         if not args.quick:
             for name, options in VARIANTS.items():
-                runs[name] = lambda o=options: direct(images, **o)
-        for name, run in runs.items():
+                runs[name] = (direct, images, options)
+        for name, (fn, *fn_args) in runs.items():
             start = time.perf_counter()
-            preds = run()
+            preds = fn(*fn_args)
             rows[name] = score(preds, gts, time.perf_counter() - start)
             print(f"{dataset:16s} {name:26s} {rows[name]}", flush=True)
         results[dataset] = {"images": len(entries), "boxes": int(sum(len(g) for g in gts)), "runs": rows}

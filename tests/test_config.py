@@ -65,7 +65,7 @@ def test_missing_project_file_says_how_to_create_one(tmp_path):
 def test_overrides_are_validated_too(tmp_path):
     cfg = load_project_config(init_project(tmp_path))
     assert with_overrides(cfg, "detector", box_threshold=0.2, model=None).detector.box_threshold == 0.2
-    with pytest.raises(BadInputError, match="detector.box_threshold"):
+    with pytest.raises(BadInputError, match=r"detector\.box_threshold"):
         with_overrides(cfg, "detector", box_threshold=2.0)
 
 

@@ -54,7 +54,7 @@ def test_missing_path_and_unknown_type_are_bad_input(tmp_path):
     with pytest.raises(BadInputError, match="no such file or folder"):
         open_source(tmp_path / "nope.mp4")
     (tmp_path / "data.xyz").write_text("x")
-    with pytest.raises(BadInputError, match="unsupported file type '.xyz'"):
+    with pytest.raises(BadInputError, match=r"unsupported file type '\.xyz'"):
         open_source(tmp_path / "data.xyz")
 
 

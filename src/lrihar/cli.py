@@ -185,7 +185,8 @@ def list_detector_backends() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns errors into messages and exit codes."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns the code of a `typer.Exit` instead of exiting.
+        code = app(args=argv, standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _echo_err("interrupted: finished frames are stored; rerun the same command to resume")
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def run() -> None:

@@ -11,7 +11,6 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from lrihar.errors import LriharError
@@ -187,14 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Without standalone mode click returns the code of a `typer.Exit` instead of exiting.
         code = app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         _echo_err("aborted")
         return 1
+    except typer.TyperException as exc:  # usage errors: unknown command, bad option value
+        if hasattr(exc, "show"):
+            exc.show()
+        else:
+            _echo_err(str(exc))
+        return getattr(exc, "exit_code", 2)
     except LriharError as exc:
         _echo_err(f"error: {exc}")
         return exc.exit_code

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from _common import HANDS_DEV, write_result
 
 SOURCE_CLIP = HANDS_DEV / "videos" / "mixkit_42467_baker_kneading_dough.mp4"

@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_project, synthetic_frames, tiny_gd_project, write_video
 
+from conftest import make_project, synthetic_frames, tiny_gd_project, write_video
 from lrihar.annotate.pipeline import annotate
 from lrihar.cli import main
 from lrihar.project import Project
@@ -49,7 +49,8 @@ def test_annotate_stores_frames_boxes_and_provenance(tmp_path, clip, tiny_ground
     assert summary.frames_sifted_out == summary.frames_empty
     row = next(project.store.detections())
     assert row.backend == "grounding-dino" and row.source_uri == str(clip.resolve())
-    assert project.store.db.execute("SELECT box_threshold, text_threshold FROM detections").fetchone() == (0.2, 0.1)
+    thresholds = project.store.db.execute("SELECT box_threshold, text_threshold FROM detections")
+    assert thresholds.fetchone() == (0.2, 0.1)
     run = project.store.runs()[-1]
     assert run["status"] == "done" and json.loads(run["stats"])["boxes"] == summary.boxes
     assert json.loads(run["config"])["detector"]["model"] == str(tiny_grounding_dino)

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import tiny_gd_project
 
+from conftest import tiny_gd_project
 from lrihar.cli import app, main
 
 COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)

@@ -8,9 +8,9 @@ import json
 
 import numpy as np
 import pytest
-from conftest import make_project, tiny_gd_project
 from PIL import Image
 
+from conftest import make_project, tiny_gd_project
 from lrihar.annotate.pipeline import annotate
 from lrihar.cli import main
 from lrihar.crops import iter_crops, padded_box

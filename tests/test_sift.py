@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import synthetic_frames
 
+from conftest import synthetic_frames
 from lrihar.annotate.sift import Cascade, MotionGate, build_gate
 from lrihar.config import GateConfig
 

@@ -25,10 +25,10 @@ SOURCE_CLIP = HANDS_DEV / "videos" / "mixkit_42467_baker_kneading_dough.mp4"
 
 
 def make_clip(path: Path, loops: int) -> Path:
-    import av
     import cv2
 
     from lrihar.sources import open_source
+    from lrihar.videowriter import write_video
 
     if SOURCE_CLIP.exists():
         base = [cv2.resize(f.image, (1280, 720), interpolation=cv2.INTER_CUBIC)
@@ -36,17 +36,7 @@ def make_clip(path: Path, loops: int) -> Path:
     else:
         rng = np.random.default_rng(0)
         base = [rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8) for _ in range(50)]
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
-        stream.options = {"crf": "20", "preset": "veryfast"}
-        for _ in range(loops):
-            for frame in base:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return write_video(path, (frame for _ in range(loops) for frame in base), fps=25, crf=20)
 
 
 def main() -> None:

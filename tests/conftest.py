@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lrihar import videowriter
 from tiny_models import save_tiny_grounding_dino, save_tiny_owlv2
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
@@ -49,22 +50,8 @@ def synthetic_frames(n: int = 30, width: int = 160, height: int = 120, still: ra
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:
-    """Encode RGB frames as an H.264 (or MPEG-4) file with PyAV."""
-    import av
-
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), "w") as container:
-        codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": "18", "preset": "ultrafast", "bf": "0"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    """Encode test frames (10 fps unless told) with the library's writer."""
+    return videowriter.write_video(path, frames, fps=fps)
 
 
 @pytest.fixture

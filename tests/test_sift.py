@@ -50,3 +50,14 @@ def test_empty_cascade_passes_everything_and_reports_stats():
     for f in synthetic_frames(6, still=range(2, 6)):
         motion.passes(f)
     assert motion.stats()["motion"]["passed"] == 2
+
+
+def test_hand_gate_passes_real_hands_and_drops_empty_frames(hands_dev):
+    from conftest import load_gt
+    from lrihar.sources import read_image
+
+    gate = build_gate(GateConfig(hands=True))
+    image = hands_dev / "mmpose_hands" / load_gt(hands_dev / "mmpose_hands")[0]["file"]
+    assert gate.passes(read_image(image))
+    assert not gate.passes(np.full((240, 320, 3), 90, dtype=np.uint8))
+    assert gate.stats()["hands"] == {"seen": 2, "passed": 1, "pass_rate": 0.5}

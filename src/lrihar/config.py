@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,7 +22,13 @@ PROJECT_FILE = "lrihar.yaml"
 
 class _Frozen(BaseModel):
     # extra="forbid" turns a typo in the project file into an error instead of a silent default.
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def _known_device(value: str) -> str:
+    if value != "cpu" and value != "cuda" and not value.startswith("cuda:"):
+        raise ValueError("must be 'cpu', 'cuda' or 'cuda:N'")
+    return value
 
 
 class ActionClass(_Frozen):
@@ -31,6 +37,9 @@ class ActionClass(_Frozen):
     name: str = Field(min_length=1)
     templates: Path | None = None
     description: str = ""
+    lambda_: float | None = Field(
+        default=None, alias="lambda", ge=-1, le=1, description="this class's λ (default: classify.lambda)"
+    )
 
 
 class SamplingConfig(_Frozen):
@@ -56,12 +65,7 @@ class DetectorConfig(_Frozen):
     batch_size: int = Field(default=4, ge=1)
     options: dict[str, Any] = Field(default_factory=dict, description="backend-specific options")
 
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str) -> str:
-        if value != "cpu" and value != "cuda" and not value.startswith("cuda:"):
-            raise ValueError("must be 'cpu', 'cuda' or 'cuda:N'")
-        return value
+    _device = field_validator("device")(_known_device)
 
 
 class GateConfig(_Frozen):
@@ -79,6 +83,25 @@ class GateConfig(_Frozen):
     )
 
 
+class ClassifyConfig(_Frozen):
+    """Template matching (paper 3.1.2): encoder, λ and how class scores are reduced."""
+
+    encoder: str = "mobilenet-v2"
+    model: str | None = Field(default=None, description="HF id or local dir for hub encoders")
+    device: str = "cpu"
+    batch_size: int = Field(default=32, ge=1)
+    lambda_: float = Field(default=0.6, alias="lambda", ge=-1, le=1)
+    reduce: Literal["max", "topk-mean"] = "max"
+    k: int = Field(default=3, ge=1, description="templates averaged by topk-mean")
+    padding: float = Field(default=0.0, ge=0, le=1, description="crop padding per side")
+    templates: Path | None = Field(
+        default=None, description="folder with one sub-folder per class, overriding classes[].templates"
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="encoder-specific options")
+
+    _device = field_validator("device")(_known_device)
+
+
 class ProjectConfig(_Frozen):
     """The whole project file; later stages' sections are optional."""
 
@@ -89,6 +112,7 @@ class ProjectConfig(_Frozen):
     sampling: SamplingConfig = SamplingConfig()
     detector: DetectorConfig = DetectorConfig()
     gate: GateConfig = GateConfig()
+    classify: ClassifyConfig = ClassifyConfig()
 
     @model_validator(mode="after")
     def _unique_class_names(self) -> ProjectConfig:
@@ -130,7 +154,10 @@ def _resolve_template_dirs(cfg: ProjectConfig, base: Path) -> ProjectConfig:
         else c
         for c in cfg.classes
     ]
-    return cfg.model_copy(update={"classes": classes})
+    classify = cfg.classify
+    if classify.templates is not None and not classify.templates.is_absolute():
+        classify = classify.model_copy(update={"templates": base / classify.templates})
+    return cfg.model_copy(update={"classes": classes, "classify": classify})
 
 
 def load_project_config(path: str | Path) -> ProjectConfig:
@@ -151,14 +178,19 @@ def load_project_config(path: str | Path) -> ProjectConfig:
     return parse_project_config(data, path)
 
 
+def _alias(model: BaseModel, name: str) -> str:
+    info = type(model).model_fields.get(name)
+    return info.alias if info is not None and info.alias else name
+
+
 def with_overrides(cfg: ProjectConfig, section: str, **values: Any) -> ProjectConfig:
     """Return ``cfg`` with ``section`` fields replaced by the non-None ``values`` (validated)."""
     values = {k: v for k, v in values.items() if v is not None}
     if not values:
         return cfg
-    current = getattr(cfg, section).model_dump()
-    current.update(values)
-    data = cfg.model_dump()
+    current = getattr(cfg, section).model_dump(by_alias=True)
+    current.update({_alias(getattr(cfg, section), k): v for k, v in values.items()})
+    data = cfg.model_dump(by_alias=True)
     data[section] = current
     try:
         return ProjectConfig.model_validate(data)
@@ -206,4 +238,18 @@ gate:
   hands: false              # MediaPipe Hands must see a hand first
   hands_confidence: 0.3
   keepalive: 0              # pass every N-th frame anyway (0 = never)
+
+# Template matching (paper 3.1.2): each crop gets the class of its most similar templates,
+# or NG when the best cosine similarity is below lambda (per class: classes[].lambda).
+classify:
+  encoder: mobilenet-v2     # offline default; or blip2 (paper), clip, siglip, dinov2,
+                            # hand-pose (landmark geometry), fusion (appearance + pose)
+  model: null               # HF id or local directory for blip2 / clip / siglip / dinov2
+  lambda: 0.6               # NG threshold; estimate it with `lrihar calibrate-lambda`
+  reduce: max               # class score: best template (max) or mean of k best (topk-mean)
+  k: 3
+  padding: 0.0              # grow each box by this fraction per side before embedding
+  device: cpu
+  batch_size: 32
+  options: {}               # encoder options, e.g. {pose_weight: 0.5} for fusion
 """

@@ -28,15 +28,22 @@ def padded_box(xyxy: tuple[float, float, float, float], padding: float, width: i
             min(width, int(np.ceil(x2 + dx))), min(height, int(np.ceil(y2 + dy))))
 
 
-def iter_crops(store: Store, padding: float = 0.0,
-               errors: list[SourceError] | None = None) -> Iterator[tuple[DetectionRow, np.ndarray]]:
-    """Yield (detection, RGB crop) for every stored detection, decoding each source once.
+def iter_crops(store: Store, padding: float = 0.0, errors: list[SourceError] | None = None,
+               only: set[int] | None = None) -> Iterator[tuple[DetectionRow, np.ndarray]]:
+    """Yield (detection, RGB crop) for stored detections, decoding each source once.
 
-    Detections whose frame can no longer be read (a live stream, a moved file) are reported in
-    ``errors`` and skipped.
+    Args:
+        store: the project store.
+        padding: grow each box by this fraction of its size per side.
+        errors: receives a record for each detection whose frame can no longer be read
+            (a live stream, a moved file); those are skipped.
+        only: detection ids to cut (default all).
     """
     errors = errors if errors is not None else []
-    by_source = itertools.groupby(store.detections(), key=lambda r: r.source_uri)
+    rows = store.detections()
+    if only is not None:
+        rows = (r for r in rows if r.id in only)
+    by_source = itertools.groupby(rows, key=lambda r: r.source_uri)
     for uri, rows_iter in by_source:
         rows = list(rows_iter)
         if is_stream(uri):

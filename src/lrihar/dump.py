@@ -16,7 +16,8 @@ from lrihar.store import DetectionRow, Store
 
 FORMATS = ("coco", "csv", "jsonl")
 CSV_FIELDS = ("source", "frame_index", "timestamp", "frame_name", "x1", "y1", "x2", "y2",
-              "score", "label", "backend", "handedness", "run_id", "detection_id")
+              "score", "label", "backend", "handedness", "run_id", "detection_id",
+              "action", "action_score", "runner_up", "margin", "label_provenance")
 
 
 def frame_file_name(source_uri: str, frame_index: int, frame_name: str | None) -> str:
@@ -30,7 +31,14 @@ def _flat(row: DetectionRow) -> dict:
             "timestamp": round(row.timestamp, 6), "frame_name": row.frame_name,
             "x1": round(x1, 2), "y1": round(y1, 2), "x2": round(x2, 2), "y2": round(y2, 2),
             "score": round(row.score, 5), "label": row.label, "backend": row.backend,
-            "handedness": row.handedness, "run_id": row.run_id, "detection_id": row.id}
+            "handedness": row.handedness, "run_id": row.run_id, "detection_id": row.id,
+            "action": row.action, "action_score": _round(row.action_score, 5),
+            "runner_up": row.runner_up, "margin": _round(row.margin, 5),
+            "label_provenance": row.label_provenance}
+
+
+def _round(x: float | None, digits: int) -> float | None:
+    return None if x is None else round(x, digits)
 
 
 def coco_document(store: Store) -> dict:
@@ -38,6 +46,8 @@ def coco_document(store: Store) -> dict:
 
     ``images[].file_name`` is the frame's image path, or ``<video>#frame=<index>`` for video
     frames; ``images[].status`` says whether the frame held an action, nothing, or was gated.
+    The category of a box is its action class (or NG) once ``classify`` has run, else the
+    detector's phrase ("hand"); ``action_score`` is the template similarity.
     """
     images, image_ids = [], {}
     for uri, _kind, rec in store.frames():
@@ -49,13 +59,15 @@ def coco_document(store: Store) -> dict:
     categories: dict[str, int] = {}
     annotations = []
     for row in store.detections():
-        cat = categories.setdefault(row.label, len(categories) + 1)
+        cat = categories.setdefault(row.action or row.label, len(categories) + 1)
         x1, y1, x2, y2 = row.xyxy
         annotations.append({
             "id": row.id, "image_id": image_ids[(row.source_uri, row.frame_index)],
             "category_id": cat, "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
             "area": round((x2 - x1) * (y2 - y1), 2), "iscrowd": 0, "score": round(row.score, 5),
             "backend": row.backend, "handedness": row.handedness,
+            "action_score": _round(row.action_score, 5), "runner_up": row.runner_up,
+            "label_provenance": row.label_provenance,
         })
     return {"info": {"description": "lrihar detections"}, "images": images,
             "annotations": annotations,

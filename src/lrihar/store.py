@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -25,7 +26,7 @@ import numpy as np
 
 from lrihar.errors import BadInputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: embeddings and labels (template classification)
 
 FRAME_STATUSES = ("action", "empty", "gated")
 
@@ -75,6 +76,34 @@ CREATE TABLE IF NOT EXISTS detections (
     FOREIGN KEY (source_id, frame_index) REFERENCES frames(source_id, frame_index)
 );
 CREATE INDEX IF NOT EXISTS detections_by_frame ON detections(source_id, frame_index);
+CREATE TABLE IF NOT EXISTS encoders (
+    key TEXT PRIMARY KEY,
+    description TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS template_embeddings (
+    sha1 TEXT NOT NULL,
+    encoder_key TEXT NOT NULL REFERENCES encoders(key),
+    vector BLOB NOT NULL,
+    PRIMARY KEY (sha1, encoder_key)
+);
+CREATE TABLE IF NOT EXISTS detection_embeddings (
+    detection_id INTEGER NOT NULL REFERENCES detections(id) ON DELETE CASCADE,
+    encoder_key TEXT NOT NULL REFERENCES encoders(key),
+    vector BLOB NOT NULL,
+    PRIMARY KEY (detection_id, encoder_key)
+);
+CREATE TABLE IF NOT EXISTS labels (
+    detection_id INTEGER PRIMARY KEY REFERENCES detections(id) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    score REAL,
+    runner_up TEXT,
+    margin REAL,
+    encoder_key TEXT,
+    lambda REAL,
+    provenance TEXT NOT NULL CHECK (provenance IN ('auto', 'corrected')),
+    run_id INTEGER REFERENCES runs(id),
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS errors (
     id INTEGER PRIMARY KEY,
     run_id INTEGER REFERENCES runs(id),
@@ -122,6 +151,11 @@ class DetectionRow:
     handedness: str | None
     landmarks: list | None
     world_landmarks: list | None
+    action: str | None = None
+    action_score: float | None = None
+    runner_up: str | None = None
+    margin: float | None = None
+    label_provenance: str | None = None
 
 
 class Store:
@@ -154,6 +188,9 @@ class Store:
                     f"{self.path}: store schema {row[0]} is newer than this lrihar "
                     f"(schema {SCHEMA_VERSION}); upgrade lrihar"
                 )
+            elif int(row[0]) < SCHEMA_VERSION:  # older stores only lack tables created above
+                self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
+                                (str(SCHEMA_VERSION),))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -207,7 +244,17 @@ class Store:
         return {r[0] for r in cur}
 
     def forget_source(self, source_id: int) -> None:
-        """Drop a source's frames and detections so it is processed afresh."""
+        """Drop a source's frames and detections (with their embeddings and labels).
+
+        Refused while a person's corrected labels hang on those detections: they would be lost.
+        """
+        corrected = self.db.execute(
+            "SELECT COUNT(*) FROM labels l JOIN detections d ON d.id = l.detection_id"
+            " WHERE d.source_id=? AND l.provenance='corrected'", (source_id,)).fetchone()[0]
+        if corrected:
+            uri = self.db.execute("SELECT uri FROM sources WHERE id=?", (source_id,)).fetchone()[0]
+            raise BadInputError(f"{uri}: {corrected} reviewed labels belong to its detections; "
+                                "redoing it would lose them (export or back up the store first)")
         with self.transaction():
             self.db.execute("DELETE FROM detections WHERE source_id=?", (source_id,))
             self.db.execute("DELETE FROM frames WHERE source_id=?", (source_id,))
@@ -265,9 +312,11 @@ class Store:
         sql = (
             "SELECT d.id, s.uri, s.kind, d.frame_index, f.timestamp, f.name, f.width, f.height,"
             " d.x1, d.y1, d.x2, d.y2, d.score, d.label, d.backend, d.run_id, d.handedness,"
-            " d.landmarks, d.world_landmarks FROM detections d"
+            " d.landmarks, d.world_landmarks, l.label, l.score, l.runner_up, l.margin, l.provenance"
+            " FROM detections d"
             " JOIN frames f ON f.source_id = d.source_id AND f.frame_index = d.frame_index"
             " JOIN sources s ON s.id = d.source_id"
+            " LEFT JOIN labels l ON l.detection_id = d.id"
         )
         params: tuple = ()
         if source_uri is not None:
@@ -281,6 +330,8 @@ class Store:
                 score=r[12], label=r[13], backend=r[14], run_id=r[15], handedness=r[16],
                 landmarks=json.loads(r[17]) if r[17] else None,
                 world_landmarks=json.loads(r[18]) if r[18] else None,
+                action=r[19], action_score=r[20], runner_up=r[21], margin=r[22],
+                label_provenance=r[23],
             )
 
     def frames(self) -> Iterator[tuple[str, str, FrameRecord]]:
@@ -291,6 +342,86 @@ class Store:
         )
         for uri, kind, idx, ts, w, h, status, name in cur:
             yield uri, kind, FrameRecord(idx, ts, w, h, status, name)
+
+    # -- embeddings and labels ------------------------------------------------------------
+    def register_encoder(self, description: dict[str, Any]) -> str:
+        """A short stable key for an encoder configuration (its embeddings' cache key)."""
+        text = json.dumps(description, sort_keys=True, default=str)
+        key = hashlib.sha1(text.encode()).hexdigest()[:16]
+        with self.transaction():
+            self.db.execute("INSERT OR IGNORE INTO encoders VALUES (?, ?)", (key, text))
+        return key
+
+    def template_embeddings(self, encoder_key: str, sha1s: Sequence[str]) -> dict[str, np.ndarray]:
+        """Cached template embeddings of these file hashes."""
+        out = {}
+        for sha, blob in self.db.execute(
+            "SELECT sha1, vector FROM template_embeddings WHERE encoder_key=?", (encoder_key,)
+        ):
+            if sha in sha1s:
+                out[sha] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def put_template_embeddings(self, encoder_key: str, items: dict[str, np.ndarray]) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO template_embeddings VALUES (?, ?, ?)",
+                [(sha, encoder_key, _blob(v)) for sha, v in items.items()],
+            )
+
+    def embedded_detections(self, encoder_key: str) -> set[int]:
+        cur = self.db.execute("SELECT detection_id FROM detection_embeddings WHERE encoder_key=?",
+                              (encoder_key,))
+        return {r[0] for r in cur}
+
+    def put_detection_embeddings(self, encoder_key: str, ids: Sequence[int], vectors: np.ndarray) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO detection_embeddings VALUES (?, ?, ?)",
+                [(int(i), encoder_key, _blob(v)) for i, v in zip(ids, vectors, strict=True)],
+            )
+
+    def detection_embeddings(self, encoder_key: str) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of every detection embedded with this encoder, ordered by id."""
+        rows = self.db.execute("SELECT detection_id, vector FROM detection_embeddings "
+                               "WHERE encoder_key=? ORDER BY detection_id", (encoder_key,)).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=int), np.zeros((0, 0), dtype=np.float32)
+        ids = np.array([r[0] for r in rows])
+        return ids, np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+
+    def write_auto_labels(self, run_id: int, rows: Sequence[tuple]) -> int:
+        """Store (detection_id, label, score, runner_up, margin, encoder_key, lambda) rows.
+
+        A label a person corrected is never overwritten. Returns how many were kept as corrected.
+        """
+        now = _now()
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO labels (detection_id, label, score, runner_up, margin, encoder_key,"
+                " lambda, provenance, run_id, at) VALUES (?,?,?,?,?,?,?,'auto',?,?)"
+                " ON CONFLICT(detection_id) DO UPDATE SET label=excluded.label,"
+                " score=excluded.score, runner_up=excluded.runner_up, margin=excluded.margin,"
+                " encoder_key=excluded.encoder_key, lambda=excluded.lambda,"
+                " run_id=excluded.run_id, at=excluded.at WHERE labels.provenance='auto'",
+                [(*r, run_id, now) for r in rows],
+            )
+            kept = self.db.execute("SELECT COUNT(*) FROM labels WHERE provenance='corrected'").fetchone()
+        return int(kept[0])
+
+    def labels(self, provenance: str | None = None) -> dict[int, dict[str, Any]]:
+        """Current label per detection id (optionally only 'auto' or 'corrected' ones)."""
+        sql = "SELECT detection_id, label, score, runner_up, margin, lambda, provenance FROM labels"
+        params: tuple = ()
+        if provenance:
+            sql += " WHERE provenance=?"
+            params = (provenance,)
+        return {r[0]: {"label": r[1], "score": r[2], "runner_up": r[3], "margin": r[4],
+                       "lambda": r[5], "provenance": r[6]} for r in self.db.execute(sql, params)}
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
 
 
 def _detection_values(dets: Any) -> Iterator[tuple[tuple, tuple]]:

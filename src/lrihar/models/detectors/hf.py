@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lrihar.errors import ModelLoadError
 from lrihar.models.detectors.base import Detector
-
-
-def load_pretrained(loader: Any, model: str, **kwargs: Any) -> Any:
-    """``loader.from_pretrained(model)`` with an actionable error when it cannot be found.
-
-    A local directory never touches the network; a hub id uses the local cache only when
-    ``HF_HUB_OFFLINE=1`` (air-gapped plants).
-    """
-    local = Path(model).expanduser()
-    offline = local.is_dir() or os.environ.get("HF_HUB_OFFLINE") == "1"
-    try:
-        return loader.from_pretrained(str(local) if local.is_dir() else model,
-                                      local_files_only=offline, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(
-            f"cannot load model {model!r} with {getattr(loader, '__name__', loader)}: "
-            f"{str(exc).splitlines()[0]}. Pass a local directory saved with save_pretrained(), "
-            "or fetch the model on a connected machine into the Hugging Face cache first."
-        ) from None
+from lrihar.models.hf import load_pretrained
 
 
 class TransformersZeroShotDetector(Detector):

@@ -1,0 +1,197 @@
+"""``lrihar classify``: embed every stored detection, match it against the templates, store labels.
+
+Embeddings are committed in batches and cached per encoder, so an interrupted run resumes
+where it stopped and a rerun with another λ only re-matches. Labels a person corrected are
+never overwritten.
+
+Example:
+    >>> from lrihar.classify.pipeline import classify
+    >>> summary = classify(Project.open("proj"))  # doctest: +SKIP
+    >>> summary.counts  # doctest: +SKIP
+    {'door_open': 120, 'insert_instructions': 80, 'NG': 14}
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrihar.classify.contact_sheet import contact_sheet, save_sheet
+from lrihar.classify.match import NG, Matcher
+from lrihar.classify.templates import TemplateBank, build_bank, class_folders
+from lrihar.config import ProjectConfig
+from lrihar.crops import iter_crops
+from lrihar.models.encoders import Crop, Encoder, create_encoder
+from lrihar.progress import progress_bar
+from lrihar.project import Project, package_versions
+from lrihar.sources import SourceError
+from lrihar.store import Store
+
+NG_NAME = "NG"
+
+
+@dataclass
+class ClassifySummary:
+    """What one ``classify`` run did."""
+
+    run_id: int
+    encoder: str
+    lambdas: dict[str, float]
+    templates: dict[str, int]
+    detections: int = 0
+    embedded: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    kept_corrected: int = 0
+    errors: list[SourceError] = field(default_factory=list)
+    sheets: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["errors"] = [asdict(e) for e in self.errors]
+        return out
+
+
+def build_encoder(cfg: ProjectConfig) -> Encoder:
+    """The encoder the project file's ``classify`` section describes."""
+    c = cfg.classify
+    kwargs: dict[str, Any] = {"batch_size": c.batch_size}
+    if c.encoder != "hand-pose":  # landmark geometry has no weights and no device
+        kwargs["device"] = c.device
+        if c.model is not None:
+            kwargs["model"] = c.model
+    return create_encoder(c.encoder, **kwargs | c.options)
+
+
+def class_lambdas(cfg: ProjectConfig, classes: list[str]) -> np.ndarray:
+    """λ per class: ``classes[].lambda`` where given, else ``classify.lambda``."""
+    per_class = {c.name: c.lambda_ for c in cfg.classes if c.lambda_ is not None}
+    return np.array([per_class.get(name, cfg.classify.lambda_) for name in classes], dtype=np.float32)
+
+
+def matcher_for(bank: TemplateBank, encoder: Encoder, cfg: ProjectConfig) -> Matcher:
+    return Matcher(bank.vectors, bank.template_class, len(bank.classes),
+                   class_lambdas(cfg, bank.classes), cfg.classify.reduce, cfg.classify.k,
+                   encoder.parts)
+
+
+def embed_detections(store: Store, encoder: Encoder, encoder_key: str, padding: float,
+                     errors: list[SourceError], show_progress: bool = False,
+                     only: set[int] | None = None) -> int:
+    """Embed and store detections not yet embedded with this encoder; returns how many.
+
+    ``only`` limits the work to these detection ids.
+    """
+    wanted = only if only is not None else {r[0] for r in store.db.execute("SELECT id FROM detections")}
+    todo = wanted - store.embedded_detections(encoder_key)
+    if not todo:
+        return 0
+    done = 0
+    crops = iter_crops(store, padding, errors, only=todo)
+    with progress_bar("embed", unit="crops", enabled=show_progress) as bar:
+        while batch := list(itertools.islice(crops, encoder.batch_size)):
+            items = [Crop(img, None if row.world_landmarks is None else np.asarray(row.world_landmarks),
+                          row.handedness) for row, img in batch]
+            store.put_detection_embeddings(encoder_key, [row.id for row, _ in batch], encoder.embed(items))
+            done += len(batch)
+            bar.update(done, of=len(todo))
+    return done
+
+
+def classify(project: Project, *, config: ProjectConfig | None = None, templates: Path | None = None,
+             encoder: Encoder | None = None, sheets_dir: Path | None = None, sheet_size: int = 60,
+             show_progress: bool = False) -> ClassifySummary:
+    """Label every stored detection with an action class or NG.
+
+    Args:
+        project: the opened project.
+        config: the resolved config (project file plus overrides).
+        templates: a templates root (one sub-folder per class) overriding the project file.
+        encoder: a ready encoder (else built from the config).
+        sheets_dir: where to write one contact sheet per class (None = no sheets).
+        sheet_size: crops per contact sheet (lowest scores first).
+        show_progress: draw a progress bar on stderr.
+    """
+    cfg = config or project.config
+    store = project.store
+    folders = class_folders(cfg, templates)
+    encoder = encoder or build_encoder(cfg)
+    key = store.register_encoder(encoder.describe())
+    started = time.perf_counter()
+    bank = build_bank(store, encoder, key, folders)
+    matcher = matcher_for(bank, encoder, cfg)
+    lambdas = dict(zip(bank.classes, map(float, matcher.lambdas), strict=True))
+    run_id = store.start_run("classify", {"project": cfg.model_dump(mode="json", by_alias=True),
+                                          "encoder": encoder.describe(), "templates": bank.counts()},
+                             package_versions())
+    summary = ClassifySummary(run_id, encoder.name, lambdas, bank.counts())
+    status = "failed"
+    try:
+        summary.embedded = embed_detections(store, encoder, key, cfg.classify.padding,
+                                            summary.errors, show_progress)
+        ids, vectors = store.detection_embeddings(key)
+        summary.detections = len(ids)
+        if len(ids):
+            result = matcher.assign(vectors)
+            names = [*bank.classes, NG_NAME]  # index -1 -> NG
+            rows = [(int(i), names[lab], _finite(s), names[r] if r != NG else None, _finite(m), key,
+                     float(matcher.lambdas[b]))
+                    for i, lab, s, r, m, b in zip(ids, result.label, result.score, result.runner_up,
+                                                  result.margin, result.best_class, strict=True)]
+            summary.kept_corrected = store.write_auto_labels(run_id, rows)
+        summary.counts = label_counts(store, bank.classes)
+        if sheets_dir is not None:
+            summary.sheets = [str(p) for p in write_contact_sheets(store, sheets_dir, sheet_size,
+                                                                   cfg.classify.padding)]
+        store.add_errors(run_id, summary.errors)
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        summary.seconds = round(time.perf_counter() - started, 3)
+        store.finish_run(run_id, status, summary.as_dict())
+    return summary
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def label_counts(store: Store, classes: list[str]) -> dict[str, int]:
+    """Detections per current label, classes in project order then NG."""
+    got = dict(store.db.execute("SELECT label, COUNT(*) FROM labels GROUP BY label").fetchall())
+    return {name: int(got.get(name, 0)) for name in [*classes, NG_NAME]} | {
+        k: int(v) for k, v in got.items() if k not in classes and k != NG_NAME}
+
+
+def write_contact_sheets(store: Store, out_dir: Path, per_class: int = 60,
+                         padding: float = 0.0) -> list[Path]:
+    """One PNG per label: up to ``per_class`` crops, lowest score first, captioned with scores."""
+    labels = store.labels()
+    by_label: dict[str, list[tuple[float, int]]] = {}
+    for det_id, lab in labels.items():
+        score = lab["score"] if lab["score"] is not None else -1.0
+        by_label.setdefault(lab["label"], []).append((score, det_id))
+    chosen = {name: sorted(items)[:per_class] for name, items in by_label.items()}
+    wanted = {det_id for items in chosen.values() for _, det_id in items}
+    crops = {row.id: img for row, img in iter_crops(store, padding, only=wanted)}
+    paths = []
+    for name, items in sorted(chosen.items()):
+        shown = [(s, i) for s, i in items if i in crops]
+        sheet = contact_sheet([crops[i] for _, i in shown],
+                              [f"{s:.3f}" + ("*" if labels[i]["provenance"] == "corrected" else "")
+                               for s, i in shown],
+                              f"{name}: {len(by_label[name])} crops, lowest {len(shown)} scores shown")
+        paths.append(save_sheet(Path(out_dir) / f"{_file_safe(name)}.png", sheet))
+    return paths
+
+
+def _file_safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

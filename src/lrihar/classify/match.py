@@ -3,8 +3,9 @@
 ``similarity`` is the cosine of L2-normalised rows (for multi-part embeddings, the weighted
 mean of per-part cosines over the parts both rows have). A class's score is the best template
 of that class (``reduce="max"``) or the mean of its ``k`` best (``reduce="topk-mean"``). The
-label is the best class when its score ≥ λ (per-class λ allowed), otherwise NG. Ties go to the
-class listed first.
+label is the best class when its score ≥ λ (per-class λ allowed), otherwise NG; an all-zero
+embedding (no evidence, e.g. hand-pose without landmarks) is always NG. Ties go to the class
+listed first.
 
 Example:
     >>> import numpy as np
@@ -115,5 +116,7 @@ class Matcher:
         else:
             runner = np.full(n, NG)
             margin = np.full(n, np.inf)
-        label = np.where(best_score >= self.lambdas[best], best, NG)
+        # An all-zero embedding carries no evidence (e.g. hand-pose without landmarks): NG.
+        has_signal = np.any(np.asarray(crops) != 0, axis=1)
+        label = np.where((best_score >= self.lambdas[best]) & has_signal, best, NG)
         return Assignment(label, best, best_score, runner, margin, scores)

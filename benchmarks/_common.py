@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 from pathlib import Path
+
+from lrihar.project import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 HANDS_DEV = next((p for p in (REPO.parent / "shared/data/hands-dev", REPO / "shared/data/hands-dev")
                   if p.is_dir()), REPO.parent / "shared/data/hands-dev")
 RESULTS = REPO / "benchmarks" / "results"
-
-
-def machine() -> dict:
-    """What the figures were measured on."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}
 
 
 def load_gt(dataset: str) -> list[dict]:
@@ -35,5 +21,5 @@ def load_gt(dataset: str) -> list[dict]:
 def write_result(name: str, result: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps({"benchmark": name, "machine": machine(), **result}, indent=2) + "\n")
+    path.write_text(json.dumps({"benchmark": name, "machine": machine_info(), **result}, indent=2) + "\n")
     return path

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from lrihar import videowriter
 from tiny_models import save_tiny_encoder, save_tiny_grounding_dino, save_tiny_owlv2
@@ -86,6 +88,38 @@ def hands_dev() -> Path:
     if not HANDS_DEV.is_dir():
         pytest.skip(f"real dev images not found at {HANDS_DEV} (only present in the lrihar workspace)")
     return HANDS_DEV
+
+
+CLASSES = ("gloved_hand", "bare_hand")
+
+
+@pytest.fixture
+def gloves_project(tmp_path, hands_dev):
+    """A project whose templates are 10 GT crops per class from even images, and whose
+    detections come from annotating 40 odd images with the offline detector."""
+    src = hands_dev / "gloves_roboflow"
+    entries = load_gt(src)
+    counts = dict.fromkeys(CLASSES, 0)
+    for k, im in enumerate(entries[::2]):
+        image = Image.open(src / im["file"]).convert("RGB")
+        for box, cls in zip(im["hands"], im["hand_classes"], strict=True):
+            if counts[cls] < 10:
+                folder = tmp_path / "p" / "templates" / cls
+                folder.mkdir(parents=True, exist_ok=True)
+                image.crop([round(v) for v in box]).save(folder / f"t{k}_{counts[cls]}.jpg")
+                counts[cls] += 1
+    images = tmp_path / "frames"
+    images.mkdir()
+    for im in entries[1::2][:40]:
+        shutil.copy(src / im["file"], images)
+    root = make_project(tmp_path / "p", classes=[{"name": c, "templates": f"templates/{c}"} for c in CLASSES],
+                        classify={"lambda": 0.6})
+    from lrihar.annotate.pipeline import annotate
+    from lrihar.project import Project
+
+    project = Project.open(root)
+    annotate(project, [str(images)])
+    return project
 
 
 def load_gt(path: Path) -> list[dict]:

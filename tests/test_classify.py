@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import load_gt, make_project
+from conftest import CLASSES, load_gt, make_project
 from lrihar.annotate.pipeline import annotate
 from lrihar.classify.match import Matcher
 from lrihar.classify.pipeline import classify, embed_detections
@@ -18,10 +18,7 @@ from lrihar.cli import main
 from lrihar.config import load_project_config
 from lrihar.errors import BadInputError
 from lrihar.models.encoders import create_encoder
-from lrihar.project import Project
 from lrihar.sources import read_image
-
-CLASSES = ("gloved_hand", "bare_hand")
 
 
 def gt_crops(hands_dev):
@@ -51,32 +48,6 @@ def test_offline_encoder_tells_gloved_from_bare_hands(hands_dev):
     chance = max(np.mean(labels[held_out]), 1 - np.mean(labels[held_out]))
     # measured 0.92 (seed 0; 0.88-0.95 over seeds), chance (majority class) ~0.58
     assert accuracy >= 0.80 > chance + 0.15
-
-
-@pytest.fixture
-def gloves_project(tmp_path, hands_dev):
-    """A project whose templates are 10 GT crops per class from even images, and whose
-    detections come from annotating 40 odd images with the offline detector."""
-    src = hands_dev / "gloves_roboflow"
-    entries = load_gt(src)
-    counts = dict.fromkeys(CLASSES, 0)
-    for k, im in enumerate(entries[::2]):
-        image = Image.open(src / im["file"]).convert("RGB")
-        for box, cls in zip(im["hands"], im["hand_classes"], strict=True):
-            if counts[cls] < 10:
-                folder = tmp_path / "p" / "templates" / cls
-                folder.mkdir(parents=True, exist_ok=True)
-                image.crop([round(v) for v in box]).save(folder / f"t{k}_{counts[cls]}.jpg")
-                counts[cls] += 1
-    images = tmp_path / "frames"
-    images.mkdir()
-    for im in entries[1::2][:40]:
-        shutil.copy(src / im["file"], images)
-    root = make_project(tmp_path / "p", classes=[{"name": c, "templates": f"templates/{c}"} for c in CLASSES],
-                        classify={"lambda": 0.6})
-    project = Project.open(root)
-    annotate(project, [str(images)])
-    return project
 
 
 def test_classify_labels_every_detection_and_resumes(gloves_project, tmp_path):

@@ -27,6 +27,22 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def machine_info() -> dict[str, object]:
+    """CPU model, core count, Python and platform: what figures were measured on."""
+    import os
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
 @dataclass
 class Project:
     """An opened project folder. The store is opened on first use."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from lrihar.errors import BadInputError
 
-SCHEMA_VERSION = 2  # 2: embeddings and labels (template classification)
+SCHEMA_VERSION = 3  # 2: embeddings and labels; 3: text_score, auto_label, sources.post
 
 FRAME_STATUSES = ("action", "empty", "gated")
 
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS sources (
     id INTEGER PRIMARY KEY,
     uri TEXT NOT NULL UNIQUE,
     kind TEXT NOT NULL,
-    added_at TEXT NOT NULL
+    added_at TEXT NOT NULL,
+    post TEXT
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -65,6 +66,7 @@ CREATE TABLE IF NOT EXISTS detections (
     frame_index INTEGER NOT NULL,
     x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
     score REAL NOT NULL,
+    text_score REAL,
     label TEXT NOT NULL,
     backend TEXT NOT NULL,
     box_threshold REAL,
@@ -95,6 +97,7 @@ CREATE TABLE IF NOT EXISTS detection_embeddings (
 CREATE TABLE IF NOT EXISTS labels (
     detection_id INTEGER PRIMARY KEY REFERENCES detections(id) ON DELETE CASCADE,
     label TEXT NOT NULL,
+    auto_label TEXT,
     score REAL,
     runner_up TEXT,
     margin REAL,
@@ -113,6 +116,11 @@ CREATE TABLE IF NOT EXISTS errors (
     at TEXT NOT NULL
 );
 """
+
+
+# Columns added after schema 1, for upgrading an existing store in place.
+_ADDED_COLUMNS = (("sources", "post", "TEXT"), ("detections", "text_score", "REAL"),
+                  ("labels", "auto_label", "TEXT"))
 
 
 def _now() -> str:
@@ -188,7 +196,11 @@ class Store:
                     f"{self.path}: store schema {row[0]} is newer than this lrihar "
                     f"(schema {SCHEMA_VERSION}); upgrade lrihar"
                 )
-            elif int(row[0]) < SCHEMA_VERSION:  # older stores only lack tables created above
+            elif int(row[0]) < SCHEMA_VERSION:  # tables were created above; add new columns
+                for table, column, kind in _ADDED_COLUMNS:
+                    have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+                    if column not in have:
+                        self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
                 self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
                                 (str(SCHEMA_VERSION),))
 
@@ -229,13 +241,15 @@ class Store:
         return [dict(zip(cols, row, strict=True)) for row in cur]
 
     # -- sources and frames ---------------------------------------------------------------
-    def source_id(self, uri: str, kind: str) -> int:
-        """The id of source ``uri``, added if new."""
+    def source_id(self, uri: str, kind: str, post: str | None = None) -> int:
+        """The id of source ``uri``, added if new; ``post`` (inspection post) is recorded if given."""
         with self.transaction():
             self.db.execute(
-                "INSERT OR IGNORE INTO sources (uri, kind, added_at) VALUES (?, ?, ?)",
-                (uri, kind, _now()),
+                "INSERT OR IGNORE INTO sources (uri, kind, added_at, post) VALUES (?, ?, ?, ?)",
+                (uri, kind, _now(), post),
             )
+            if post is not None:
+                self.db.execute("UPDATE sources SET post=? WHERE uri=?", (post, uri))
             return int(self.db.execute("SELECT id FROM sources WHERE uri=?", (uri,)).fetchone()[0])
 
     def done_frames(self, source_id: int) -> set[int]:
@@ -280,8 +294,8 @@ class Store:
                 if dets is not None and len(dets):
                     self.db.executemany(
                         "INSERT INTO detections (source_id, frame_index, x1, y1, x2, y2, score,"
-                        " label, backend, box_threshold, text_threshold, handedness, landmarks,"
-                        " world_landmarks, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        " text_score, label, backend, box_threshold, text_threshold, handedness,"
+                        " landmarks, world_landmarks, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         [(source_id, rec.index, *row, backend, *thresholds, *extra, run_id)
                          for row, extra in _detection_values(dets)],
                     )
@@ -393,31 +407,36 @@ class Store:
     def write_auto_labels(self, run_id: int, rows: Sequence[tuple]) -> int:
         """Store (detection_id, label, score, runner_up, margin, encoder_key, lambda) rows.
 
-        A label a person corrected is never overwritten. Returns how many were kept as corrected.
+        The matcher's answer always lands in ``auto_label`` (and its score, runner-up, margin);
+        ``label`` changes only where no person has corrected it. Returns how many labels were
+        kept as corrected.
         """
         now = _now()
         with self.transaction():
             self.db.executemany(
                 "INSERT INTO labels (detection_id, label, score, runner_up, margin, encoder_key,"
-                " lambda, provenance, run_id, at) VALUES (?,?,?,?,?,?,?,'auto',?,?)"
-                " ON CONFLICT(detection_id) DO UPDATE SET label=excluded.label,"
+                " lambda, provenance, run_id, at, auto_label) VALUES (?,?,?,?,?,?,?,'auto',?,?,?)"
+                " ON CONFLICT(detection_id) DO UPDATE SET auto_label=excluded.auto_label,"
+                " label=CASE WHEN labels.provenance='auto' THEN excluded.label ELSE labels.label END,"
                 " score=excluded.score, runner_up=excluded.runner_up, margin=excluded.margin,"
                 " encoder_key=excluded.encoder_key, lambda=excluded.lambda,"
-                " run_id=excluded.run_id, at=excluded.at WHERE labels.provenance='auto'",
-                [(*r, run_id, now) for r in rows],
+                " run_id=excluded.run_id, at=excluded.at",
+                [(*r, run_id, now, r[1]) for r in rows],
             )
             kept = self.db.execute("SELECT COUNT(*) FROM labels WHERE provenance='corrected'").fetchone()
         return int(kept[0])
 
     def labels(self, provenance: str | None = None) -> dict[int, dict[str, Any]]:
         """Current label per detection id (optionally only 'auto' or 'corrected' ones)."""
-        sql = "SELECT detection_id, label, score, runner_up, margin, lambda, provenance FROM labels"
+        sql = ("SELECT detection_id, label, score, runner_up, margin, lambda, provenance, auto_label"
+               " FROM labels")
         params: tuple = ()
         if provenance:
             sql += " WHERE provenance=?"
             params = (provenance,)
         return {r[0]: {"label": r[1], "score": r[2], "runner_up": r[3], "margin": r[4],
-                       "lambda": r[5], "provenance": r[6]} for r in self.db.execute(sql, params)}
+                       "lambda": r[5], "provenance": r[6], "auto_label": r[7]}
+                for r in self.db.execute(sql, params)}
 
 
 def _blob(vector: np.ndarray) -> bytes:
@@ -425,10 +444,11 @@ def _blob(vector: np.ndarray) -> bytes:
 
 
 def _detection_values(dets: Any) -> Iterator[tuple[tuple, tuple]]:
-    """Rows of (x1, y1, x2, y2, score, label) and (handedness, landmarks, world) per box."""
+    """Rows of (x1, y1, x2, y2, score, text_score, label) and (handedness, landmarks, world)."""
     n = len(dets)
     conf = dets.confidence if dets.confidence is not None else np.ones(n)
     data = dets.data
+    text = data.get("text_score")
     labels = data.get("class_name", ["hand"] * n)
     hands = data.get("handedness")
     lms = data.get("landmarks")
@@ -436,7 +456,7 @@ def _detection_values(dets: Any) -> Iterator[tuple[tuple, tuple]]:
     for i in range(n):
         x1, y1, x2, y2 = (float(v) for v in dets.xyxy[i])
         yield (
-            (x1, y1, x2, y2, float(conf[i]), str(labels[i])),
+            (x1, y1, x2, y2, float(conf[i]), None if text is None else float(text[i]), str(labels[i])),
             (
                 None if hands is None else str(hands[i]),
                 None if lms is None else json.dumps(np.round(lms[i], 5).tolist()),

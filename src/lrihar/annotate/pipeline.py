@@ -75,7 +75,7 @@ def open_sources(uris: list[str], cfg: ProjectConfig) -> list[FrameSource]:
 
 
 def annotate(project: Project, uris: list[str] | None = None, *, config: ProjectConfig | None = None,
-             detector: Detector | None = None, redo: bool = False,
+             detector: Detector | None = None, redo: bool = False, post: str | None = None,
              show_progress: bool = False) -> AnnotateSummary:
     """Detect hand actions in ``uris`` and store frames and boxes in the project.
 
@@ -88,9 +88,13 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
         config: the resolved config (project file plus overrides); defaults to the project's.
         detector: a ready detector (else built from the config).
         redo: forget these sources' stored frames first and process them afresh.
+        post: the inspection post these inputs film (one of the project's ``posts``).
         show_progress: draw a progress bar on stderr.
     """
     cfg = config or project.config
+    if post is not None and post not in cfg.posts:
+        raise BadInputError(f"--post: {post!r} is not one of the project's posts "
+                            f"({', '.join(cfg.posts)}); add it to `posts` in the project file")
     sources = open_sources(list(uris or cfg.sources), cfg)
     detector = detector or build_detector(cfg)
     gate = build_gate(cfg.gate)
@@ -104,7 +108,7 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
     try:
         with progress_bar("annotate", enabled=show_progress) as bar:
             for source in sources:
-                _annotate_source(source, store, run_id, detector, gate, summary, redo, bar)
+                _annotate_source(source, store, run_id, detector, gate, summary, redo, post, bar)
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -117,8 +121,8 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
 
 
 def _annotate_source(source: FrameSource, store: Store, run_id: int, detector: Detector, gate,
-                     summary: AnnotateSummary, redo: bool, bar) -> None:
-    source_id = store.source_id(source.uri, source.kind)
+                     summary: AnnotateSummary, redo: bool, post: str | None, bar) -> None:
+    source_id = store.source_id(source.uri, source.kind, post)
     if redo:
         store.forget_source(source_id)
     done = store.done_frames(source_id)

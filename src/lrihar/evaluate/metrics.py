@@ -79,3 +79,28 @@ def detection_scores(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray],
         accuracy=pred_hit / pred_total if pred_total else 1.0,
         gt_hit=gt_hit, gt_total=gt_total, pred_hit=pred_hit, pred_total=pred_total,
     )
+
+
+def standard_metrics(preds: Sequence[np.ndarray], scores: Sequence[np.ndarray],
+                     gts: Sequence[np.ndarray]) -> dict[str, float]:
+    """Class-agnostic precision / recall / F1 at IoU 0.5 and AP50, mAP50-95 (supervision).
+
+    ``preds[k]`` are boxes of image k with confidences ``scores[k]``; ``gts[k]`` its truth.
+    """
+    import supervision as sv
+    from supervision.metrics import F1Score, MeanAveragePrecision, Precision, Recall
+
+    def dets(xyxy, conf=None):
+        xyxy = np.asarray(xyxy, dtype=float).reshape(-1, 4)
+        return sv.Detections(xyxy=xyxy, class_id=np.zeros(len(xyxy), dtype=int),
+                             confidence=None if conf is None else np.asarray(conf, dtype=float))
+
+    p = [dets(b, s) for b, s in zip(preds, scores, strict=True)]
+    g = [dets(b) for b in gts]
+    out: dict[str, float] = {}
+    m = MeanAveragePrecision(class_agnostic=True).update(p, g).compute()
+    out["ap50"], out["map50_95"] = float(m.map50), float(m.map50_95)
+    out["precision@0.5"] = float(Precision().update(p, g).compute().precision_at_50)
+    out["recall@0.5"] = float(Recall().update(p, g).compute().recall_at_50)
+    out["f1@0.5"] = float(F1Score().update(p, g).compute().f1_50)
+    return out

@@ -25,6 +25,8 @@ class GroundingDinoDetector(TransformersZeroShotDetector):
     model_class = "GroundingDinoForObjectDetection"
 
     def _detect_chunk(self, images: list) -> list:
+        import torch
+
         text = normalise_prompt(self.prompt)
         inputs = self.processor(images=images, text=[text] * len(images),
                                 return_tensors="pt", padding=True).to(self.device)
@@ -34,8 +36,17 @@ class GroundingDinoDetector(TransformersZeroShotDetector):
             text_threshold=self.text_threshold,
             target_sizes=[(im.height, im.width) for im in images],
         )
-        return [
-            to_detections(r["boxes"], r["scores"], r["text_labels"],
-                          im.width, im.height)
-            for r, im in zip(results, images, strict=True)
-        ]
+        probs = torch.sigmoid(outputs.logits)
+        out = []
+        for r, im, p in zip(results, images, probs, strict=True):
+            # The processor keeps a query when its best token prob > box threshold, and names it
+            # from the tokens (bar the first and last position) whose prob > text threshold. A
+            # box whose name comes out empty matched no prompt phrase: it is dropped, so a box
+            # is kept iff score > box threshold and text_score > text threshold (what sweeps
+            # re-threshold offline).
+            kept = p[p.max(dim=-1).values > self.box_threshold]
+            text_scores = kept[:, 1:-1].max(dim=-1).values
+            dets = to_detections(r["boxes"], r["scores"], r["text_labels"], im.width, im.height)
+            dets.data["text_score"] = text_scores.float().cpu().numpy()
+            out.append(dets[dets.data["text_score"] > self.text_threshold])
+        return out

@@ -1,0 +1,248 @@
+"""Evaluation: standard metrics vs pycocotools, sweeps equal reruns, confusion, cost, report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import CLASSES, load_gt, synthetic_frames
+from lrihar.cli import main
+from lrihar.errors import BadInputError
+from lrihar.evaluate.confusion import NG, Confusion, plot_confusion
+from lrihar.evaluate.cost import CostRates, annotation_cost
+from lrihar.evaluate.groundtruth import load_ground_truth
+from lrihar.evaluate.metrics import standard_metrics
+from lrihar.evaluate.sweep import ImagePredictions, best_pair, keep, plot_surfaces, sweep
+from lrihar.models.detectors import create_detector
+
+
+def test_ap50_agrees_with_pycocotools(tmp_path):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gts = [np.array([[10, 10, 50, 50], [60, 60, 90, 90]], float), np.array([[5, 5, 40, 45]], float)]
+    preds = [np.array([[12, 11, 50, 52], [100, 100, 120, 120], [61, 58, 88, 92]], float),
+             np.array([[6, 4, 30, 45]], float)]
+    scores = [np.array([0.9, 0.8, 0.4]), np.array([0.7])]
+    ours = standard_metrics(preds, scores, gts)
+
+    images = [{"id": i + 1, "width": 200, "height": 200, "file_name": f"{i}.jpg"} for i in range(2)]
+    anns, dets = [], []
+    for i, (g, p, s) in enumerate(zip(gts, preds, scores, strict=True)):
+        for b in g:
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
+                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": float((b[2] - b[0]) * (b[3] - b[1]))})
+        for b, sc in zip(p, s, strict=True):
+            dets.append({"image_id": i + 1, "category_id": 1, "score": float(sc),
+                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})
+    (tmp_path / "gt.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                  "categories": [{"id": 1, "name": "hand"}]}))
+    coco = COCO(str(tmp_path / "gt.json"))
+    ev = COCOeval(coco, coco.loadRes(dets), "bbox")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    assert ours["ap50"] == pytest.approx(ev.stats[1], abs=0.02)
+    assert ours["map50_95"] == pytest.approx(ev.stats[0], abs=0.02)
+    # IoUs 0.88, 0.80, 0.67 (hand-computed) all match; the box at (100, 100) is a false positive
+    assert ours["recall@0.5"] == pytest.approx(1.0) and ours["precision@0.5"] == pytest.approx(3 / 4)
+
+
+def test_confusion_counts_and_the_papers_two_accuracies():
+    truth = ["a", "a", "a", "b", "b", NG, "a"]
+    pred = ["a", "a", "b", "b", NG, NG, NG]
+    c = Confusion.from_labels(truth, pred, ["a", "b"])
+    assert c.classes == ["a", "b", NG]
+    assert c.counts.tolist() == [[2, 1, 1], [0, 1, 1], [0, 0, 1]]
+    s = c.summary()
+    # right: a->a 2, b->b 1, NG->NG 1 = 4 of 7; outside NG: 3 right of 4 labelled a/b
+    assert (s["right"], s["wrong"], s["sent_to_ng"]) == (4, 3, 3)
+    assert s["accuracy"] == pytest.approx(4 / 7)
+    assert s["accuracy_without_ng"] == pytest.approx(3 / 4)
+    assert c.row_normalised()[0].tolist() == pytest.approx([0.5, 0.25, 0.25])
+
+
+def test_confusion_plot(tmp_path):
+    c = Confusion.from_labels(["a", "b"], ["a", NG])
+    path = plot_confusion(c, tmp_path / "c.png", "test")
+    assert path.stat().st_size > 5_000
+
+
+@pytest.mark.parametrize(("a", "b"), [(0.05, 0.0), (0.2, 0.1), (0.35, 0.3), (0.6, 0.5)])
+def test_offline_rethreshold_equals_running_grounding_dino_there(tiny_grounding_dino, a, b):
+    frames = synthetic_frames(3, 160, 120)
+    low = create_detector("grounding-dino", model=str(tiny_grounding_dino), box_threshold=0.0,
+                          text_threshold=0.0, batch_size=1)
+    at = create_detector("grounding-dino", model=str(tiny_grounding_dino), box_threshold=a,
+                         text_threshold=b, batch_size=1)
+    for frame in frames:
+        pred = ImagePredictions.from_detections(low(frame))
+        offline = pred.xyxy[keep(pred, "box-text", a, b)]
+        direct = at(frame).xyxy
+        assert len(offline) == len(direct)
+        assert np.allclose(np.sort(offline, axis=0), np.sort(direct, axis=0), atol=1e-3)
+
+
+def test_offline_score_threshold_equals_running_owlv2_there(tiny_owlv2):
+    frame = synthetic_frames(1)[0]
+    pred = ImagePredictions.from_detections(create_detector("owlv2", model=str(tiny_owlv2),
+                                                            box_threshold=0.0)(frame))
+    for a in (0.1, 0.4, 0.8):
+        direct = create_detector("owlv2", model=str(tiny_owlv2), box_threshold=a)(frame)
+        assert len(keep(pred, "score-nms", a, 1.0)) == len(direct)
+
+
+def test_nms_axis_suppresses_overlaps():
+    pred = ImagePredictions(np.array([[0, 0, 10, 10], [1, 0, 11, 10], [50, 50, 60, 60]], float),
+                            np.array([0.9, 0.8, 0.7]))
+    assert keep(pred, "score-nms", 0.0, 1.0).tolist() == [0, 1, 2]
+    assert keep(pred, "score-nms", 0.0, 0.5).tolist() == [0, 2]  # IoU 0.82 > 0.5
+    assert keep(pred, "score-nms", 0.75, 0.5).tolist() == [0]
+    assert keep(pred, "score-nms", 0.75, 1.0).tolist() == [0, 1]
+
+
+def test_sweep_rows_and_best_pair_at_the_floor():
+    preds = [ImagePredictions(np.array([[0, 0, 10, 10], [50, 50, 60, 60]], float),
+                              np.array([0.9, 0.3]), np.array([0.8, 0.2]))]
+    gts = [np.array([[0, 0, 10, 10]], float)]
+    rows = sweep(preds, gts, "box-text", [0.1, 0.5], [0.1, 0.5], ious=(0.3,))
+    assert len(rows) == 4
+    by = {(r["box_threshold"], r["text_threshold"]): r for r in rows}
+    assert by[(0.1, 0.1)]["accuracy"] == 0.5 and by[(0.5, 0.1)]["accuracy"] == 1.0
+    assert best_pair(rows, 0.3, 1.0)["box_threshold"] in (0.1, 0.5)
+    assert best_pair(rows, 0.3, 1.0)["accuracy"] == 1.0
+    assert best_pair(rows, 0.4, 0.5) is None  # no rows at that T_IoU
+
+
+def test_surface_plots_png_and_svg(tmp_path):
+    rows = {"m1": [{"box_threshold": a, "text_threshold": b, "iou": 0.3, "recall": a * b,
+                    "accuracy": 1 - a, "predictions": 1, "ground_truth": 1}
+                   for a in (0.1, 0.5, 0.9) for b in (0.1, 0.5, 0.9)]}
+    png, svg = plot_surfaces(rows, "recall", 0.3, tmp_path / "s")
+    assert png.stat().st_size > 10_000
+    text = svg.read_text()
+    assert "threshold 1" in text or "threshold" in text
+
+
+def _gloves_coco_with_classes(hands_dev, path, limit=None):
+    """COCO ground truth of the gloves set with gloved/bare categories (from gt.json)."""
+    images, anns = [], []
+    for im in load_gt(hands_dev / "gloves_roboflow")[:limit]:
+        images.append({"id": len(images) + 1, "file_name": im["file"], "width": im["width"],
+                       "height": im["height"]})
+        for (x1, y1, x2, y2), cls in zip(im["hands"], im["hand_classes"], strict=True):
+            anns.append({"id": len(anns) + 1, "image_id": len(images), "category_id": CLASSES.index(cls) + 1,
+                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+    path.write_text(json.dumps({"images": images, "annotations": anns,
+                                "categories": [{"id": i + 1, "name": c} for i, c in enumerate(CLASSES)]}))
+    return path
+
+
+def test_ground_truth_from_coco_and_yolo(tmp_path, hands_dev):
+    coco = load_ground_truth(hands_dev / "mmpose_hands" / "coco.json")
+    assert len(coco.images) == 22 and sum(len(b) for b in coco.boxes.values()) == 32
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    Image.new("RGB", (100, 50)).save(root / "images" / "a.jpg")
+    (root / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.4\n")
+    (root / "data.yaml").write_text("names: [hand]\nnc: 1\n")
+    yolo = load_ground_truth(root)
+    assert yolo.boxes[yolo.images[0]].tolist() == [pytest.approx([40.0, 15.0, 60.0, 35.0], abs=1e-4)]
+    with pytest.raises(BadInputError, match="ground truth not found"):
+        load_ground_truth(tmp_path / "nope.json")
+    (tmp_path / "bad.json").write_text("{\"images\": 3}")
+    with pytest.raises(BadInputError, match="cannot read ground truth"):
+        load_ground_truth(tmp_path / "bad.json")
+
+
+def test_evaluate_cli_reports_every_figure(gloves_project, hands_dev, tmp_path, capsys):
+    from lrihar.classify.pipeline import classify
+
+    classify(gloves_project)
+    gt = _gloves_coco_with_classes(hands_dev, tmp_path / "gt.json")
+    out = tmp_path / "eval.json"
+    code = main(["evaluate", "-p", str(gloves_project.root), "--gt", str(gt), "--images",
+                 str(hands_dev / "gloves_roboflow"), "--json", str(out)])
+    assert code == 0
+    doc = json.loads(out.read_text())
+    det = doc["detection"]
+    assert det["matched_images"] == 40
+    assert 0.3 < det["paper"]["0.3"]["recall"] <= 1 and det["paper"]["0.3"]["accuracy"] > 0.8
+    assert set(det["standard"]) == {"ap50", "map50_95", "precision@0.5", "recall@0.5", "f1@0.5"}
+    cls = doc["classification"]["(line)"]
+    assert cls["classes"] == [*CLASSES, "NG"] and cls["crops"] > 10
+    assert 0.5 < cls["accuracy_without_ng"] <= 1
+    post = doc["cost"]["posts"][0]
+    assert post["classifier_crops_lrihar"] == 20  # only the templates were touched by a person
+    assert 0 < doc["cost"]["line"]["saved"] < 1
+    assert "recall (eq. 3)" in capsys.readouterr().out
+
+
+def test_cost_table_hand_computed(tmp_path):
+    from lrihar.store import FrameRecord, Store
+
+    store = Store(tmp_path / "p.db")
+    run = store.start_run("t", {}, {})
+    src = store.source_id("/v.mp4", "video", "post-1")
+    import supervision as sv
+
+    box = sv.Detections(xyxy=np.array([[0, 0, 5, 5]], float), confidence=np.array([0.9]),
+                        class_id=np.array([0]), data={"class_name": np.array(["hand"])})
+    store.write_frames(run, src, [(FrameRecord(i, i, 10, 10, "action"), box) for i in range(10)], "t")
+    ids = [r[0] for r in store.db.execute("SELECT id FROM detections ORDER BY id")]
+    store.write_auto_labels(run, [(i, "a", 0.9, None, None, "k", 0.5) for i in ids])
+    store.db.execute("UPDATE labels SET provenance='corrected' WHERE detection_id=?", (ids[0],))
+    rates = CostRates(seconds_per_detector_image=36.0, crops_per_class_manual=200, hours_per_class_set=1.0)
+    cost = annotation_cost(store, n_classes=2, n_templates=4, rates=rates, posts_per_line=20)
+    row = cost["posts"][0]
+    # crop rate = 3600 / (200 × 2) = 9 s; manual: 10 images × 36 s + 10 crops × 9 s = 450 s
+    # lrihar: 1 touched image × 36 s + (1 corrected + 4 templates) crops × 9 s = 81 s
+    assert (row["hours_manual"], row["hours_lrihar"]) == (round(450 / 3600, 2), round(81 / 3600, 2))
+    assert row["saved"] == pytest.approx(1 - 81 / 450, abs=1e-4)
+    assert cost["line"]["hours_manual"] == pytest.approx(20 * round(450 / 3600, 2), abs=0.1)
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_html_opens_in_headless_chromium(gloves_project, hands_dev, tmp_path):
+    from lrihar.classify.pipeline import classify
+
+    classify(gloves_project)
+    gt = _gloves_coco_with_classes(hands_dev, tmp_path / "gt.json")
+    sweep_out = tmp_path / "sweep"
+    assert main(["sweep", "--gt", str(hands_dev / "mmpose_hands" / "coco.json"), "--detector",
+                 "mediapipe-hands", "-o", str(sweep_out), "--no-progress"]) == 0
+    html = tmp_path / "report.html"
+    assert main(["report", "-p", str(gloves_project.root), "-o", str(html), "--gt", str(gt), "--images",
+                 str(hands_dev / "gloves_roboflow"), "--sweep", str(sweep_out)]) == 0
+    text = html.read_text()
+    for heading in ("Detection (eq. 3 recall", "Threshold sweeps (Fig. 7)", "Classification (Fig. 8)",
+                    "Annotation cost (Table 3)", "Classifiers (Table 4)", "Versions and hardware"):
+        assert heading in text
+    assert text.count("data:image/png;base64,") >= 5  # 4 surfaces + confusion, inlined
+    assert html.with_suffix(".md").read_text().startswith("# lrihar report")
+    if not _chromium():
+        pytest.skip("no chromium on this machine (scripts/install.sh installs it): browser check not run")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run"])
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(html.as_uri())
+        assert page.title().startswith("lrihar report")
+        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+        browser.close()
+    assert errors == []
+    assert widths and all(w > 100 for w in widths)  # every inlined figure decoded

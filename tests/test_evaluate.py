@@ -34,8 +34,9 @@ def test_ap50_agrees_with_pycocotools(tmp_path):
     anns, dets = [], []
     for i, (g, p, s) in enumerate(zip(gts, preds, scores, strict=True)):
         for b in g:
+            w, h = b[2] - b[0], b[3] - b[1]
             anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
-                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": float((b[2] - b[0]) * (b[3] - b[1]))})
+                         "bbox": [b[0], b[1], w, h], "area": float(w * h)})
         for b, sc in zip(p, s, strict=True):
             dets.append({"image_id": i + 1, "category_id": 1, "score": float(sc),
                          "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import platform
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import metadata
@@ -72,3 +75,26 @@ def init_project(root: str | Path, force: bool = False) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     path.write_text(EXAMPLE_PROJECT, encoding="utf-8")
     return path
+
+
+@contextmanager
+def recorded_run(store: Store, command: str, config: dict,
+                 close: Callable[[float], dict]) -> Iterator[int]:
+    """Record a run in the store: config and versions up front, then, however it ends
+    (done, failed, interrupted), its status and the summary ``close(seconds)`` returns.
+
+    Example:
+        >>> with recorded_run(store, "annotate", cfg, lambda s: {"seconds": s}) as run_id:  # doctest: +SKIP
+        ...     work(run_id)
+    """
+    run_id = store.start_run(command, config, package_versions())
+    started = time.perf_counter()
+    status = "failed"
+    try:
+        yield run_id
+        status = "done"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        store.finish_run(run_id, status, close(round(time.perf_counter() - started, 3)))

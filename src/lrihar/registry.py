@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from lrihar.errors import BadInputError
@@ -21,9 +22,16 @@ class Registry(Generic[T]):
         ['null']
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, builtin_modules: Sequence[str] = ()) -> None:
         self.kind = kind
         self._factories: dict[str, Callable[..., T]] = {}
+        # Modules that register the built-in backends; imported on first lookup so that
+        # importing the registry stays light.
+        self._builtin_modules = tuple(builtin_modules)
+
+    def _load_builtins(self) -> None:
+        for module in self._builtin_modules:
+            importlib.import_module(module)
 
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator registering ``factory`` under ``name``."""
@@ -38,10 +46,12 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
+        self._load_builtins()
         return sorted(self._factories)
 
     def create(self, name: str, **config) -> T:
         """Build the backend ``name`` with ``config``; unknown names and options are bad input."""
+        self._load_builtins()
         if name not in self._factories:
             raise BadInputError(
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.names())}"

@@ -9,7 +9,6 @@ Example:
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,7 +17,7 @@ from lrihar.config import ProjectConfig
 from lrihar.errors import BadInputError
 from lrihar.models.detectors import Detector, create_detector
 from lrihar.progress import progress_bar
-from lrihar.project import Project, package_versions
+from lrihar.project import Project, recorded_run
 from lrihar.sources import Frame, FrameSource, SourceError, open_source, prefetch
 from lrihar.store import FrameRecord, Store
 
@@ -99,24 +98,20 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
     detector = detector or build_detector(cfg)
     gate = build_gate(cfg.gate)
     store = project.store
-    run_config = {"project": cfg.model_dump(mode="json"), "detector": detector.describe(),
+    run_config = {"project": cfg.model_dump(mode="json", by_alias=True), "detector": detector.describe(),
                   "inputs": [s.uri for s in sources]}
-    run_id = store.start_run("annotate", run_config, package_versions())
-    summary = AnnotateSummary(run_id=run_id, sources=len(sources))
-    started = time.perf_counter()
-    status = "failed"
-    try:
+    summary = AnnotateSummary(run_id=0, sources=len(sources))
+
+    def close(seconds: float) -> dict:
+        summary.seconds = seconds
+        summary.gate = gate.stats()
+        return summary.as_dict()
+
+    with recorded_run(store, "annotate", run_config, close) as run_id:
+        summary.run_id = run_id
         with progress_bar("annotate", enabled=show_progress) as bar:
             for source in sources:
                 _annotate_source(source, store, run_id, detector, gate, summary, redo, post, bar)
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        summary.seconds = round(time.perf_counter() - started, 3)
-        summary.gate = gate.stats()
-        store.finish_run(run_id, status, summary.as_dict())
     return summary
 
 

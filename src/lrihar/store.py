@@ -26,7 +26,7 @@ import numpy as np
 
 from lrihar.errors import BadInputError
 
-SCHEMA_VERSION = 3  # 2: embeddings and labels; 3: text_score, auto_label, sources.post
+SCHEMA_VERSION = 4  # 2: embeddings, labels; 3: text_score, auto_label, post; 4: review
 
 FRAME_STATUSES = ("action", "empty", "gated")
 
@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS detections (
     landmarks TEXT,
     world_landmarks TEXT,
     run_id INTEGER NOT NULL REFERENCES runs(id),
+    rejected INTEGER NOT NULL DEFAULT 0,
     FOREIGN KEY (source_id, frame_index) REFERENCES frames(source_id, frame_index)
 );
 CREATE INDEX IF NOT EXISTS detections_by_frame ON detections(source_id, frame_index);
@@ -105,8 +106,29 @@ CREATE TABLE IF NOT EXISTS labels (
     lambda REAL,
     provenance TEXT NOT NULL CHECK (provenance IN ('auto', 'corrected')),
     run_id INTEGER REFERENCES runs(id),
-    at TEXT NOT NULL
+    at TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS review_sessions (
+    id INTEGER PRIMARY KEY,
+    reviewer TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    last_at TEXT NOT NULL,
+    seconds REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS review_log (
+    id INTEGER PRIMARY KEY,
+    action_id INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    session_id INTEGER REFERENCES review_sessions(id),
+    action TEXT NOT NULL,
+    detection_id INTEGER NOT NULL,
+    before TEXT,
+    after TEXT,
+    undone INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS review_log_by_action ON review_log(action_id);
 CREATE TABLE IF NOT EXISTS errors (
     id INTEGER PRIMARY KEY,
     run_id INTEGER REFERENCES runs(id),
@@ -120,7 +142,8 @@ CREATE TABLE IF NOT EXISTS errors (
 
 # Columns added after schema 1, for upgrading an existing store in place.
 _ADDED_COLUMNS = (("sources", "post", "TEXT"), ("detections", "text_score", "REAL"),
-                  ("labels", "auto_label", "TEXT"))
+                  ("labels", "auto_label", "TEXT"), ("detections", "rejected", "INTEGER NOT NULL DEFAULT 0"),
+                  ("labels", "version", "INTEGER NOT NULL DEFAULT 0"))
 
 
 def _now() -> str:
@@ -164,6 +187,7 @@ class DetectionRow:
     runner_up: str | None = None
     margin: float | None = None
     label_provenance: str | None = None
+    rejected: bool = False
 
 
 class Store:
@@ -321,21 +345,26 @@ class Store:
             out[f"frames_{status}"] = n
         return out
 
-    def detections(self, source_uri: str | None = None) -> Iterator[DetectionRow]:
-        """Stored detections in (source, frame, id) order."""
+    def detections(self, source_uri: str | None = None,
+                   include_rejected: bool = False) -> Iterator[DetectionRow]:
+        """Stored detections in (source, frame, id) order; boxes a person rejected only if asked."""
         sql = (
             "SELECT d.id, s.uri, s.kind, d.frame_index, f.timestamp, f.name, f.width, f.height,"
             " d.x1, d.y1, d.x2, d.y2, d.score, d.label, d.backend, d.run_id, d.handedness,"
-            " d.landmarks, d.world_landmarks, l.label, l.score, l.runner_up, l.margin, l.provenance"
-            " FROM detections d"
+            " d.landmarks, d.world_landmarks, l.label, l.score, l.runner_up, l.margin, l.provenance,"
+            " d.rejected FROM detections d"
             " JOIN frames f ON f.source_id = d.source_id AND f.frame_index = d.frame_index"
             " JOIN sources s ON s.id = d.source_id"
             " LEFT JOIN labels l ON l.detection_id = d.id"
         )
-        params: tuple = ()
+        where, params = [], []
         if source_uri is not None:
-            sql += " WHERE s.uri = ?"
-            params = (source_uri,)
+            where.append("s.uri = ?")
+            params.append(source_uri)
+        if not include_rejected:
+            where.append("d.rejected = 0")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY s.uri, d.frame_index, d.id"
         for r in self.db.execute(sql, params):
             yield DetectionRow(
@@ -345,7 +374,7 @@ class Store:
                 landmarks=json.loads(r[17]) if r[17] else None,
                 world_landmarks=json.loads(r[18]) if r[18] else None,
                 action=r[19], action_score=r[20], runner_up=r[21], margin=r[22],
-                label_provenance=r[23],
+                label_provenance=r[23], rejected=bool(r[24]),
             )
 
     def frames(self) -> Iterator[tuple[str, str, FrameRecord]]:

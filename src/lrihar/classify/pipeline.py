@@ -87,7 +87,8 @@ def embed_detections(store: Store, encoder: Encoder, encoder_key: str, padding: 
 
     ``only`` limits the work to these detection ids.
     """
-    wanted = only if only is not None else {r[0] for r in store.db.execute("SELECT id FROM detections")}
+    wanted = only if only is not None else {
+        r[0] for r in store.db.execute("SELECT id FROM detections WHERE rejected = 0")}
     todo = wanted - store.embedded_detections(encoder_key)
     if not todo:
         return 0

@@ -1,0 +1,267 @@
+"""Review actions on the store: every change is immediate, logged with who/when, and undoable.
+
+A label row carries a ``version``; an action on it may state the version it was shown, and is
+refused (``ReviewConflict``) if someone changed the row since, so two people editing at once
+never silently overwrite each other. Each action is one transaction and one ``action_id`` in
+``review_log`` (with the state before and after), which :func:`undo_last` reverts.
+
+Example:
+    >>> session = start_session(store, "ana")  # doctest: +SKIP
+    >>> relabel(store, [12, 13], "door_open", "ana", session)  # doctest: +SKIP
+    >>> undo_last(store, "ana")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lrihar.errors import BadInputError, LriharError
+from lrihar.store import Store
+
+NG = "NG"
+# A break longer than this between two actions is not counted as review time.
+IDLE_SECONDS = 120.0
+
+
+class ReviewConflict(LriharError):
+    """The row changed since the reviewer saw it; reload and try again."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def start_session(store: Store, reviewer: str) -> int:
+    """Open a review session (its time and touched items feed the cost table)."""
+    if not reviewer.strip():
+        raise BadInputError("reviewer: give a name, so every correction says who made it")
+    now = _now().isoformat()
+    with store.transaction():
+        cur = store.db.execute("INSERT INTO review_sessions (reviewer, started_at, last_at) VALUES (?,?,?)",
+                               (reviewer, now, now))
+    return int(cur.lastrowid)
+
+
+def _touch_session(db: sqlite3.Connection, session_id: int | None) -> None:
+    if session_id is None:
+        return
+    row = db.execute("SELECT last_at FROM review_sessions WHERE id=?", (session_id,)).fetchone()
+    if row is None:
+        raise BadInputError(f"review session {session_id} does not exist; start a new one")
+    now = _now()
+    gap = (now - datetime.fromisoformat(row[0])).total_seconds()
+    db.execute("UPDATE review_sessions SET last_at=?, seconds=seconds+? WHERE id=?",
+               (now.isoformat(), min(max(gap, 0.0), IDLE_SECONDS), session_id))
+
+
+def state(db: sqlite3.Connection, det_id: int) -> dict[str, Any]:
+    """What a review can change about a detection: its box, rejection and label."""
+    row = db.execute("SELECT d.x1, d.y1, d.x2, d.y2, d.rejected, l.label, l.provenance, l.version,"
+                     " l.auto_label FROM detections d LEFT JOIN labels l ON l.detection_id = d.id"
+                     " WHERE d.id=?", (det_id,)).fetchone()
+    if row is None:
+        raise BadInputError(f"detection {det_id} does not exist")
+    return {"xyxy": list(row[:4]), "rejected": bool(row[4]), "label": row[5], "provenance": row[6],
+            "version": row[7] or 0, "auto_label": row[8]}
+
+
+def _check_versions(db: sqlite3.Connection, ids: Sequence[int], seen: dict[int, int] | None) -> None:
+    for det_id in ids:
+        current = state(db, det_id)["version"]
+        if seen is not None and det_id in seen and seen[det_id] != current:
+            raise ReviewConflict(f"detection {det_id} was changed by someone else (version {current}, "
+                                 f"you saw {seen[det_id]}); reload the page")
+
+
+def _log(db: sqlite3.Connection, action_id: int, reviewer: str, session_id: int | None, action: str,
+         det_id: int, before: dict | None, after: dict | None) -> None:
+    db.execute("INSERT INTO review_log (action_id, at, reviewer, session_id, action, detection_id, before,"
+               " after) VALUES (?,?,?,?,?,?,?,?)",
+               (action_id, _now().isoformat(), reviewer, session_id, action, det_id,
+                None if before is None else json.dumps(before), None if after is None else json.dumps(after)))
+
+
+def _next_action_id(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT COALESCE(MAX(action_id), 0) + 1 FROM review_log").fetchone()[0])
+
+
+def _set_label(db: sqlite3.Connection, det_id: int, label: str) -> None:
+    now = _now().isoformat()
+    db.execute("INSERT INTO labels (detection_id, label, provenance, at, version)"
+               " VALUES (?,?,'corrected',?,1) ON CONFLICT(detection_id) DO UPDATE SET"
+               " label=excluded.label, provenance='corrected', at=excluded.at,"
+               " version=labels.version+1", (det_id, label, now))
+
+
+def _apply(store: Store, action: str, ids: Sequence[int], reviewer: str, session_id: int | None,
+           seen: dict[int, int] | None, change) -> list[dict]:
+    """Run ``change(db, det_id)`` for each id in one transaction, logging before/after."""
+    with store.transaction() as db:
+        _check_versions(db, ids, seen)
+        action_id = _next_action_id(db)
+        out = []
+        for det_id in ids:
+            before = state(db, det_id)
+            change(db, det_id)
+            after = state(db, det_id)
+            _log(db, action_id, reviewer, session_id, action, det_id, before, after)
+            out.append({"id": det_id, **after})
+        _touch_session(db, session_id)
+    return out
+
+
+def relabel(store: Store, ids: Sequence[int], label: str, reviewer: str, session_id: int | None = None,
+            seen: dict[int, int] | None = None, classes: Sequence[str] | None = None) -> list[dict]:
+    """Give detections another class (or NG); the label becomes a person's (``corrected``)."""
+    if classes is not None and label not in (*classes, NG):
+        raise BadInputError(f"label {label!r} is not a class of the project ({', '.join(classes)}) nor NG")
+    return _apply(store, "relabel", ids, reviewer, session_id, seen, lambda db, i: _set_label(db, i, label))
+
+
+def accept(store: Store, ids: Sequence[int], reviewer: str, session_id: int | None = None,
+           seen: dict[int, int] | None = None) -> list[dict]:
+    """Confirm the current labels (a whole page at once): they become a person's."""
+
+    def confirm(db: sqlite3.Connection, det_id: int) -> None:
+        label = state(db, det_id)["label"]
+        if label is None:
+            raise BadInputError(f"detection {det_id} has no label to accept; relabel it instead")
+        _set_label(db, det_id, label)
+
+    return _apply(store, "accept", ids, reviewer, session_id, seen, confirm)
+
+
+def mark_wrong(store: Store, ids: Sequence[int], reviewer: str, session_id: int | None = None,
+               seen: dict[int, int] | None = None) -> list[dict]:
+    """Mark boxes as wrong detections: kept in the store, left out of datasets."""
+
+    def reject(db: sqlite3.Connection, det_id: int) -> None:
+        db.execute("UPDATE detections SET rejected=1 WHERE id=?", (det_id,))
+        db.execute("UPDATE labels SET version=version+1 WHERE detection_id=?", (det_id,))
+
+    return _apply(store, "wrong", ids, reviewer, session_id, seen, reject)
+
+
+def move_box(store: Store, det_id: int, xyxy: Sequence[float], reviewer: str,
+             session_id: int | None = None, seen: dict[int, int] | None = None) -> dict:
+    """Correct a box's corners (pixels of its frame)."""
+    x1, y1, x2, y2 = _valid_box(store, det_id, xyxy)
+
+    def move(db: sqlite3.Connection, i: int) -> None:
+        db.execute("UPDATE detections SET x1=?, y1=?, x2=?, y2=? WHERE id=?", (x1, y1, x2, y2, i))
+        db.execute("UPDATE labels SET version=version+1 WHERE detection_id=?", (i,))
+
+    return _apply(store, "box", [det_id], reviewer, session_id, seen, move)[0]
+
+
+def _valid_box(store: Store, det_id: int, xyxy: Sequence[float]) -> tuple[float, float, float, float]:
+    row = store.db.execute("SELECT f.width, f.height FROM detections d JOIN frames f ON"
+                           " f.source_id = d.source_id AND f.frame_index = d.frame_index WHERE d.id=?",
+                           (det_id,)).fetchone()
+    if row is None:
+        raise BadInputError(f"detection {det_id} does not exist")
+    return _clip_box(xyxy, row[0], row[1])
+
+
+def _clip_box(xyxy: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
+    if len(xyxy) != 4:
+        raise BadInputError("box: give four numbers x1, y1, x2, y2 in pixels")
+    x1, y1, x2, y2 = (float(v) for v in xyxy)
+    x1, x2 = sorted((min(max(x1, 0), width), min(max(x2, 0), width)))
+    y1, y2 = sorted((min(max(y1, 0), height), min(max(y2, 0), height)))
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        raise BadInputError("box: it must be at least 2 pixels wide and high inside the frame")
+    return x1, y1, x2, y2
+
+
+def add_box(store: Store, like_det_id: int, xyxy: Sequence[float], label: str, reviewer: str,
+            session_id: int | None = None, classes: Sequence[str] | None = None) -> dict:
+    """Draw a new box (on the frame of ``like_det_id``) the detector missed, with its label."""
+    if classes is not None and label not in (*classes, NG):
+        raise BadInputError(f"label {label!r} is not a class of the project ({', '.join(classes)}) nor NG")
+    ref = store.db.execute("SELECT d.source_id, d.frame_index, f.width, f.height FROM detections d JOIN"
+                           " frames f ON f.source_id = d.source_id AND f.frame_index = d.frame_index"
+                           " WHERE d.id=?", (like_det_id,)).fetchone()
+    if ref is None:
+        raise BadInputError(f"detection {like_det_id} does not exist")
+    x1, y1, x2, y2 = _clip_box(xyxy, ref[2], ref[3])
+    with store.transaction() as db:
+        run = db.execute("SELECT MAX(id) FROM runs").fetchone()[0]
+        cur = db.execute("INSERT INTO detections (source_id, frame_index, x1, y1, x2, y2, score, label,"
+                         " backend, run_id) VALUES (?,?,?,?,?,?,1.0,'hand','manual',?)",
+                         (ref[0], ref[1], x1, y1, x2, y2, run))
+        det_id = int(cur.lastrowid)
+        _set_label(db, det_id, label)
+        after = state(db, det_id)
+        _log(db, _next_action_id(db), reviewer, session_id, "add", det_id, None, after)
+        _touch_session(db, session_id)
+    return {"id": det_id, **after}
+
+
+def undo_last(store: Store, reviewer: str) -> list[dict]:
+    """Revert ``reviewer``'s most recent action that is not undone yet; returns the restored rows."""
+    with store.transaction() as db:
+        row = db.execute("SELECT MAX(action_id) FROM review_log WHERE reviewer=? AND undone=0 AND"
+                         " action != 'undo'", (reviewer,)).fetchone()
+        if row[0] is None:
+            raise BadInputError(f"nothing to undo for {reviewer!r}")
+        entries = db.execute("SELECT detection_id, action, before, after FROM review_log WHERE action_id=?"
+                             " ORDER BY id DESC", (row[0],)).fetchall()
+        restored = []
+        for det_id, action, before_json, after_json in entries:
+            if action == "promote":  # the template file goes; the detection never changed
+                Path(json.loads(after_json)["template"]).unlink(missing_ok=True)
+            if action == "add":
+                db.execute("DELETE FROM detections WHERE id=?", (det_id,))
+                restored.append({"id": det_id, "deleted": True})
+                continue
+            before = json.loads(before_json)
+            db.execute("UPDATE detections SET x1=?, y1=?, x2=?, y2=?, rejected=? WHERE id=?",
+                       (*before["xyxy"], int(before["rejected"]), det_id))
+            if before["label"] is None:
+                db.execute("DELETE FROM labels WHERE detection_id=?", (det_id,))
+            else:
+                db.execute("UPDATE labels SET label=?, provenance=?, version=version+1 WHERE detection_id=?",
+                           (before["label"], before["provenance"], det_id))
+            restored.append({"id": det_id, **state(db, det_id)})
+        db.execute("UPDATE review_log SET undone=1 WHERE action_id=?", (row[0],))
+    return restored
+
+
+def session_stats(store: Store) -> list[dict]:
+    """Per session: reviewer, seconds of review (idle gaps capped), detections touched (AW)."""
+    rows = store.db.execute(
+        "SELECT s.id, s.reviewer, s.started_at, s.seconds, COUNT(DISTINCT l.detection_id)"
+        " FROM review_sessions s LEFT JOIN review_log l ON l.session_id = s.id AND l.undone = 0"
+        " GROUP BY s.id ORDER BY s.id").fetchall()
+    return [{"session": r[0], "reviewer": r[1], "started_at": r[2], "seconds": round(r[3], 1),
+             "touched": r[4]} for r in rows]
+
+
+def promote_template(store: Store, cfg, det_id: int, frame: Any, box: Sequence[float], reviewer: str,
+                     session_id: int | None = None, padding: float = 0.0):
+    """Save a detection's crop as a template of its class (the template bank picks it up)."""
+    from PIL import Image
+
+    from lrihar.classify.templates import class_folders
+    from lrihar.crops import padded_box
+
+    label = state(store.db, det_id)["label"]
+    if label in (None, NG):
+        raise BadInputError(f"detection {det_id} has no class to be a template of; label it first")
+    folder = Path(class_folders(cfg)[label])
+    folder.mkdir(parents=True, exist_ok=True)
+    x1, y1, x2, y2 = padded_box(tuple(box), padding, frame.shape[1], frame.shape[0])
+    path = folder / f"review-{det_id}.jpg"
+    Image.fromarray(frame[y1:y2, x1:x2]).save(path, quality=95)
+    with store.transaction() as db:
+        now = state(db, det_id)
+        _log(db, _next_action_id(db), reviewer, session_id, "promote", det_id, now,
+             now | {"template": str(path)})
+        _touch_session(db, session_id)
+    return path

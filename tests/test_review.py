@@ -7,6 +7,7 @@ import shutil
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -60,7 +61,8 @@ def test_relabel_is_saved_logged_and_undoable(client, gloves_project):
 def test_two_reviewers_never_lose_an_update(client):
     it = _first(client)
     seen = {str(it["id"]): it["version"]}
-    first = client.post("/api/relabel", json={"ids": [it["id"]], "label": "NG", "reviewer": "ana", "seen": seen})
+    first = client.post("/api/relabel", json={"ids": [it["id"]], "label": "NG", "reviewer": "ana",
+                                              "seen": seen})
     second = client.post("/api/relabel", json={"ids": [it["id"]], "label": CLASSES[0], "reviewer": "bo",
                                                "seen": seen})
     assert first.status_code == 200 and second.status_code == 409
@@ -96,7 +98,8 @@ def test_accept_wrong_box_add_and_promote(client, gloves_project):
     assert all(x["provenance"] == "corrected" for x in r.json()["items"])
     victim = items[-1]
     assert client.post("/api/wrong", json={"ids": [victim["id"]], "reviewer": "ana"}).status_code == 200
-    assert victim["id"] in {it["id"] for it in client.get("/api/crops", params={"status": "wrong"}).json()["items"]}
+    wrong = client.get("/api/crops", params={"status": "wrong"}).json()["items"]
+    assert victim["id"] in {it["id"] for it in wrong}
     assert victim["id"] not in {r.id for r in gloves_project.store.detections()}  # left out downstream
     moved = client.post("/api/box", json={"id": ids[0], "xyxy": [10, 10, 60, 80], "reviewer": "ana"}).json()
     assert moved["xyxy"] == [10, 10, 60, 80]
@@ -109,14 +112,15 @@ def test_accept_wrong_box_add_and_promote(client, gloves_project):
     template = client.post("/api/promote", json={"id": ids[1], "reviewer": "ana"}).json()["template"]
     assert template.endswith(f"review-{ids[1]}.jpg") and (gloves_project.root / "templates").exists()
     assert client.post("/api/undo", json={"reviewer": "ana"}).status_code == 200  # removes the template
-    assert not __import__("pathlib").Path(template).exists()
-    assert client.post("/api/relabel", json={"ids": [ids[0]], "label": "cat", "reviewer": "ana"}).status_code == 400
+    assert not Path(template).exists()
+    unknown = client.post("/api/relabel", json={"ids": [ids[0]], "label": "cat", "reviewer": "ana"})
+    assert unknown.status_code == 400
 
 
 def test_actions_need_a_reviewer_and_valid_ids(client):
-    assert client.post("/api/relabel", json={"ids": [1], "label": "NG"}).status_code == 400
-    assert client.post("/api/relabel", json={"ids": [], "label": "NG", "reviewer": "a"}).status_code == 400
-    assert client.post("/api/relabel", json={"ids": [999999], "label": "NG", "reviewer": "a"}).status_code == 400
+    for body in ({"ids": [1], "label": "NG"}, {"ids": [], "label": "NG", "reviewer": "a"},
+                 {"ids": [999999], "label": "NG", "reviewer": "a"}):
+        assert client.post("/api/relabel", json=body).status_code == 400
 
 
 @pytest.mark.parametrize("path", [
@@ -140,7 +144,8 @@ def test_session_time_and_touched_items_are_logged(client, gloves_project):
     session = client.post("/api/session", json={"reviewer": "ana"}).json()["session"]
     items = client.get("/api/crops", params={"limit": 3}).json()["items"]
     for it in items:
-        client.post("/api/relabel", json={"ids": [it["id"]], "label": "NG", "reviewer": "ana", "session": session})
+        client.post("/api/relabel", json={"ids": [it["id"]], "label": "NG", "reviewer": "ana",
+                                          "session": session})
         time.sleep(0.05)
     stats = client.get("/api/stats").json()["sessions"]
     assert stats[-1]["touched"] == 3 and stats[-1]["seconds"] > 0.05

@@ -28,28 +28,49 @@ def padded_box(xyxy: tuple[float, float, float, float], padding: float, width: i
             min(width, int(np.ceil(x2 + dx))), min(height, int(np.ceil(y2 + dy))))
 
 
-def iter_crops(store: Store, padding: float = 0.0, errors: list[SourceError] | None = None,
-               only: set[int] | None = None) -> Iterator[tuple[DetectionRow, np.ndarray]]:
-    """Yield (detection, RGB crop) for stored detections, decoding each source once.
+def frame_stem(row: DetectionRow) -> str:
+    """A file-name stem for a detection's frame, stable across runs and tools:
+    ``<source or image stem>-<hash of source and index>_<frame index>``."""
+    base = Path(row.frame_name or row.source_uri).stem
+    digest = hashlib.sha1(f"{row.source_uri}#{row.frame_index}".encode()).hexdigest()[:8]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in base)[:60]
+    return f"{safe}-{digest}_{row.frame_index:07d}"
+
+
+def iter_frames(store: Store, errors: list[SourceError] | None = None, only: set[int] | None = None,
+                ) -> Iterator[tuple[list[DetectionRow], np.ndarray]]:
+    """Yield (detections of one frame, its RGB image) for stored detections, decoding each
+    source once.
 
     Args:
         store: the project store.
-        padding: grow each box by this fraction of its size per side.
         errors: receives a record for each detection whose frame can no longer be read
             (a live stream, a moved file); those are skipped.
-        only: detection ids to cut (default all).
+        only: detection ids wanted (default all that are not rejected).
     """
     errors = errors if errors is not None else []
     rows = store.detections()
     if only is not None:
         rows = (r for r in rows if r.id in only)
-    by_source = itertools.groupby(rows, key=lambda r: r.source_uri)
-    for uri, rows_iter in by_source:
-        rows = list(rows_iter)
+    for uri, rows_iter in itertools.groupby(rows, key=lambda r: r.source_uri):
+        source_rows = list(rows_iter)
         if is_stream(uri):
             errors.append(SourceError(uri, None, "live stream: frames were not kept, no crops"))
             continue
-        for row, image in _frames_for(uri, rows, errors):
+        pairs = _frames_for(uri, source_rows, errors)
+        for _index, group in itertools.groupby(pairs, key=lambda pair: pair[0].frame_index):
+            group = list(group)
+            yield [row for row, _ in group], group[0][1]
+
+
+def iter_crops(store: Store, padding: float = 0.0, errors: list[SourceError] | None = None,
+               only: set[int] | None = None) -> Iterator[tuple[DetectionRow, np.ndarray]]:
+    """Yield (detection, RGB crop) for stored detections (see :func:`iter_frames`).
+
+    ``padding`` grows each box by this fraction of its size per side.
+    """
+    for rows, image in iter_frames(store, errors, only):
+        for row in rows:
             x1, y1, x2, y2 = padded_box(row.xyxy, padding, image.shape[1], image.shape[0])
             if x2 > x1 and y2 > y1:
                 yield row, image[y1:y2, x1:x2]

@@ -47,7 +47,7 @@ def start_session(store: Store, reviewer: str) -> int:
     return int(cur.lastrowid)
 
 
-def _touch_session(db: sqlite3.Connection, session_id: int | None) -> None:
+def touch_session(db: sqlite3.Connection, session_id: int | None) -> None:
     if session_id is None:
         return
     row = db.execute("SELECT last_at FROM review_sessions WHERE id=?", (session_id,)).fetchone()
@@ -78,7 +78,7 @@ def _check_versions(db: sqlite3.Connection, ids: Sequence[int], seen: dict[int, 
                                  f"you saw {seen[det_id]}); reload the page")
 
 
-def _log(db: sqlite3.Connection, action_id: int, reviewer: str, session_id: int | None, action: str,
+def log_change(db: sqlite3.Connection, action_id: int, reviewer: str, session_id: int | None, action: str,
          det_id: int, before: dict | None, after: dict | None) -> None:
     db.execute("INSERT INTO review_log (action_id, at, reviewer, session_id, action, detection_id, before,"
                " after) VALUES (?,?,?,?,?,?,?,?)",
@@ -86,11 +86,11 @@ def _log(db: sqlite3.Connection, action_id: int, reviewer: str, session_id: int 
                 None if before is None else json.dumps(before), None if after is None else json.dumps(after)))
 
 
-def _next_action_id(db: sqlite3.Connection) -> int:
+def next_action_id(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT COALESCE(MAX(action_id), 0) + 1 FROM review_log").fetchone()[0])
 
 
-def _set_label(db: sqlite3.Connection, det_id: int, label: str) -> None:
+def set_label(db: sqlite3.Connection, det_id: int, label: str) -> None:
     now = _now().isoformat()
     db.execute("INSERT INTO labels (detection_id, label, provenance, at, version)"
                " VALUES (?,?,'corrected',?,1) ON CONFLICT(detection_id) DO UPDATE SET"
@@ -103,15 +103,15 @@ def _apply(store: Store, action: str, ids: Sequence[int], reviewer: str, session
     """Run ``change(db, det_id)`` for each id in one transaction, logging before/after."""
     with store.transaction() as db:
         _check_versions(db, ids, seen)
-        action_id = _next_action_id(db)
+        action_id = next_action_id(db)
         out = []
         for det_id in ids:
             before = state(db, det_id)
             change(db, det_id)
             after = state(db, det_id)
-            _log(db, action_id, reviewer, session_id, action, det_id, before, after)
+            log_change(db, action_id, reviewer, session_id, action, det_id, before, after)
             out.append({"id": det_id, **after})
-        _touch_session(db, session_id)
+        touch_session(db, session_id)
     return out
 
 
@@ -120,7 +120,7 @@ def relabel(store: Store, ids: Sequence[int], label: str, reviewer: str, session
     """Give detections another class (or NG); the label becomes a person's (``corrected``)."""
     if classes is not None and label not in (*classes, NG):
         raise BadInputError(f"label {label!r} is not a class of the project ({', '.join(classes)}) nor NG")
-    return _apply(store, "relabel", ids, reviewer, session_id, seen, lambda db, i: _set_label(db, i, label))
+    return _apply(store, "relabel", ids, reviewer, session_id, seen, lambda db, i: set_label(db, i, label))
 
 
 def accept(store: Store, ids: Sequence[int], reviewer: str, session_id: int | None = None,
@@ -131,7 +131,7 @@ def accept(store: Store, ids: Sequence[int], reviewer: str, session_id: int | No
         label = state(db, det_id)["label"]
         if label is None:
             raise BadInputError(f"detection {det_id} has no label to accept; relabel it instead")
-        _set_label(db, det_id, label)
+        set_label(db, det_id, label)
 
     return _apply(store, "accept", ids, reviewer, session_id, seen, confirm)
 
@@ -165,10 +165,10 @@ def _valid_box(store: Store, det_id: int, xyxy: Sequence[float]) -> tuple[float,
                            (det_id,)).fetchone()
     if row is None:
         raise BadInputError(f"detection {det_id} does not exist")
-    return _clip_box(xyxy, row[0], row[1])
+    return clip_box(xyxy, row[0], row[1])
 
 
-def _clip_box(xyxy: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
+def clip_box(xyxy: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
     if len(xyxy) != 4:
         raise BadInputError("box: give four numbers x1, y1, x2, y2 in pixels")
     x1, y1, x2, y2 = (float(v) for v in xyxy)
@@ -189,17 +189,17 @@ def add_box(store: Store, like_det_id: int, xyxy: Sequence[float], label: str, r
                            " WHERE d.id=?", (like_det_id,)).fetchone()
     if ref is None:
         raise BadInputError(f"detection {like_det_id} does not exist")
-    x1, y1, x2, y2 = _clip_box(xyxy, ref[2], ref[3])
+    x1, y1, x2, y2 = clip_box(xyxy, ref[2], ref[3])
     with store.transaction() as db:
         run = db.execute("SELECT MAX(id) FROM runs").fetchone()[0]
         cur = db.execute("INSERT INTO detections (source_id, frame_index, x1, y1, x2, y2, score, label,"
                          " backend, run_id) VALUES (?,?,?,?,?,?,1.0,'hand','manual',?)",
                          (ref[0], ref[1], x1, y1, x2, y2, run))
         det_id = int(cur.lastrowid)
-        _set_label(db, det_id, label)
+        set_label(db, det_id, label)
         after = state(db, det_id)
-        _log(db, _next_action_id(db), reviewer, session_id, "add", det_id, None, after)
-        _touch_session(db, session_id)
+        log_change(db, next_action_id(db), reviewer, session_id, "add", det_id, None, after)
+        touch_session(db, session_id)
     return {"id": det_id, **after}
 
 
@@ -261,7 +261,7 @@ def promote_template(store: Store, cfg, det_id: int, frame: Any, box: Sequence[f
     Image.fromarray(frame[y1:y2, x1:x2]).save(path, quality=95)
     with store.transaction() as db:
         now = state(db, det_id)
-        _log(db, _next_action_id(db), reviewer, session_id, "promote", det_id, now,
+        log_change(db, next_action_id(db), reviewer, session_id, "promote", det_id, now,
              now | {"template": str(path)})
-        _touch_session(db, session_id)
+        touch_session(db, session_id)
     return path

@@ -186,7 +186,9 @@ def read_image(path: Path, on_error=None, index: int | None = None) -> np.ndarra
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    # ImportError: once ultralytics is imported it patches Image.open to retry unknown files
+    # with an optional HEIF plug-in, which raises ModuleNotFoundError where that is absent.
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as exc:
         message = f"{path}: unreadable image ({exc.__class__.__name__}: {exc})"
         if on_error is None:
             raise BadInputError(message) from None

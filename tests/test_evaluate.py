@@ -198,6 +198,9 @@ def test_cost_table_hand_computed(tmp_path):
     ids = [r[0] for r in store.db.execute("SELECT id FROM detections ORDER BY id")]
     store.write_auto_labels(run, [(i, "a", 0.9, None, None, "k", 0.5) for i in ids])
     store.db.execute("UPDATE labels SET provenance='corrected' WHERE detection_id=?", (ids[0],))
+    from lrihar.review.actions import mark_wrong, start_session
+
+    mark_wrong(store, [ids[1]], "ana", start_session(store, "ana"))  # a box fixed on one image
     rates = CostRates(seconds_per_detector_image=36.0, crops_per_class_manual=200, hours_per_class_set=1.0)
     cost = annotation_cost(store, n_classes=2, n_templates=4, rates=rates, posts_per_line=20)
     row = cost["posts"][0]
@@ -206,6 +209,7 @@ def test_cost_table_hand_computed(tmp_path):
     assert (row["hours_manual"], row["hours_lrihar"]) == (round(450 / 3600, 2), round(81 / 3600, 2))
     assert row["saved"] == pytest.approx(1 - 81 / 450, abs=1e-4)
     assert cost["line"]["hours_manual"] == pytest.approx(20 * round(450 / 3600, 2), abs=0.1)
+    assert cost["measured_review"]["sessions"] == 1
 
 
 def _chromium():

@@ -98,13 +98,14 @@ def cost_section(cost: dict) -> dict:
     line = cost["line"]
     rows.append([f"line of {line['posts']} posts", "", "", "", "", line["hours_manual"],
                  line["hours_lrihar"], _pct(line["saved"])])
-    rates = cost["rates"]
+    rates, measured = cost["rates"], cost["measured_review"]
     return _section(
         "cost", "Annotation cost (Table 3)",
         _table(["post", "detector images, manual", "lrihar", "classifier crops, manual", "lrihar",
                 "hours, manual", "hours, lrihar", "saved"], rows),
         _text(f"Rates: {rates['seconds_per_detector_image']:.1f} s per detector image, "
-              f"{rates['seconds_per_crop']:.1f} s per classifier crop (paper defaults)."),
+              f"{rates['seconds_per_crop']:.1f} s per classifier crop (paper defaults). Measured "
+              f"review time: {measured['hours']} h over {measured['sessions']} sessions."),
     )
 
 

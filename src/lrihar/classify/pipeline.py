@@ -162,7 +162,8 @@ def _finite(x: float) -> float | None:
 
 def label_counts(store: Store, classes: list[str]) -> dict[str, int]:
     """Detections per current label, classes in project order then NG."""
-    got = dict(store.db.execute("SELECT label, COUNT(*) FROM labels GROUP BY label").fetchall())
+    got = dict(store.db.execute("SELECT l.label, COUNT(*) FROM labels l JOIN detections d ON"
+                                " d.id = l.detection_id WHERE d.rejected = 0 GROUP BY l.label").fetchall())
     return {name: int(got.get(name, 0)) for name in [*classes, NG_NAME]} | {
         k: int(v) for k, v in got.items() if k not in classes and k != NG_NAME}
 

@@ -98,6 +98,29 @@ def set_label(db: sqlite3.Connection, det_id: int, label: str) -> None:
                " version=labels.version+1", (det_id, label, now))
 
 
+def set_box(db: sqlite3.Connection, det_id: int, xyxy: Sequence[float]) -> None:
+    """Move a box; its label row's version moves too, so stale pages see the change."""
+    db.execute("UPDATE detections SET x1=?, y1=?, x2=?, y2=? WHERE id=?", (*xyxy, det_id))
+    db.execute("UPDATE labels SET version=version+1 WHERE detection_id=?", (det_id,))
+
+
+def reject(db: sqlite3.Connection, det_id: int) -> None:
+    """Mark a box as a wrong detection (kept, but left out of datasets)."""
+    db.execute("UPDATE detections SET rejected=1 WHERE id=?", (det_id,))
+    db.execute("UPDATE labels SET version=version+1 WHERE detection_id=?", (det_id,))
+
+
+def insert_manual_box(db: sqlite3.Connection, like_det_id: int, xyxy: Sequence[float], label: str) -> int:
+    """A box a person drew, on the frame of ``like_det_id``, with its label; returns its id."""
+    run = db.execute("SELECT MAX(id) FROM runs").fetchone()[0]
+    cur = db.execute("INSERT INTO detections (source_id, frame_index, x1, y1, x2, y2, score, label, backend,"
+                     " run_id) SELECT source_id, frame_index, ?, ?, ?, ?, 1.0, 'hand', 'manual', ?"
+                     " FROM detections WHERE id=?", (*xyxy, run, like_det_id))
+    det_id = int(cur.lastrowid)
+    set_label(db, det_id, label)
+    return det_id
+
+
 def _apply(store: Store, action: str, ids: Sequence[int], reviewer: str, session_id: int | None,
            seen: dict[int, int] | None, change) -> list[dict]:
     """Run ``change(db, det_id)`` for each id in one transaction, logging before/after."""
@@ -140,23 +163,14 @@ def mark_wrong(store: Store, ids: Sequence[int], reviewer: str, session_id: int 
                seen: dict[int, int] | None = None) -> list[dict]:
     """Mark boxes as wrong detections: kept in the store, left out of datasets."""
 
-    def reject(db: sqlite3.Connection, det_id: int) -> None:
-        db.execute("UPDATE detections SET rejected=1 WHERE id=?", (det_id,))
-        db.execute("UPDATE labels SET version=version+1 WHERE detection_id=?", (det_id,))
-
     return _apply(store, "wrong", ids, reviewer, session_id, seen, reject)
 
 
 def move_box(store: Store, det_id: int, xyxy: Sequence[float], reviewer: str,
              session_id: int | None = None, seen: dict[int, int] | None = None) -> dict:
     """Correct a box's corners (pixels of its frame)."""
-    x1, y1, x2, y2 = _valid_box(store, det_id, xyxy)
-
-    def move(db: sqlite3.Connection, i: int) -> None:
-        db.execute("UPDATE detections SET x1=?, y1=?, x2=?, y2=? WHERE id=?", (x1, y1, x2, y2, i))
-        db.execute("UPDATE labels SET version=version+1 WHERE detection_id=?", (i,))
-
-    return _apply(store, "box", [det_id], reviewer, session_id, seen, move)[0]
+    box = _valid_box(store, det_id, xyxy)
+    return _apply(store, "box", [det_id], reviewer, session_id, seen, lambda db, i: set_box(db, i, box))[0]
 
 
 def _valid_box(store: Store, det_id: int, xyxy: Sequence[float]) -> tuple[float, float, float, float]:
@@ -184,19 +198,9 @@ def add_box(store: Store, like_det_id: int, xyxy: Sequence[float], label: str, r
     """Draw a new box (on the frame of ``like_det_id``) the detector missed, with its label."""
     if classes is not None and label not in (*classes, NG):
         raise BadInputError(f"label {label!r} is not a class of the project ({', '.join(classes)}) nor NG")
-    ref = store.db.execute("SELECT d.source_id, d.frame_index, f.width, f.height FROM detections d JOIN"
-                           " frames f ON f.source_id = d.source_id AND f.frame_index = d.frame_index"
-                           " WHERE d.id=?", (like_det_id,)).fetchone()
-    if ref is None:
-        raise BadInputError(f"detection {like_det_id} does not exist")
-    x1, y1, x2, y2 = clip_box(xyxy, ref[2], ref[3])
+    box = _valid_box(store, like_det_id, xyxy)
     with store.transaction() as db:
-        run = db.execute("SELECT MAX(id) FROM runs").fetchone()[0]
-        cur = db.execute("INSERT INTO detections (source_id, frame_index, x1, y1, x2, y2, score, label,"
-                         " backend, run_id) VALUES (?,?,?,?,?,?,1.0,'hand','manual',?)",
-                         (ref[0], ref[1], x1, y1, x2, y2, run))
-        det_id = int(cur.lastrowid)
-        set_label(db, det_id, label)
+        det_id = insert_manual_box(db, like_det_id, box, label)
         after = state(db, det_id)
         log_change(db, next_action_id(db), reviewer, session_id, "add", det_id, None, after)
         touch_session(db, session_id)

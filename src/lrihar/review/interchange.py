@@ -255,7 +255,7 @@ def _apply_frame(db, rows, boxes, match_iou, summary: ImportSummary, log) -> Non
             row = rows[matched[j]]
             before = actions.state(db, row.id)
             if iou[matched[j], j] < 0.95:
-                db.execute("UPDATE detections SET x1=?, y1=?, x2=?, y2=? WHERE id=?", (*box, row.id))
+                actions.set_box(db, row.id, box)
                 summary.moved += 1
             if before["label"] != label:
                 summary.relabelled += 1
@@ -264,19 +264,13 @@ def _apply_frame(db, rows, boxes, match_iou, summary: ImportSummary, log) -> Non
             actions.set_label(db, row.id, label)
             log("import", row.id, before)
         else:
-            ref = rows[0] if rows else None
-            if ref is None:
+            if not rows:
                 continue  # a frame the project holds only as rejected boxes: nothing to attach to
-            run = db.execute("SELECT MAX(id) FROM runs").fetchone()[0]
-            cur = db.execute("INSERT INTO detections (source_id, frame_index, x1, y1, x2, y2, score, label,"
-                             " backend, run_id) SELECT source_id, frame_index, ?, ?, ?, ?, 1.0, 'hand',"
-                             " 'manual', ? FROM detections WHERE id=?", (*box, run, ref.id))
-            actions.set_label(db, int(cur.lastrowid), label)
-            log("add", int(cur.lastrowid), None)
+            log("add", actions.insert_manual_box(db, rows[0].id, box, label), None)
             summary.added += 1
     for i, row in enumerate(rows):
         if i not in taken_rows:
             before = actions.state(db, row.id)
-            db.execute("UPDATE detections SET rejected=1 WHERE id=?", (row.id,))
+            actions.reject(db, row.id)
             log("wrong", row.id, before)
             summary.rejected += 1

@@ -125,7 +125,7 @@ def classify(project: Project, *, config: ProjectConfig | None = None, templates
     key = store.register_encoder(encoder.describe())
     bank = build_bank(store, encoder, key, folders)
     matcher = matcher_for(bank, encoder, cfg)
-    lambdas = dict(zip(bank.classes, map(float, matcher.lambdas), strict=True))
+    lambdas = {name: round(float(lam), 4) for name, lam in zip(bank.classes, matcher.lambdas, strict=True)}
     run_config = {"project": cfg.model_dump(mode="json", by_alias=True),
                   "encoder": encoder.describe(), "templates": bank.counts()}
     summary = ClassifySummary(0, encoder.name, lambdas, bank.counts())

@@ -337,12 +337,18 @@ class Store:
 
     # -- reading --------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
-        """Row counts: sources, frames by status, detections, errors, runs."""
+        """Row counts: sources, frames (by status), detections (rejected), labels (by provenance),
+        review actions, errors, runs."""
         q = self.db.execute
         out = {t: q(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
                for t in ("sources", "frames", "detections", "errors", "runs")}
         for status, n in q("SELECT status, COUNT(*) FROM frames GROUP BY status"):
             out[f"frames_{status}"] = n
+        out["detections_rejected"] = q("SELECT COUNT(*) FROM detections WHERE rejected = 1").fetchone()[0]
+        for provenance, n in q("SELECT provenance, COUNT(*) FROM labels GROUP BY provenance"):
+            out[f"labels_{provenance}"] = n
+        out["review_actions"] = q("SELECT COUNT(DISTINCT action_id) FROM review_log WHERE undone = 0"
+                                  ).fetchone()[0]
         return out
 
     def detections(self, source_uri: str | None = None,

@@ -75,3 +75,13 @@ def test_cli_bad_project_file_exits_2_without_traceback(tmp_path, capsys, clip):
     err = capsys.readouterr().err
     assert "detector.box_threshold" in err and "Traceback" not in err
     assert not (tmp_path / "lrihar.db").exists()  # nothing was started
+
+
+def test_the_readme_project_file_example_is_valid(tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "lrihar.yaml").write_text(block)
+    cfg = load_project_config(tmp_path)
+    assert cfg.classes[1].lambda_ == 0.7 and cfg.gate.motion and cfg.classify.encoder == "mobilenet-v2"

@@ -77,12 +77,24 @@ def direct(images: list[np.ndarray], options: dict) -> list[np.ndarray]:
     return [detector(img).xyxy for img in images]
 
 
-def score(preds: list[np.ndarray], gts: list[np.ndarray], seconds: float) -> dict:
+def score(preds: list[np.ndarray], gts: list[np.ndarray], seconds: float,
+          box_classes: list[list[str]] | None = None) -> dict:
     out = {"ms_per_image": round(1000 * seconds / len(gts), 1)}
     for t in IOUS:
         s = detection_scores(preds, gts, t)
         out[f"recall@{t}"] = round(s.recall, 4)
         out[f"accuracy@{t}"] = round(s.accuracy, 4)
+    if box_classes:  # recall per kind of hand (gloves set: gloved_hand / bare_hand)
+        from lrihar.evaluate.metrics import best_ious
+
+        hits: dict[str, list[int]] = {}
+        for p, g, classes in zip(preds, gts, box_classes, strict=True):
+            _, per_gt = best_ious(p, g)
+            for ok, c in zip(per_gt >= IOUS[0] - 1e-9, classes, strict=True):
+                hits.setdefault(c, [0, 0])
+                hits[c][0] += int(ok)
+                hits[c][1] += 1
+        out[f"recall@{IOUS[0]}_by_class"] = {c: round(h / n, 4) for c, (h, n) in sorted(hits.items())}
     return out
 
 
@@ -96,6 +108,7 @@ def main() -> None:
         files = [im["file"] for im in entries]
         images = [read_image(HANDS_DEV / dataset / f) for f in files]
         gts = [np.array(im["hands"], dtype=float).reshape(-1, 4) for im in entries]
+        box_classes = [im["hand_classes"] for im in entries] if "hand_classes" in entries[0] else None
         rows: dict[str, dict] = {}
         runs: dict[str, tuple] = {"bare": (bare_mediapipe, images),
                                   "lrihar annotate": (via_annotate, HANDS_DEV / dataset, files)}
@@ -105,7 +118,7 @@ def main() -> None:
         for name, (fn, *fn_args) in runs.items():
             start = time.perf_counter()
             preds = fn(*fn_args)
-            rows[name] = score(preds, gts, time.perf_counter() - start)
+            rows[name] = score(preds, gts, time.perf_counter() - start, box_classes)
             print(f"{dataset:16s} {name:26s} {rows[name]}", flush=True)
         results[dataset] = {"images": len(entries), "boxes": int(sum(len(g) for g in gts)), "runs": rows}
     target = results["gloves_roboflow"]["runs"]["lrihar annotate"]

@@ -1,0 +1,48 @@
+"""The ``lrihar`` command line: each command parses, calls one library function, prints a summary.
+
+Exit codes: 0 success, 1 failure (e.g. an input could not be read), 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+# Importing the command modules registers their commands on the app.
+from lrihar.cli import annotate, classify, evaluate, review  # noqa: F401
+from lrihar.cli.app import app, echo_err
+from lrihar.errors import LriharError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the app and turns errors into messages and exit codes."""
+    try:
+        # Without standalone mode click returns the code of a `typer.Exit` instead of exiting.
+        code = app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        echo_err("aborted")
+        return 1
+    except typer.TyperException as exc:  # usage errors: unknown command, bad option value
+        if hasattr(exc, "show"):
+            exc.show()
+        else:
+            echo_err(str(exc))
+        return getattr(exc, "exit_code", 2)
+    except LriharError as exc:
+        echo_err(f"error: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        echo_err("interrupted: finished frames are stored; rerun the same command to resume")
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+__all__ = ["app", "main", "run"]

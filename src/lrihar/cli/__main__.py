@@ -1,0 +1,5 @@
+"""``python -m lrihar.cli``: the same as the ``lrihar`` command."""
+
+from lrihar.cli import run
+
+run()

@@ -1,0 +1,158 @@
+"""Commands for the project and auto-annotation: init, annotate, detections, crops, status, detectors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lrihar.cli.app import ProjectOpt, app, echo_err
+from lrihar.errors import BadInputError
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder to create the project in.")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing lrihar.yaml.")] = False,
+) -> None:
+    """Create a project folder with a commented example lrihar.yaml."""
+    from lrihar.project import init_project
+
+    path = init_project(directory, force=force)
+    typer.echo(f"wrote {path}; edit it, then run: lrihar annotate VIDEO... -p {directory}")
+
+@app.command()
+def annotate(
+    sources: Annotated[list[str] | None, typer.Argument(
+        help="Video files, image folders/files, rtsp:// or http:// URLs, camera index. "
+             "Default: the project file's `sources`.")] = None,
+    project: ProjectOpt = Path("."),
+    detector: Annotated[str | None, typer.Option(help="Detector backend (see `lrihar detectors`).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model id or local directory.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Text prompt, e.g. 'hand.'.")] = None,
+    box_threshold: Annotated[float | None, typer.Option(help="Box / detection threshold.")] = None,
+    text_threshold: Annotated[float | None, typer.Option(help="Text threshold (grounding-dino).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Frames per detector call.")] = None,
+    stride: Annotated[int | None, typer.Option(help="Keep every N-th frame.")] = None,
+    fps: Annotated[float | None, typer.Option(help="Keep about this many frames per second.")] = None,
+    motion_gate: Annotated[bool | None, typer.Option(
+        "--motion-gate/--no-motion-gate", help="Frame-difference gate before the detector.")] = None,
+    hand_gate: Annotated[bool | None, typer.Option(
+        "--hand-gate/--no-hand-gate", help="MediaPipe Hands gate before the detector.")] = None,
+    redo: Annotated[bool, typer.Option(help="Forget stored frames of these inputs and redo them.")] = False,
+    post: Annotated[str | None, typer.Option(help="Inspection post these inputs film.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Detect operators' hand actions in raw footage, sift out frames with none, store the rest.
+
+    Rerunning the same command resumes: frames already stored are skipped.
+    """
+    from lrihar.annotate.pipeline import annotate as run_annotate
+    from lrihar.config import with_overrides
+    from lrihar.project import Project
+
+    proj = Project.open(project)
+    cfg = with_overrides(proj.config, "detector", backend=detector, model=model, prompt=prompt,
+                         box_threshold=box_threshold, text_threshold=text_threshold,
+                         device=device, batch_size=batch_size)
+    cfg = with_overrides(cfg, "sampling", stride=stride, fps=fps)
+    cfg = with_overrides(cfg, "gate", motion=motion_gate, hands=hand_gate)
+    summary = run_annotate(proj, sources, config=cfg, redo=redo, post=post, show_progress=progress)
+    _print_annotate_summary(summary)
+    if json_out:
+        json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+    if summary.failed_sources:
+        raise typer.Exit(1)
+
+def _print_annotate_summary(s) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"annotate run {s.run_id}", show_header=False)
+    rate = f"{s.frames_read / s.seconds:.1f}" if s.seconds else "-"
+    rows = [("sources", s.sources), ("frames read", s.frames_read),
+            ("already done (resumed)", s.frames_resumed), ("sifted out by gate", s.frames_gated),
+            ("sifted out: no action", s.frames_empty), ("frames with actions", s.frames_action),
+            ("boxes", s.boxes), ("errors", len(s.errors)),
+            ("gate pass-through", f"{s.gate['cascade']['pass_rate']:.1%}"),
+            ("time", f"{s.seconds:.1f} s ({rate} frames/s)")]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console = Console()
+    console.print(table)
+    for err in s.errors[:20]:
+        where = "" if err.index is None else f" frame {err.index}"
+        echo_err(f"warning: {err.source_id}{where}: {err.message}")
+    if len(s.errors) > 20:
+        echo_err(f"... and {len(s.errors) - 20} more (all are in the store's errors table)")
+    for uri in s.failed_sources:
+        echo_err(f"error: {uri}: could not be read; the other inputs were processed")
+
+@app.command()
+def detections(
+    project: ProjectOpt = Path("."),
+    fmt: Annotated[str, typer.Option("--format", "-f", help="coco, csv or jsonl.")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout).")] = None,
+) -> None:
+    """Dump the stored detections (source, frame, timestamp, box, score, backend)."""
+    from lrihar.dump import FORMATS, dump_detections
+    from lrihar.project import Project
+
+    if fmt not in FORMATS:
+        raise BadInputError(f"--format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    store = Project.open(project).store
+    with (output.open("w", encoding="utf-8", newline="") if output else nullcontext(sys.stdout)) as out:
+        n = dump_detections(store, fmt, out)
+    if output:
+        echo_err(f"wrote {n} detections to {output}")
+
+@app.command()
+def crops(
+    out: Annotated[Path, typer.Argument(help="Folder to write crops into.")],
+    project: ProjectOpt = Path("."),
+    padding: Annotated[float, typer.Option(help="Grow each box by this fraction per side.")] = 0.0,
+) -> None:
+    """Write every detected crop as a JPEG for inspection (cut from the original frames)."""
+    from lrihar.crops import write_crops
+    from lrihar.project import Project
+
+    errors: list = []
+    n = write_crops(Project.open(project).store, out, padding, errors)
+    for err in errors:
+        echo_err(f"warning: {err.source_id}: {err.message}")
+    typer.echo(f"wrote {n} crops to {out}")
+
+@app.command()
+def status(project: ProjectOpt = Path(".")) -> None:
+    """Show what the project store holds: sources, frames by status, detections, runs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lrihar.project import Project
+
+    store = Project.open(project).store
+    console = Console()
+    counts = Table(title=str(store.path), show_header=False)
+    for key, value in store.counts().items():
+        counts.add_row(key, str(value))
+    console.print(counts)
+    runs = Table("run", "command", "started", "status", "frames read", "boxes")
+    for run in store.runs():
+        stats = json.loads(run["stats"] or "{}")
+        runs.add_row(str(run["id"]), run["command"], run["started_at"], run["status"],
+                     str(stats.get("frames_read", "")), str(stats.get("boxes", "")))
+    console.print(runs)
+
+@app.command("detectors")
+def list_detector_backends() -> None:
+    """List the registered detector backends."""
+    from lrihar.models.detectors import list_detectors
+
+    for name in list_detectors():
+        typer.echo(name)

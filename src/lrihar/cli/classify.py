@@ -1,0 +1,108 @@
+"""Commands for template classification: classify, calibrate-lambda, encoders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lrihar.cli.app import ProjectOpt, app, echo_err
+
+
+@app.command()
+def classify(
+    project: ProjectOpt = Path("."),
+    templates: Annotated[Path | None, typer.Option(
+        help="Templates root: one sub-folder of crops per class (overrides the project file).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Encoder backend (see `lrihar encoders`).")] = None,
+    model: Annotated[str | None, typer.Option(help="Encoder model id, local dir or weights file.")] = None,
+    lambda_: Annotated[float | None, typer.Option("--lambda", help="NG threshold λ for every class.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N.")] = None,
+    sheets: Annotated[Path | None, typer.Option(
+        help="Folder for one contact sheet (PNG) per class; default PROJECT/contact-sheets.")] = None,
+    no_sheets: Annotated[bool, typer.Option("--no-sheets", help="Skip the contact sheets.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Label every detected crop with an action class, or NG, by similarity to template crops.
+
+    Rerunning resumes (embeddings are cached); labels a person corrected are never overwritten.
+    """
+    from lrihar.classify.pipeline import classify as run_classify
+    from lrihar.config import with_overrides
+    from lrihar.project import Project
+
+    proj = Project.open(project)
+    cfg = with_overrides(proj.config, "classify", encoder=encoder, model=model, lambda_=lambda_,
+                         device=device)
+    sheets_dir = None if no_sheets else (sheets or proj.root / "contact-sheets")
+    summary = run_classify(proj, config=cfg, templates=templates, sheets_dir=sheets_dir,
+                           show_progress=progress)
+    _print_classify_summary(summary)
+    if json_out:
+        json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+
+def _print_classify_summary(s) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("label", "crops", "share", title=f"classify run {s.run_id} ({s.encoder})")
+    total = sum(s.counts.values()) or 1
+    for name, n in s.counts.items():
+        table.add_row(name, str(n), f"{n / total:.1%}")
+    Console().print(table)
+    typer.echo(f"templates: {s.templates}; λ: {s.lambdas}; newly embedded: {s.embedded}; "
+               f"corrected labels kept: {s.kept_corrected}; {s.seconds:.1f} s")
+    for path in s.sheets:
+        typer.echo(f"contact sheet: {path}")
+    for err in s.errors[:20]:
+        echo_err(f"warning: {err.source_id}: {err.message}")
+
+@app.command("calibrate-lambda")
+def calibrate_lambda(
+    project: ProjectOpt = Path("."),
+    templates: Annotated[Path | None, typer.Option(help="Templates root (overrides the project).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Encoder backend.")] = None,
+    keep: Annotated[float, typer.Option(help="Share of correct templates the suggested λ keeps.")] = 0.95,
+    plot: Annotated[Path | None, typer.Option(help="PNG of accuracy and NG rate vs λ.")] = None,
+    step: Annotated[float, typer.Option(help="λ step of the printed table.")] = 0.05,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the whole sweep as JSON.")] = None,
+) -> None:
+    """Estimate λ from the templates (leave-one-out) and any reviewed labels; print the trade-off."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lrihar.classify.calibrate import calibrate_project, plot_sweeps
+    from lrihar.config import with_overrides
+    from lrihar.project import Project
+
+    proj = Project.open(project)
+    cfg = with_overrides(proj.config, "classify", encoder=encoder)
+    result = calibrate_project(proj, config=cfg, templates=templates, keep=keep)
+    console = Console()
+    for sw in result.sweeps:
+        table = Table("λ", "accuracy", "NG rate", title=f"{sw.name} (n={sw.n})")
+        for row in sw.rows():
+            if abs(row["lambda"] / step - round(row["lambda"] / step)) < 1e-6:
+                table.add_row(f"{row['lambda']:.2f}", f"{row['accuracy']:.1%}", f"{row['ng_rate']:.1%}")
+        console.print(table)
+    typer.echo(f"leave-one-out template accuracy without NG: {result.loo_accuracy_without_ng:.1%}")
+    typer.echo(f"suggested λ = {result.suggested:.2f} (keeps {keep:.0%} of correctly matched templates); "
+               f"set it as classify.lambda in {proj.root / 'lrihar.yaml'}")
+    if plot:
+        typer.echo(f"plot: {plot_sweeps(result, plot)}")
+    if json_out:
+        doc = {"suggested": result.suggested, "keep": keep,
+               "loo_accuracy_without_ng": result.loo_accuracy_without_ng,
+               "sweeps": {sw.name: sw.rows() for sw in result.sweeps}}
+        json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+@app.command("encoders")
+def list_encoder_backends() -> None:
+    """List the registered crop encoder backends."""
+    from lrihar.models.encoders import list_encoders
+
+    for name in list_encoders():
+        typer.echo(name)

@@ -1,0 +1,128 @@
+"""Commands for evaluation: evaluate, sweep, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lrihar.cli.app import ProjectOpt, app, echo_err
+from lrihar.errors import BadInputError
+
+
+def _ious(values: list[float] | None) -> tuple[float, ...]:
+    return tuple(values) if values else (0.3, 0.4)
+
+@app.command()
+def evaluate(
+    project: ProjectOpt = Path("."),
+    gt: Annotated[Path | None, typer.Option(help="Ground truth: COCO .json or YOLO dataset folder.")] = None,
+    images: Annotated[Path | None, typer.Option(help="Images folder of the ground truth.")] = None,
+    iou: Annotated[list[float] | None, typer.Option(help="T_IoU (repeatable; default 0.3 and 0.4).")] = None,
+    posts_per_line: Annotated[int, typer.Option(help="Posts per line for the cost table.")] = 20,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON.")] = None,
+) -> None:
+    """Detection metrics (eq. 3 / eq. 4, P/R/F1, AP50, mAP50-95), confusion matrices, cost."""
+    from lrihar.evaluate.groundtruth import load_ground_truth
+    from lrihar.evaluate.project_eval import evaluate_project
+    from lrihar.project import Project
+
+    proj = Project.open(project)
+    truth = load_ground_truth(gt, images) if gt else None
+    result = evaluate_project(proj, truth, _ious(iou), posts_per_line=posts_per_line)
+    _print_evaluation(result)
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+def _print_evaluation(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    det = result.get("detection")
+    if det and det.get("matched_images"):
+        table = Table("T_IoU", "recall (eq. 3)", "accuracy (eq. 4)", title="detection")
+        for t, v in det["paper"].items():
+            table.add_row(t, f"{v['recall']:.2%}", f"{v['accuracy']:.2%}")
+        console.print(table)
+        console.print("  ".join(f"{k} {v:.3f}" for k, v in det["standard"].items()))
+    elif det:
+        echo_err(f"warning: {det['note']}")
+    for post, c in result["classification"].items():
+        console.print(f"classification {post}: {c['crops']} crops, {c['right']} right, {c['wrong']} wrong, "
+                      f"{c['sent_to_ng']} to NG; accuracy {c['accuracy']:.2%}, "
+                      f"without NG {c['accuracy_without_ng']:.2%}")
+    if not result["classification"]:
+        console.print("classification: no ground-truth classes or reviewed labels to compare with")
+    line = result["cost"]["line"]
+    console.print(f"annotation cost, line of {line['posts']} posts: {line['hours_manual']} h by hand, "
+                  f"{line['hours_lrihar']} h with lrihar ({line['saved']:.1%} saved)")
+
+@app.command()
+def sweep(
+    gt: Annotated[Path, typer.Option(help="Ground truth: COCO .json or YOLO dataset folder.")],
+    detector: Annotated[list[str], typer.Option(
+        help="Detector to sweep: NAME or NAME=MODEL (repeatable; one colour each).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("sweep"),
+    images: Annotated[Path | None, typer.Option(help="Images folder of the ground truth.")] = None,
+    iou: Annotated[list[float] | None, typer.Option(help="T_IoU (repeatable; default 0.3 and 0.4).")] = None,
+    accuracy_floor: Annotated[float, typer.Option(help="Best pair: highest recall at this accuracy.")] = 0.9,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Sweep each detector's two thresholds offline: CSV grid, best pair, 3-D surfaces (Fig. 7)."""
+    from lrihar.evaluate.groundtruth import load_ground_truth
+    from lrihar.evaluate.run_sweep import DetectorSpec, run_sweep
+
+    truth = load_ground_truth(gt, images)
+    specs = [DetectorSpec.parse(d) for d in detector]
+    result = run_sweep(specs, truth, out, _ious(iou), accuracy_floor, show_progress=progress)
+    for model, by_iou in result.best.items():
+        for t, best in by_iou.items():
+            if best is None:
+                typer.echo(f"{model} @ T_IoU {t}: no threshold pair reaches accuracy {accuracy_floor:.0%}")
+            else:
+                pair = ", ".join(f"{k}={v}" for k, v in best.items()
+                                 if k not in ("iou", "recall", "accuracy", "predictions", "ground_truth"))
+                typer.echo(f"{model} @ T_IoU {t}: best {pair}: recall {best['recall']:.2%}, "
+                           f"accuracy {best['accuracy']:.2%}")
+    typer.echo(f"wrote {len(result.files)} files to {out}")
+
+@app.command()
+def report(
+    project: ProjectOpt = Path("."),
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="HTML file (default PROJECT/report.html).")] = None,
+    gt: Annotated[Path | None, typer.Option(help="Ground truth: COCO .json or YOLO dataset folder.")] = None,
+    images: Annotated[Path | None, typer.Option(help="Images folder of the ground truth.")] = None,
+    sweep_dir: Annotated[Path | None, typer.Option("--sweep", help="A `lrihar sweep` output folder.")] = None,
+    iou: Annotated[list[float] | None, typer.Option(help="T_IoU (repeatable; default 0.3 and 0.4).")] = None,
+    markdown: Annotated[bool, typer.Option(help="Also write a Markdown version beside it.")] = True,
+    timing: Annotated[bool, typer.Option(help="Time the classifier call (Table 4).")] = True,
+) -> None:
+    """Write one self-contained HTML report (and Markdown) with every table and figure that exists."""
+
+    from lrihar.evaluate.classifier_table import template_matcher_row
+    from lrihar.evaluate.confusion import Confusion
+    from lrihar.evaluate.groundtruth import load_ground_truth
+    from lrihar.evaluate.project_eval import evaluate_project
+    from lrihar.evaluate.report import write_report
+    from lrihar.project import Project
+
+    proj = Project.open(project)
+    truth = load_ground_truth(gt, images) if gt else None
+    result = evaluate_project(proj, truth, _ious(iou))
+    table4 = None
+    if timing and proj.store.counts()["detections"]:
+        confs = {post: Confusion(c["classes"], c["counts"])
+                 for post, c in result["classification"].items()}
+        try:
+            table4 = template_matcher_row(proj, confs)
+        except BadInputError as exc:  # no templates yet: the table is left out, not the report
+            echo_err(f"warning: classifier table skipped: {exc}")
+    html = output or proj.root / "report.html"
+    written = write_report(proj, result, html, sweep_dir, table4,
+                           html.with_suffix(".md") if markdown else None)
+    for path in written:
+        typer.echo(f"wrote {path}")

@@ -1,0 +1,85 @@
+"""Commands for correction and the dataset: review, export, import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lrihar.cli.app import ProjectOpt, app, echo_err
+from lrihar.errors import BadInputError
+
+
+@app.command()
+def review(
+    project: ProjectOpt = Path("."),
+    host: Annotated[str, typer.Option(help="Address to bind (default: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+) -> None:
+    """Serve the review page: relabel crops, mark wrong boxes, draw boxes; every click is saved."""
+    from lrihar.project import Project
+    from lrihar.review.server import serve
+
+    Project.open(project)  # a bad project fails here, before the server starts
+    typer.echo(f"review page: http://{host}:{port}/  (Ctrl-C stops it; every action is already saved)")
+    serve(project, host, port)
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="New (or empty) folder to write into.")],
+    project: ProjectOpt = Path("."),
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f",
+        help="yolo, imagefolder, coco (datasets) or labelstudio, cvat (pre-annotations).")] = "yolo",
+    split: Annotated[tuple[float, float, float], typer.Option(
+        help="Train, val, test shares.")] = (0.7, 0.2, 0.1),
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    include_ng: Annotated[bool, typer.Option(help="Also export NG crops / boxes.")] = False,
+    yolo_classes: Annotated[str, typer.Option(help="YOLO classes: 'hand' (one) or 'actions'.")] = "hand",
+    padding: Annotated[float, typer.Option(help="ImageFolder crop padding per side.")] = 0.0,
+) -> None:
+    """Establish the dataset: YOLO / ImageFolder / COCO split by source, or pre-annotations for
+    Label Studio / CVAT."""
+    from lrihar.project import Project
+
+    proj = Project.open(project)
+    if fmt in ("labelstudio", "cvat"):
+        from lrihar.review.interchange import export_cvat, export_labelstudio
+
+        if out.exists() and any(out.iterdir()):
+            raise BadInputError(f"{out}: not empty; export into a new folder so nothing is overwritten")
+        path = (export_labelstudio if fmt == "labelstudio" else export_cvat)(proj, out)
+        typer.echo(f"wrote {path} and the frames in {out / 'images'}; import the corrected export with "
+                   f"`lrihar import -p {project} FILE --from {fmt}`")
+        return
+    from lrihar.dataset.export import export_dataset
+
+    summary = export_dataset(proj, out, fmt, split, seed, include_ng, yolo_classes, padding)
+    for name in ("train", "val", "test"):
+        typer.echo(f"{name:5s} {summary.images[name]:6d} images  {summary.counts[name]}  "
+                   f"{len(summary.sources[name])} sources")
+    if summary.skipped_unlabelled:
+        echo_err(f"note: {summary.skipped_unlabelled} detections have no label yet (run classify) "
+                  "and were left out")
+    for err in summary.errors[:20]:
+        echo_err(f"warning: {err.source_id}: {err.message}")
+    typer.echo(f"wrote {out} (manifest.json lists counts per class and split)")
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="The tool's export with your corrections.")],
+    project: ProjectOpt = Path("."),
+    from_: Annotated[str, typer.Option("--from", help="labelstudio, cvat or coco.")] = "labelstudio",
+    allow_unknown: Annotated[bool, typer.Option(
+        help="Skip unknown images / labels instead of failing.")] = False,
+) -> None:
+    """Apply corrections made in Label Studio, CVAT or any COCO tool to the store (all or nothing)."""
+    from lrihar.project import Project
+    from lrihar.review.interchange import import_corrections
+
+    s = import_corrections(Project.open(project), file, from_, allow_unknown)
+    typer.echo(f"{s.images} images: {s.relabelled} relabelled, {s.moved} boxes moved, {s.confirmed} "
+               f"confirmed, {s.added} added, {s.rejected} marked wrong")
+    if s.unknown_images or s.unknown_labels:
+        echo_err(f"skipped: {len(s.unknown_images)} unknown images, unknown labels {s.unknown_labels}")

@@ -170,3 +170,30 @@ def test_bad_files_are_reported_and_the_rest_processed(tmp_path, clip, tiny_grou
     assert summary["frames_read"] == 31 and len(summary["errors"]) == 2
     store = Project.open(root).store
     assert store.counts()["frames"] == 31 and store.counts()["errors"] == 2
+
+
+def test_stream_frames_with_actions_are_kept_for_later_stages(tmp_path, tiny_grounding_dino):
+    import functools
+    import http.server
+    import threading
+
+    from lrihar.crops import iter_crops
+
+    served = tmp_path / "served"
+    served.mkdir()
+    write_video(served / "live.mkv", synthetic_frames(10))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        project = Project.open(tiny_gd_project(tmp_path / "p", tiny_grounding_dino))
+        url = f"http://127.0.0.1:{server.server_address[1]}/live.mkv"
+        summary = annotate(project, [url])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert summary.frames_action > 0
+    kept = sorted((project.root / "frames").rglob("*.jpg"))
+    assert len(kept) == summary.frames_action
+    crops = list(iter_crops(project.store))  # read back from the kept frames, not the stream
+    assert len(crops) == project.store.counts()["detections"] > 0

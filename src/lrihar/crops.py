@@ -54,9 +54,12 @@ def iter_frames(store: Store, errors: list[SourceError] | None = None, only: set
         rows = (r for r in rows if r.id in only)
     for uri, rows_iter in itertools.groupby(rows, key=lambda r: r.source_uri):
         source_rows = list(rows_iter)
-        if is_stream(uri):
-            errors.append(SourceError(uri, None, "live stream: frames were not kept, no crops"))
-            continue
+        if is_stream(uri) and any(r.frame_name is None for r in source_rows):
+            errors.append(SourceError(uri, None, "live stream annotated before frames were kept: "
+                                                 "its frames cannot be read again"))
+            source_rows = [r for r in source_rows if r.frame_name is not None]
+            if not source_rows:
+                continue
         pairs = _frames_for(uri, source_rows, errors)
         for _index, group in itertools.groupby(pairs, key=lambda pair: pair[0].frame_index):
             group = list(group)

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lrihar.annotate.sift import build_gate
@@ -111,13 +112,30 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
         summary.run_id = run_id
         with progress_bar("annotate", enabled=show_progress) as bar:
             for source in sources:
-                _annotate_source(source, store, run_id, detector, gate, summary, redo, post, bar)
+                _annotate_source(source, store, run_id, detector, gate, summary, redo, post, bar,
+                                 project.root / "frames")
     return summary
 
 
+def keep_frame(folder: Path, frame: Frame) -> str:
+    """Save a live frame that holds actions (a stream cannot be read again later); its path."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{frame.index:09d}.jpg"
+    tmp = path.with_suffix(".tmp")
+    Image.fromarray(frame.image).save(tmp, format="JPEG", quality=95)
+    tmp.replace(path)  # never a half-written frame, even if killed here
+    return str(path)
+
+
 def _annotate_source(source: FrameSource, store: Store, run_id: int, detector: Detector, gate,
-                     summary: AnnotateSummary, redo: bool, post: str | None, bar) -> None:
+                     summary: AnnotateSummary, redo: bool, post: str | None, bar,
+                     frames_root: Path) -> None:
     source_id = store.source_id(source.uri, source.kind, post)
+    # Frames of live streams are kept on disk (only those with actions) so that crops, review
+    # and export can read them again; files and folders are re-read from where they are.
+    keep_dir = frames_root / f"source-{source_id}" if source.kind == "stream" else None
     if redo:
         store.forget_source(source_id)
     done = store.done_frames(source_id)
@@ -135,7 +153,10 @@ def _annotate_source(source: FrameSource, store: Store, run_id: int, detector: D
             dets = next(results) if ok else None
             status = "gated" if not ok else ("action" if len(dets) else "empty")
             h, w = frame.image.shape[:2]
-            batch.append((FrameRecord(frame.index, frame.timestamp, w, h, status, frame.name), dets))
+            name = frame.name
+            if keep_dir is not None and status == "action":
+                name = keep_frame(keep_dir, frame)
+            batch.append((FrameRecord(frame.index, frame.timestamp, w, h, status, name), dets))
             setattr(summary, f"frames_{status}", getattr(summary, f"frames_{status}") + 1)
             summary.boxes += 0 if dets is None else len(dets)
         store.write_frames(run_id, source_id, batch, detector.name, detector.thresholds)

@@ -10,7 +10,7 @@ import sys
 import typer
 
 # Importing the command modules registers their commands on the app.
-from lrihar.cli import annotate, classify, evaluate, review  # noqa: F401
+from lrihar.cli import annotate, classify, evaluate, models, review  # noqa: F401
 from lrihar.cli.app import app, echo_err
 from lrihar.errors import LriharError
 

@@ -1,0 +1,113 @@
+"""Carrying hub models to air-gapped plants: pack them on a connected machine, load them offline.
+
+``pack`` copies a model's files out of the Hugging Face cache (downloading them first where
+asked and possible) into ``DIR/<org>__<name>/`` with a manifest of SHA-256 sums. Copy ``DIR`` to
+the plant and point ``LRIHAR_MODELS_DIR`` at it: every hub id lrihar loads (detectors, encoders)
+is then looked up there first, with no network.
+
+Example:
+    >>> pack_models(["IDEA-Research/grounding-dino-tiny"], "models/", download=True)  # doctest: +SKIP
+    $ LRIHAR_MODELS_DIR=models/ lrihar annotate clip.mp4 -p proj --detector grounding-dino
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from lrihar.errors import BadInputError
+
+MANIFEST = "lrihar-model.json"
+ENV = "LRIHAR_MODELS_DIR"
+
+
+def folder_name(model_id: str) -> str:
+    """``org/name`` -> ``org__name`` (one folder per model)."""
+    if not model_id or model_id.count("/") > 1 or ".." in model_id:
+        raise BadInputError(f"{model_id!r}: not a Hugging Face model id (org/name)")
+    return model_id.replace("/", "__")
+
+
+def packed_path(model_id: str, models_dir: str | Path | None = None) -> Path | None:
+    """The packed copy of ``model_id`` in ``models_dir`` (default ``$LRIHAR_MODELS_DIR``), if any."""
+    root = models_dir or os.environ.get(ENV)
+    if not root or "/" not in model_id or Path(model_id).expanduser().exists():
+        return None
+    path = Path(root) / folder_name(model_id)
+    return path if (path / MANIFEST).is_file() else None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class PackedModel:
+    model_id: str
+    path: Path
+    files: int
+    bytes: int
+
+
+def pack_models(model_ids: list[str], out: str | Path, download: bool = False,
+                cache_dir: str | None = None) -> list[PackedModel]:
+    """Copy each model from the local Hugging Face cache (or the hub, with ``download``) to ``out``."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    out = Path(out)
+    packed = []
+    for model_id in model_ids:
+        target = out / folder_name(model_id)
+        try:
+            snapshot = Path(snapshot_download(model_id, cache_dir=cache_dir, local_files_only=not download))
+        except LocalEntryNotFoundError:
+            raise BadInputError(f"{model_id}: not in the Hugging Face cache of this machine; run with "
+                                "--download on a machine with access to the hub") from None
+        except OSError as exc:
+            raise BadInputError(f"{model_id}: cannot fetch ({str(exc).splitlines()[0]})") from None
+        tmp = target.with_name(target.name + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        files = {}
+        for src in sorted(p for p in snapshot.rglob("*") if p.is_file()):
+            rel = src.relative_to(snapshot)
+            dst = tmp / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)  # follows the cache's symlinks to the real blobs
+            files[str(rel)] = _sha256(dst)
+        (tmp / MANIFEST).write_text(json.dumps({"model_id": model_id, "revision": snapshot.name,
+                                                "files": files}, indent=1, sort_keys=True) + "\n")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)  # a half-copied model never looks packed
+        size = sum((target / f).stat().st_size for f in files)
+        packed.append(PackedModel(model_id, target, len(files), size))
+    return packed
+
+
+def verify(path: Path) -> list[str]:
+    """Files of a packed model whose content no longer matches its manifest (empty = intact)."""
+    manifest = json.loads((path / MANIFEST).read_text())
+    return [f for f, digest in manifest["files"].items()
+            if not (path / f).is_file() or _sha256(path / f) != digest]
+
+
+def list_packed(models_dir: str | Path) -> list[dict]:
+    """Every packed model in ``models_dir`` with its id, revision and integrity."""
+    root = Path(models_dir)
+    if not root.is_dir():
+        raise BadInputError(f"{root}: no such models folder")
+    out = []
+    for manifest in sorted(root.glob(f"*/{MANIFEST}")):
+        doc = json.loads(manifest.read_text())
+        bad = verify(manifest.parent)
+        out.append({"model_id": doc["model_id"], "revision": doc["revision"], "files": len(doc["files"]),
+                    "path": str(manifest.parent), "intact": not bad, "changed": bad})
+    return out

@@ -168,7 +168,8 @@ def test_evaluate_cli_reports_every_figure(gloves_project, hands_dev, tmp_path, 
     gt = _gloves_coco_with_classes(hands_dev, tmp_path / "gt.json")
     out = tmp_path / "eval.json"
     code = main(["evaluate", "-p", str(gloves_project.root), "--gt", str(gt), "--images",
-                 str(hands_dev / "gloves_roboflow"), "--json", str(out)])
+                 str(hands_dev / "gloves_roboflow"), "--json", str(out), "--seconds-per-image", "10",
+                 "--hours-per-class-set", "2", "--crops-per-class", "50"])
     assert code == 0
     doc = json.loads(out.read_text())
     det = doc["detection"]
@@ -178,6 +179,7 @@ def test_evaluate_cli_reports_every_figure(gloves_project, hands_dev, tmp_path, 
     cls = doc["classification"]["(line)"]
     assert cls["classes"] == [*CLASSES, "NG"] and cls["crops"] > 10
     assert 0.5 < cls["accuracy_without_ng"] <= 1
+    assert doc["cost"]["rates"] == {"seconds_per_detector_image": 10.0, "seconds_per_crop": 72.0}  # 2 h / 100
     post = doc["cost"]["posts"][0]
     assert post["classifier_crops_lrihar"] == 20  # only the templates were touched by a person
     assert 0 < doc["cost"]["line"]["saved"] < 1

@@ -15,13 +15,31 @@ from lrihar.errors import BadInputError
 def _ious(values: list[float] | None) -> tuple[float, ...]:
     return tuple(values) if values else (0.3, 0.4)
 
+
+# The cost table's rates (paper defaults), shared by `evaluate` and `report`.
+SecondsPerImage = Annotated[float, typer.Option(
+    help="Manual seconds per detector image (paper: 4 h / 500 images).")]
+HoursPerClassSet = Annotated[float, typer.Option(
+    help="Manual hours to label --crops-per-class crops of every class (paper: 24 h).")]
+CropsPerClass = Annotated[int, typer.Option(help="Crops per class a manual baseline labels (paper: 200).")]
+PostsPerLine = Annotated[int, typer.Option(help="Posts per line for the cost table.")]
+
+
+def _rates(seconds_per_image: float, hours_per_class_set: float, crops_per_class: int):
+    from lrihar.evaluate.cost import CostRates
+
+    return CostRates(seconds_per_image, crops_per_class, hours_per_class_set)
+
 @app.command()
 def evaluate(
     project: ProjectOpt = Path("."),
     gt: Annotated[Path | None, typer.Option(help="Ground truth: COCO .json or YOLO dataset folder.")] = None,
     images: Annotated[Path | None, typer.Option(help="Images folder of the ground truth.")] = None,
     iou: Annotated[list[float] | None, typer.Option(help="T_IoU (repeatable; default 0.3 and 0.4).")] = None,
-    posts_per_line: Annotated[int, typer.Option(help="Posts per line for the cost table.")] = 20,
+    posts_per_line: PostsPerLine = 20,
+    seconds_per_image: SecondsPerImage = 28.8,
+    hours_per_class_set: HoursPerClassSet = 24.0,
+    crops_per_class: CropsPerClass = 200,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON.")] = None,
 ) -> None:
     """Detection metrics (eq. 3 / eq. 4, P/R/F1, AP50, mAP50-95), confusion matrices, cost."""
@@ -31,7 +49,8 @@ def evaluate(
 
     proj = Project.open(project)
     truth = load_ground_truth(gt, images) if gt else None
-    result = evaluate_project(proj, truth, _ious(iou), posts_per_line=posts_per_line)
+    result = evaluate_project(proj, truth, _ious(iou), _rates(seconds_per_image, hours_per_class_set,
+                                                              crops_per_class), posts_per_line)
     _print_evaluation(result)
     if json_out:
         json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -100,6 +119,10 @@ def report(
     iou: Annotated[list[float] | None, typer.Option(help="T_IoU (repeatable; default 0.3 and 0.4).")] = None,
     markdown: Annotated[bool, typer.Option(help="Also write a Markdown version beside it.")] = True,
     timing: Annotated[bool, typer.Option(help="Time the classifier call (Table 4).")] = True,
+    posts_per_line: PostsPerLine = 20,
+    seconds_per_image: SecondsPerImage = 28.8,
+    hours_per_class_set: HoursPerClassSet = 24.0,
+    crops_per_class: CropsPerClass = 200,
 ) -> None:
     """Write one self-contained HTML report (and Markdown) with every table and figure that exists."""
 
@@ -112,7 +135,8 @@ def report(
 
     proj = Project.open(project)
     truth = load_ground_truth(gt, images) if gt else None
-    result = evaluate_project(proj, truth, _ious(iou))
+    result = evaluate_project(proj, truth, _ious(iou), _rates(seconds_per_image, hours_per_class_set,
+                                                              crops_per_class), posts_per_line)
     table4 = None
     if timing and proj.store.counts()["detections"]:
         confs = {post: Confusion(c["classes"], c["counts"])

@@ -253,3 +253,21 @@ def test_report_html_opens_in_headless_chromium(gloves_project, hands_dev, tmp_p
         browser.close()
     assert errors == []
     assert widths and all(w > 100 for w in widths)  # every inlined figure decoded
+
+
+def test_reviewed_labels_feed_the_confusion_matrix(gloves_project):
+    from lrihar.classify.pipeline import classify
+    from lrihar.evaluate.project_eval import confusions
+    from lrihar.review.actions import accept, add_box, relabel
+
+    classify(gloves_project)
+    store = gloves_project.store
+    labels = store.labels()
+    ids = [i for i, v in labels.items() if v["label"] in CLASSES][:3]
+    accept(store, ids[:2], "ana")  # the matcher was right twice
+    wrong_to = next(c for c in CLASSES if c != labels[ids[2]]["label"])
+    relabel(store, [ids[2]], wrong_to, "ana")  # and wrong once
+    add_box(store, ids[0], [0, 0, 20, 20], CLASSES[0], "ana")  # never matched: not counted
+    conf = confusions(store, None, list(CLASSES))["(line)"]
+    s = conf.summary()
+    assert (s["crops"], s["right"], s["wrong"]) == (3, 2, 1)

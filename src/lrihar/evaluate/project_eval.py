@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lrihar.evaluate.confusion import NG, Confusion
+from lrihar.evaluate.confusion import Confusion
 from lrihar.evaluate.groundtruth import GroundTruth
 from lrihar.evaluate.metrics import box_iou, detection_scores, standard_metrics
 from lrihar.store import DetectionRow, Store
@@ -87,12 +87,14 @@ def classification_pairs(store: Store, gt: GroundTruth | None) -> dict[str, list
                     pairs[posts.get(rows[i].source_uri, LINE)].append(
                         (gt.labels[full[name]][j], lab["auto_label"] or lab["label"]))
                     seen.add(rows[i].id)
-    reviewed = {i: v for i, v in labels.items() if v["provenance"] == "corrected" and i not in seen}
+    # Reviewed labels vs what the matcher said; boxes a person drew were never matched: left out.
+    reviewed = {i: v for i, v in labels.items()
+                if v["provenance"] == "corrected" and v["auto_label"] is not None and i not in seen}
     if reviewed:
         uri_of = dict(store.db.execute("SELECT d.id, s.uri FROM detections d JOIN sources s "
                                        "ON s.id = d.source_id").fetchall())
         for det_id, v in reviewed.items():
-            pairs[posts.get(uri_of[det_id], LINE)].append((v["label"], v["auto_label"] or NG))
+            pairs[posts.get(uri_of[det_id], LINE)].append((v["label"], v["auto_label"]))
     return pairs
 
 

@@ -73,7 +73,7 @@ def main() -> None:
         import os
 
         os.environ["LRIHAR_CACHE"] = tmp
-        for label, options in [("torch fp32, 224 px", {}),
+        for label, options in [("torch fp32, 224 px", {"runtime": "torch"}),
                                ("onnxruntime fp32, 224 px", {"runtime": "onnx"}),
                                ("onnxruntime fp32, 160 px", {"runtime": "onnx", "input_size": 160})]:
             encoder = create_encoder("mobilenet-v2", **options)

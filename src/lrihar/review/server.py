@@ -235,4 +235,4 @@ def serve(project_root: str | Path, host: str = "127.0.0.1", port: int = 8765) -
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-__all__ = ["BadInputError", "create_app", "serve"]
+__all__ = ["create_app", "serve"]

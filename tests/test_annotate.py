@@ -197,3 +197,32 @@ def test_stream_frames_with_actions_are_kept_for_later_stages(tmp_path, tiny_gro
     assert len(kept) == summary.frames_action
     crops = list(iter_crops(project.store))  # read back from the kept frames, not the stream
     assert len(crops) == project.store.counts()["detections"] > 0
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, tiny_grounding_dino):
+    video = write_video(tmp_path / "long.mp4", synthetic_frames(150))
+    root = tiny_gd_project(tmp_path / "p", tiny_grounding_dino)
+    proc = subprocess.Popen(_annotate_cmd(video, root), env=os.environ | {"PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    db_path = root / "lrihar.db"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with sqlite3.connect(db_path, timeout=5) as db:
+                if db.execute("SELECT COUNT(*) FROM frames").fetchone()[0] >= 5:
+                    break
+        except sqlite3.OperationalError:
+            pass  # not created yet
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "rerun the same command to resume" in err and "Traceback" not in err
+    store = Project.open(root).store
+    assert [r["status"] for r in store.runs()] == ["interrupted"]
+    done = store.counts()["frames"]
+    assert 5 <= done < 150
+    rerun = subprocess.run(_annotate_cmd(video, root), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert Project.open(root).store.counts()["frames"] == 150

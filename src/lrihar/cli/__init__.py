@@ -14,6 +14,8 @@ from lrihar.cli import annotate, classify, evaluate, models, review  # noqa: F40
 from lrihar.cli.app import app, echo_err
 from lrihar.errors import LriharError
 
+INTERRUPTED = "interrupted: finished work is stored; rerun the same command to resume"
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns errors into messages and exit codes."""
@@ -35,8 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         echo_err(f"error: {exc}")
         return exc.exit_code
     except KeyboardInterrupt:
-        echo_err("interrupted: finished frames are stored; rerun the same command to resume")
+        echo_err(INTERRUPTED)
         return 130
+    if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
+        echo_err(INTERRUPTED)
     return code if isinstance(code, int) else 0
 
 

@@ -132,3 +132,13 @@ def test_prefetch_stops_its_thread_when_abandoned():
     assert next(gen) == 0
     gen.close()
     assert not [t for t in threading.enumerate() if t.name == "lrihar-decode"]
+
+
+def test_expected_frames_match_what_sampling_yields(clip, tmp_path):
+    for kwargs in ({}, {"stride": 7}, {"fps": 2.5}):
+        source = open_source(clip, **kwargs)
+        assert source.expected_frames() == len(list(open_source(clip, **kwargs)))
+    for i in range(4):
+        Image.fromarray(synthetic_frames(1)[0]).save(tmp_path / f"{i}.png")
+    assert open_source(tmp_path).expected_frames() == 4
+    assert StreamSource("rtsp://127.0.0.1:1/none").expected_frames() is None

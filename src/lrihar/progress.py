@@ -12,8 +12,10 @@ class _Silent:
 
 
 @contextmanager
-def progress_bar(description: str, unit: str = "frames", enabled: bool = True):
+def progress_bar(description: str, unit: str = "frames", enabled: bool = True, total: int | None = None):
     """Yield an object with ``update(completed, **fields)``; fields show after the rate.
+
+    With a ``total`` the bar also shows how far along it is and the time left.
 
     Example:
         >>> with progress_bar("annotate", enabled=False) as bar:
@@ -23,17 +25,24 @@ def progress_bar(description: str, unit: str = "frames", enabled: bool = True):
         yield _Silent()
         return
     from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    columns = (
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        TextColumn(f"{{task.completed}} {unit}"),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
     )
+
+    count = f"{{task.completed}}/{total} {unit}" if total else f"{{task.completed}} {unit}"
+    columns = [SpinnerColumn(), TextColumn("[bold]{task.description}")]
+    if total:
+        columns.append(BarColumn(bar_width=24))
+    columns += [TextColumn(count), TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
+    if total:
+        columns.append(TimeRemainingColumn())
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        task = progress.add_task(description, total=None, info="")
+        task = progress.add_task(description, total=total, info="")
 
         class _Bar:
             def update(self, completed: int, **fields: Any) -> None:

@@ -76,6 +76,22 @@ class FrameSource:
     def _decode(self) -> Iterator[Frame]:
         raise NotImplementedError
 
+    def expected_frames(self) -> int | None:
+        """How many frames sampling will keep, where the source says (None for live streams)."""
+        total = self._frame_count()
+        if total is None:
+            return None
+        if self.fps is not None:
+            rate = self._frame_rate()
+            return total if rate is None else max(1, math.ceil(total * min(1.0, self.fps / rate)))
+        return math.ceil(total / self.stride)
+
+    def _frame_count(self) -> int | None:
+        return None
+
+    def _frame_rate(self) -> float | None:
+        return None
+
     def __iter__(self) -> Iterator[Frame]:
         next_tick = 0.0
         for frame in self._decode():
@@ -97,6 +113,26 @@ class VideoFileSource(FrameSource):
 
     def _decode(self) -> Iterator[Frame]:
         yield from _decode_container(self, self.uri)
+
+    def _stream_info(self) -> tuple[int | None, float | None]:
+        import av
+
+        try:
+            with av.open(self.uri) as container:
+                stream = container.streams.video[0]
+                rate = float(stream.average_rate) if stream.average_rate else None
+                frames = stream.frames or None
+                if frames is None and container.duration and rate:
+                    frames = round(container.duration / av.time_base * rate)
+                return frames, rate
+        except (av.error.FFmpegError, OSError, IndexError):
+            return None, None  # decoding reports the problem properly
+
+    def _frame_count(self) -> int | None:
+        return self._stream_info()[0]
+
+    def _frame_rate(self) -> float | None:
+        return self._stream_info()[1]
 
 
 def _decode_container(source: FrameSource, url: str, options: dict | None = None,
@@ -162,6 +198,9 @@ class ImageFolderSource(FrameSource):
                  seconds_per_image: float = 1.0) -> None:
         super().__init__(uri, stride, fps)
         self.seconds_per_image = seconds_per_image
+
+    def _frame_count(self) -> int | None:
+        return len(self.files())
 
     def files(self) -> list[Path]:
         root = Path(self.uri)

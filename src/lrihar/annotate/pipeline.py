@@ -110,7 +110,9 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
 
     with recorded_run(store, "annotate", run_config, close) as run_id:
         summary.run_id = run_id
-        with progress_bar("annotate", enabled=show_progress) as bar:
+        counts = [src.expected_frames() for src in sources] if show_progress else [None]
+        total = None if None in counts else sum(counts)
+        with progress_bar("annotate", enabled=show_progress, total=total) as bar:
             for source in sources:
                 _annotate_source(source, store, run_id, detector, gate, summary, redo, post, bar,
                                  project.root / "frames")

@@ -70,7 +70,8 @@ def predict_once(spec: DetectorSpec, images: Sequence[str], a_min: float, b_min:
         kwargs["text_threshold"] = b_min
     detector = create_detector(spec.backend, **kwargs)
     preds = []
-    with progress_bar(f"sweep {spec.backend}", unit="images", enabled=show_progress) as bar:
+    with progress_bar(f"sweep {spec.backend}", unit="images", enabled=show_progress,
+                      total=len(images)) as bar:
         for i, path in enumerate(images):
             preds.append(ImagePredictions.from_detections(detector(read_image(Path(path)))))
             bar.update(i + 1)

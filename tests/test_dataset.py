@@ -108,7 +108,7 @@ def test_imagefolder_and_coco_layouts(video_project, tmp_path):
     export_dataset(video_project, tmp_path / "coco", "coco", yolo_classes="hand")
     doc = json.loads((tmp_path / "coco" / "train.json").read_text())
     assert {c["name"] for c in doc["categories"]} == set(CLASSES)
-    assert "licenses" not in doc
+    assert "licenses" not in doc and all("date_captured" not in im for im in doc["images"])
     assert all((tmp_path / "coco" / im["file_name"]).is_file() for im in doc["images"])
 
 

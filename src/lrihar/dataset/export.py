@@ -172,11 +172,13 @@ class _CropWriter:
 
 
 def _tidy_coco(path: Path, prefix: str) -> None:
-    """supervision stamps a CC BY 4.0 licence on every image: the user's data carries no such
-    licence, so drop it; make ``file_name`` resolve from the JSON's folder; sort keys."""
+    """supervision stamps a CC BY 4.0 licence on every image (the user's data carries no such
+    licence) and the export time as ``date_captured`` (wrong, and it breaks byte-identical
+    exports): drop both; make ``file_name`` resolve from the JSON's folder; sort keys."""
     doc = json.loads(path.read_text())
     doc.pop("licenses", None)
     for image in doc.get("images", []):
         image.pop("license", None)
+        image.pop("date_captured", None)
         image["file_name"] = prefix + image["file_name"]
     path.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")

@@ -111,9 +111,16 @@ def _frames_for(uri: str, rows: list[DetectionRow],
 def write_crops(store: Store, out_dir: str | Path, padding: float = 0.0,
                 errors: list[SourceError] | None = None) -> int:
     """Write every detection's crop as ``OUT/<source stem>/<frame>_<id>.jpg``; returns the count."""
+    import json
+
     from PIL import Image
 
+    from lrihar.project import package_versions
+
     out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "lrihar-crops.json").write_text(json.dumps(
+        {"store": str(store.path), "padding": padding, "versions": package_versions()}, indent=2) + "\n")
     n = 0
     for row, crop in iter_crops(store, padding, errors):
         folder = out_dir / _safe_stem(row.source_uri)

@@ -206,3 +206,31 @@ def test_browser_relabel_with_the_keyboard_survives_a_reload(client, gloves_proj
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_lrihar_review_command_serves_the_page(gloves_project):
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "lrihar.cli", "review", "-p", str(gloves_project.root),
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as r:
+                    page = r.read().decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        assert "lrihar review" in page
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/meta", timeout=5) as r:
+            assert b"gloved_hand" in r.read()
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert f"http://127.0.0.1:{port}/" in out

@@ -125,3 +125,16 @@ def test_mediapipe_recall_floor_on_real_hands(hands_dev, dataset, min_recall, mi
     scores = detection_scores(preds, [np.array(im["hands"]) for im in images], 0.3)
     assert scores.recall >= min_recall
     assert scores.accuracy >= min_accuracy
+
+
+def test_grounding_dino_bf16_and_smaller_resize(tiny_grounding_dino):
+    frames = synthetic_frames(2, 160, 120)
+    kw = {"model": str(tiny_grounding_dino), "box_threshold": 0.3, "text_threshold": 0.1}
+    fp32 = create_detector("grounding-dino", **kw).detect_batch(frames)
+    bf16 = create_detector("grounding-dino", precision="bf16", **kw).detect_batch(frames)
+    for a, b in zip(fp32, bf16, strict=True):  # bf16 keeps ~3 significant digits
+        assert abs(len(a) - len(b)) <= 2 and a.confidence.dtype == np.float32
+    small = create_detector("grounding-dino", short_side=48, **kw)
+    assert small.describe()["short_side"] == 48 and len(small.detect_batch(frames)) == 2
+    with pytest.raises(BadInputError, match="precision"):
+        create_detector("grounding-dino", precision="int4", **kw)

@@ -28,9 +28,9 @@ class GroundingDinoDetector(TransformersZeroShotDetector):
         import torch
 
         text = normalise_prompt(self.prompt)
-        inputs = self.processor(images=images, text=[text] * len(images),
-                                return_tensors="pt", padding=True).to(self.device)
-        outputs = self.model(**inputs)
+        inputs = self.processor(images=images, text=[text] * len(images), return_tensors="pt",
+                                padding=True, **self._size()).to(self.device)
+        outputs = self._forward(inputs)
         results = self.processor.post_process_grounded_object_detection(
             outputs, inputs["input_ids"], threshold=self.box_threshold,
             text_threshold=self.text_threshold,

@@ -16,9 +16,9 @@ class Owlv2Detector(TransformersZeroShotDetector):
 
     def __init__(self, model: str | None = None, prompt: str = "hand.",
                  box_threshold: float = 0.1, device: str = "cpu", batch_size: int = 4,
-                 text_threshold: float | None = None) -> None:
+                 text_threshold: float | None = None, precision: str = "fp32") -> None:
         # text_threshold is accepted for a uniform config but OWLv2 has no such knob.
-        super().__init__(model, prompt, box_threshold, 0.0, device, batch_size)
+        super().__init__(model, prompt, box_threshold, 0.0, device, batch_size, precision)
 
     @property
     def thresholds(self) -> tuple[float | None, float | None]:
@@ -28,7 +28,7 @@ class Owlv2Detector(TransformersZeroShotDetector):
         queries = [p.strip() for p in self.prompt.split(".") if p.strip()] or ["hand"]
         inputs = self.processor(text=[queries] * len(images), images=images,
                                 return_tensors="pt").to(self.device)
-        outputs = self.model(**inputs)
+        outputs = self._forward(inputs)
         # OWLv2 pads every image to a square before resizing: boxes are relative to that square.
         sides = [max(im.width, im.height) for im in images]
         results = self.processor.post_process_grounded_object_detection(

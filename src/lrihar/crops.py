@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrihar.naming import safe_file_name
 from lrihar.sources import SourceError, is_stream, open_source, read_image
 from lrihar.store import DetectionRow, Store
 
@@ -33,8 +34,7 @@ def frame_stem(row: DetectionRow) -> str:
     ``<source or image stem>-<hash of source and index>_<frame index>``."""
     base = Path(row.frame_name or row.source_uri).stem
     digest = hashlib.sha1(f"{row.source_uri}#{row.frame_index}".encode()).hexdigest()[:8]
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in base)[:60]
-    return f"{safe}-{digest}_{row.frame_index:07d}"
+    return f"{safe_file_name(base)[:60]}-{digest}_{row.frame_index:07d}"
 
 
 def iter_frames(store: Store, errors: list[SourceError] | None = None, only: set[int] | None = None,
@@ -134,4 +134,4 @@ def _safe_stem(uri: str) -> str:
     """A folder name for a source: its readable stem plus a hash, so equal stems never collide."""
     stem = Path(uri.split("://")[-1]).stem or "source"
     digest = hashlib.sha1(uri.encode()).hexdigest()[:8]
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem) + f"-{digest}"
+    return f"{safe_file_name(stem)}-{digest}"

@@ -27,6 +27,7 @@ from lrihar.classify.templates import TemplateBank, build_bank, class_folders
 from lrihar.config import ProjectConfig
 from lrihar.crops import iter_crops
 from lrihar.models.encoders import Crop, Encoder, create_encoder
+from lrihar.naming import safe_file_name
 from lrihar.progress import progress_bar
 from lrihar.project import Project, recorded_run
 from lrihar.sources import SourceError
@@ -186,9 +187,5 @@ def write_contact_sheets(store: Store, out_dir: Path, per_class: int = 60,
                               [f"{s:.3f}" + ("*" if labels[i]["provenance"] == "corrected" else "")
                                for s, i in shown],
                               f"{name}: {len(by_label[name])} crops, lowest {len(shown)} scores shown")
-        paths.append(save_sheet(Path(out_dir) / f"{_file_safe(name)}.png", sheet))
+        paths.append(save_sheet(Path(out_dir) / f"{safe_file_name(name)}.png", sheet))
     return paths
-
-
-def _file_safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -40,11 +40,11 @@ def detection_report(store: Store, gt: GroundTruth, ious=(0.3, 0.4)) -> dict[str
     """Detection metrics over the ground-truth images that the project processed."""
     rows = _rows_by_image(store)
     stored = _stored_image_names(store)
-    names = [n for n in gt.by_name() if n in stored]
+    full = gt.by_name()
+    names = [n for n in full if n in stored]
     if not names:
         return {"matched_images": 0, "ground_truth_images": len(gt.images),
                 "note": "no ground-truth image is among the project's frames (matched by file name)"}
-    full = gt.by_name()
     preds = [np.array([r.xyxy for r in rows.get(n, [])], float).reshape(-1, 4) for n in names]
     scores = [np.array([r.score for r in rows.get(n, [])], float) for n in names]
     gts = [gt.boxes[full[n]] for n in names]

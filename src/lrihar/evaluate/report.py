@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from lrihar.evaluate.confusion import Confusion, plot_confusion
+from lrihar.naming import safe_file_name
 
 SCORE_KEYS = ("iou", "recall", "accuracy", "predictions", "ground_truth")
 
@@ -82,7 +83,8 @@ def classification_section(cls: dict, figures: Path) -> dict:
     paths, rows = [], []
     for post, c in cls.items():
         conf = Confusion(c["classes"], np.array(c["counts"]))
-        paths.append(plot_confusion(conf, figures / f"confusion-{_safe(post)}.png", f"confusion: {post}"))
+        path = figures / f"confusion-{safe_file_name(post)}.png"
+        paths.append(plot_confusion(conf, path, f"confusion: {post}"))
         rows.append([post, c["crops"], c["right"], c["wrong"], c["sent_to_ng"], _pct(c["accuracy"]),
                      _pct(c["accuracy_without_ng"])])
     return _section("classification", "Classification (Fig. 8)",
@@ -191,7 +193,3 @@ def _markdown(project, sections: list[dict], figures: Path) -> str:
                 lines.append(b["text"])
             lines.append("")
     return "\n".join(lines)
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)

@@ -22,6 +22,7 @@ from lrihar.evaluate.sweep import (
     sweep_kind,
     write_csv,
 )
+from lrihar.naming import safe_file_name
 from lrihar.progress import progress_bar
 from lrihar.sources import read_image
 
@@ -94,7 +95,7 @@ def run_sweep(specs: Sequence[DetectorSpec], gt: GroundTruth, out: Path,
         kind = sweep_kind(spec.backend)
         a = np.asarray(grid_a if grid_a is not None else default_grid(kind, 0), float)
         b = np.asarray(grid_b if grid_b is not None else default_grid(kind, 1), float)
-        cache = out / f"predictions-{_safe(spec.label)}.json"
+        cache = out / f"predictions-{safe_file_name(spec.label)}.json"
         preds = predict_once(spec, gt.images, float(a.min()), float(b.min()) if kind == "box-text"
                              else 0.0, cache, show_progress)
         rows = sweep(preds, gts, kind, a, b, ious)
@@ -114,7 +115,3 @@ def run_sweep(specs: Sequence[DetectorSpec], gt: GroundTruth, out: Path,
     (out / "sweep.json").write_text(json.dumps(doc, indent=2) + "\n")
     result.files.append(str(out / "sweep.json"))
     return result
-
-
-def _safe(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)

@@ -75,9 +75,44 @@ def _print_evaluation(result: dict) -> None:
                       f"without NG {c['accuracy_without_ng']:.2%}")
     if not result["classification"]:
         console.print("classification: no ground-truth classes or reviewed labels to compare with")
-    line = result["cost"]["line"]
-    console.print(f"annotation cost, line of {line['posts']} posts: {line['hours_manual']} h by hand, "
-                  f"{line['hours_lrihar']} h with lrihar ({line['saved']:.1%} saved)")
+    _print_cost(console, result["cost"])
+
+
+def _print_cost(console, cost: dict) -> None:
+    """Table 3 as work done and still owed; a saving only where one was earned."""
+    from rich.table import Table
+
+    def known(row: dict, key: str):
+        return "?" if row["hours_owed"] is None else row[key]
+
+    table = Table("post", "frames checked", "images to fix", "boxes to draw", "to delete", "labels to fix",
+                  "h by hand", "h done", "h owed", "saved", title="annotation cost (Table 3)")
+    for r in cost["posts"]:
+        table.add_row(r["post"], f"{r['frames_checked']} of {r['frames']}", *(str(known(r, k)) for k in (
+            "detector_images_owed", "boxes_to_draw", "boxes_to_delete", "relabels_owed")),
+            str(r["hours_manual"]), str(r["hours_done"]), str(known(r, "hours_owed")),
+            "–" if r["saved"] is None else f"{r['saved']:.1%}")
+    console.print(table)
+    line, done, measured, rates = cost["line"], cost["done"], cost["measured_review"], cost["rates"]
+    console.print(f"rates: {rates['seconds_per_detector_image']:g} s per detector image (boxed by hand, or "
+                  f"needing any box fix), {rates['seconds_per_crop']:g} s per classifier crop (labelled "
+                  "by hand, or relabelled)")
+    so_far = (f"done so far: {measured['hours']} h of review measured over {measured['sessions']} sessions "
+              f"({measured['actions']} actions); {done['detector_images']} images with box fixes and "
+              f"{done['classifier_crops']} labels and templates set by a person, "
+              f"{done['hours']} h at these rates")
+    by_hand = f"by hand, a line of {line['posts']} posts: {line['hours_manual']} h"
+    if cost["checked"] == "nothing":
+        console.print("annotation cost: nothing was checked against ground truth (give --gt), so no "
+                      f"saving is claimed. {so_far}; {by_hand}.")
+    elif cost["checked"] == "part":
+        reasons = "; ".join(f"{r['post']}: {r['not_earned']}" for r in cost["posts"] if r["not_earned"])
+        console.print(f"annotation cost: checked only in part ({reasons}), so no saving is claimed for "
+                      f"the line. {so_far}; {by_hand}.")
+    else:
+        saved = "no saving" if line["saved"] is None else f"{line['saved']:.1%} saved"
+        console.print(f"annotation cost, checked against ground truth: {by_hand}, with lrihar "
+                      f"{line['hours_lrihar']} h (done so far + still owed), {saved}")
 
 @app.command()
 def sweep(

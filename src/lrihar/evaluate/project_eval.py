@@ -11,17 +11,22 @@ made per inspection post and for the whole line.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lrihar.evaluate.confusion import Confusion
+from lrihar.evaluate.confusion import NG, Confusion
 from lrihar.evaluate.groundtruth import GroundTruth
 from lrihar.evaluate.metrics import box_iou, detection_scores, standard_metrics
 from lrihar.store import DetectionRow, Store
 
 LINE = "(line)"
+# A stored box and a ground-truth box are the same object at IoU >= 0.5 (COCO's usual threshold):
+# below it a person would redraw the box. Used for labels and for the work still owed.
+MATCH_IOU = 0.5
 
 
 def _rows_by_image(store: Store) -> dict[str, list[DetectionRow]]:
@@ -60,33 +65,138 @@ def _post_of(store: Store) -> dict[str, str]:
     return {uri: post or LINE for uri, post in store.db.execute("SELECT uri, post FROM sources")}
 
 
-def classification_pairs(store: Store, gt: GroundTruth | None) -> dict[str, list[tuple[str, str]]]:
+def match_boxes(preds: np.ndarray, scores: Sequence[float], gts: np.ndarray,
+                iou_min: float = MATCH_IOU) -> list[tuple[int, int]]:
+    """One-to-one (prediction, ground truth) pairs: highest score first takes the free
+    ground-truth box it overlaps most, if that IoU is at least ``iou_min``."""
+    iou = box_iou(preds, gts)
+    pairs: list[tuple[int, int]] = []
+    if not iou.size:
+        return pairs
+    taken: set[int] = set()
+    for i in np.argsort([-s for s in scores], kind="stable"):
+        free = iou[i].copy()
+        free[list(taken)] = -1.0
+        j = int(np.argmax(free))
+        if free[j] >= iou_min:
+            taken.add(j)
+            pairs.append((int(i), j))
+    return pairs
+
+
+@dataclass(frozen=True)
+class FrameCheck:
+    """One stored frame against its ground-truth image (boxes matched at :data:`MATCH_IOU`)."""
+
+    post: str
+    path: str
+    status: str
+    rows: list[DetectionRow]
+    gt_boxes: np.ndarray
+    gt_labels: list[str]
+    pairs: list[tuple[int, int]]
+
+    @property
+    def missed(self) -> list[int]:
+        """Ground-truth boxes no stored box matches: a person must draw them."""
+        hit = {j for _, j in self.pairs}
+        return [j for j in range(len(self.gt_boxes)) if j not in hit]
+
+    @property
+    def false(self) -> list[int]:
+        """Stored boxes matching no ground-truth box: a person must delete them."""
+        hit = {i for i, _ in self.pairs}
+        return [i for i in range(len(self.rows)) if i not in hit]
+
+
+def check_frames(store: Store, gt: GroundTruth) -> list[FrameCheck]:
+    """Every stored frame whose file name is a ground-truth image, with its boxes matched."""
+    full = gt.by_name()
+    posts = _post_of(store)
+    rows: dict[tuple[str, int], list[DetectionRow]] = defaultdict(list)
+    for row in store.detections():
+        rows[(row.source_uri, row.frame_index)].append(row)
+    checks = []
+    for uri, _kind, rec in store.frames():
+        path = full.get(Path(rec.name).name) if rec.name else None
+        if path is None:
+            continue
+        mine = rows.get((uri, rec.index), [])
+        xyxy = np.array([r.xyxy for r in mine], float).reshape(-1, 4)
+        pairs = match_boxes(xyxy, [r.score for r in mine], gt.boxes[path])
+        checks.append(FrameCheck(posts.get(uri, LINE), rec.name, rec.status, mine, gt.boxes[path],
+                                 gt.labels[path], pairs))
+    return checks
+
+
+def project_classes(project) -> list[str]:
+    """The project's classes: those of its configuration, then any other label stored."""
+    names = [c.name for c in project.config.classes]
+    stored = (r[0] for r in project.store.db.execute("SELECT DISTINCT label FROM labels ORDER BY label"))
+    return list(dict.fromkeys([*names, *(n for n in stored if n != NG)]))
+
+
+def labels_checkable(gt: GroundTruth | None, classes: Sequence[str]) -> bool:
+    """Ground-truth classes can judge labels only where some of them are the project's."""
+    return gt is not None and bool(set(gt.classes) & set(classes))
+
+
+def _truth(gt_label: str, classes: Sequence[str]) -> str:
+    return gt_label if gt_label in classes else NG  # an action the project does not know is NG
+
+
+def work_owed(checks: list[FrameCheck], classes: Sequence[str], checkable: bool) -> dict[str, dict[str, Any]]:
+    """Per post, what a person must still do on the checked frames: images needing any box fix
+    (boxes to draw, boxes to delete) and, where ground truth has the project's classes, labels to
+    correct (a matched box whose current label is not its true class, or that has none)."""
+    out: dict[str, dict[str, Any]] = {}
+    for c in checks:
+        o = out.setdefault(c.post, {"frames_checked": 0, "action_checked": 0, "with_hands": 0,
+                                    "images_to_fix": 0, "boxes_to_draw": 0, "boxes_to_delete": 0,
+                                    "crops_checked": 0, "relabels": 0, "labels_checked": checkable})
+        o["frames_checked"] += 1
+        o["action_checked"] += c.status == "action"
+        o["with_hands"] += len(c.gt_boxes) > 0
+        missed, false = len(c.missed), len(c.false)
+        o["images_to_fix"] += bool(missed or false)
+        o["boxes_to_draw"] += missed
+        o["boxes_to_delete"] += false
+        if checkable:
+            o["crops_checked"] += len(c.pairs)
+            o["relabels"] += sum(c.rows[i].action != _truth(c.gt_labels[j], classes) for i, j in c.pairs)
+    return out
+
+
+def worst_frames(checks: list[FrameCheck], n: int = 6) -> list[dict[str, Any]]:
+    """The ``n`` frames with the most misses plus false boxes (ties by file name), for pictures."""
+    bad = sorted((c for c in checks if c.missed or c.false),
+                 key=lambda c: (-(len(c.missed) + len(c.false)), Path(c.path).name, c.path))
+    out = []
+    for c in bad[:n]:
+        missed, false = set(c.missed), set(c.false)
+        out.append({"post": c.post, "name": Path(c.path).name, "path": c.path,
+                    "gt": c.gt_boxes.round(1).tolist(), "gt_labels": c.gt_labels,
+                    "missed": [j in missed for j in range(len(c.gt_boxes))],
+                    "pred": [[round(v, 1) for v in r.xyxy] for r in c.rows],
+                    "pred_labels": [r.action for r in c.rows],
+                    "false": [i in false for i in range(len(c.rows))]})
+    return out
+
+
+def classification_pairs(store: Store, gt: GroundTruth | None, classes: Sequence[str] = (),
+                         checks: list[FrameCheck] | None = None) -> dict[str, list[tuple[str, str]]]:
     """(truth, automatic label) per post, from ground truth and from reviewed labels."""
     posts = _post_of(store)
     pairs: dict[str, list[tuple[str, str]]] = defaultdict(list)
     labels = store.labels()
     seen: set[int] = set()
-    if gt is not None and len(set(gt.classes)) > 1:
-        full = gt.by_name()
-        for name, rows in _rows_by_image(store).items():
-            if name not in full:
-                continue
-            rows = [r for r in rows if r.id in labels]
-            g = gt.boxes[full[name]]
-            if not rows or not len(g):
-                continue
-            iou = box_iou(np.array([r.xyxy for r in rows]), g)
-            taken: set[int] = set()
-            for i in np.argsort([-r.score for r in rows]):
-                free = iou[i].copy()
-                free[list(taken)] = -1.0  # one prediction per ground-truth box
-                j = int(np.argmax(free))
-                if free[j] >= 0.5:
-                    taken.add(j)
-                    lab = labels[rows[i].id]
-                    pairs[posts.get(rows[i].source_uri, LINE)].append(
-                        (gt.labels[full[name]][j], lab["auto_label"] or lab["label"]))
-                    seen.add(rows[i].id)
+    if labels_checkable(gt, classes):
+        for c in checks if checks is not None else check_frames(store, gt):
+            for i, j in c.pairs:
+                lab = labels.get(c.rows[i].id)
+                if lab is not None:
+                    pairs[c.post].append((_truth(c.gt_labels[j], classes), lab["auto_label"] or lab["label"]))
+                    seen.add(c.rows[i].id)
     # Reviewed labels vs what the matcher said; boxes a person drew were never matched: left out.
     reviewed = {i: v for i, v in labels.items()
                 if v["provenance"] == "corrected" and v["auto_label"] is not None and i not in seen}
@@ -98,9 +208,10 @@ def classification_pairs(store: Store, gt: GroundTruth | None) -> dict[str, list
     return pairs
 
 
-def confusions(store: Store, gt: GroundTruth | None, classes: list[str]) -> dict[str, Confusion]:
+def confusions(store: Store, gt: GroundTruth | None, classes: list[str],
+               checks: list[FrameCheck] | None = None) -> dict[str, Confusion]:
     """One confusion matrix per post with truth available, plus the whole line."""
-    pairs = classification_pairs(store, gt)
+    pairs = classification_pairs(store, gt, classes, checks)
     out = {post: Confusion.from_labels([t for t, _ in p], [a for _, a in p], classes)
            for post, p in sorted(pairs.items())}
     if len(out) > 1 or (out and LINE not in out):
@@ -117,17 +228,21 @@ def evaluate_project(project, gt: GroundTruth | None = None, ious=(0.3, 0.4),
     from lrihar.evaluate.cost import CostRates, annotation_cost
 
     store = project.store
-    classes = [c.name for c in project.config.classes]
+    classes = project_classes(project)
     try:
         n_templates = len(discover_templates(class_folders(project.config)))
     except BadInputError:
         n_templates = 0
     out: dict[str, Any] = {"project": str(project.root), "counts": store.counts()}
+    checks = check_frames(store, gt) if gt is not None else None
+    owed = None
     if gt is not None:
         out["detection"] = detection_report(store, gt, ious)
-    conf = confusions(store, gt, classes)
+        out["detection"]["worst_frames"] = worst_frames(checks)
+        owed = work_owed(checks, classes, labels_checkable(gt, classes))
+    conf = confusions(store, gt, classes, checks)
     out["classification"] = {post: {"classes": c.classes, "counts": c.counts.tolist(), **c.summary()}
                              for post, c in conf.items()}
-    out["cost"] = annotation_cost(store, max(len(classes), 1), n_templates, rates or CostRates(),
-                                  posts_per_line)
+    out["cost"] = annotation_cost(store, len(classes), n_templates, rates or CostRates(), posts_per_line,
+                                  owed)
     return out

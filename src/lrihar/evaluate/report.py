@@ -1,9 +1,11 @@
 """``lrihar report``: one self-contained HTML page (and Markdown) with every figure that exists.
 
-Sections appear when their inputs exist: detection metrics (with ground truth), threshold
-sweeps (a ``lrihar sweep`` output folder), confusion matrices (ground truth or reviewed labels),
-annotation cost, classifier comparison; always the resolved configs, versions and hardware.
-Figures are inlined as base64 PNG so the HTML file travels alone.
+It opens with the headline numbers and pictures (frames with their boxes and labels drawn; with
+ground truth, the worst misses and false boxes beside the truth). Then the sections whose inputs
+exist: detection metrics (with ground truth), threshold sweeps (a ``lrihar sweep`` output
+folder), confusion matrices (ground truth or reviewed labels), annotation cost, classifier
+comparison; folded away at the end, the resolved configs, store counts, versions and hardware.
+Figures are inlined (base64 PNG, pictures as small JPEG) so the HTML file travels alone.
 """
 
 from __future__ import annotations
@@ -42,6 +44,86 @@ def _images(paths: list[Path]) -> dict:
 
 def _section(sid: str, title: str, *blocks: dict) -> dict:
     return {"id": sid, "title": title, "blocks": list(blocks)}
+
+
+def _folded(summary: str, *blocks: dict) -> dict:
+    """Blocks folded away behind ``summary`` (HTML <details>); Markdown shows them as usual."""
+    return {"kind": "details", "summary": summary, "blocks": list(blocks)}
+
+
+def headline_section(project, evaluation: dict) -> dict:
+    """The numbers a reader wants first: frames, boxes, recall / accuracy where ground truth
+    exists, labels per class, review time, and whether any saving was earned."""
+    counts, cost = evaluation["counts"], evaluation["cost"]
+    cards = [{"label": "frames", "value": counts["frames"],
+              "note": f"{counts.get('frames_action', 0)} with hands found"},
+             {"label": "boxes", "value": counts["detections"] - counts["detections_rejected"],
+              "note": f"{counts['detections_rejected']} more marked wrong by a person"}]
+    det = evaluation.get("detection") or {}
+    if det.get("matched_images"):
+        t, v = next(iter(det["paper"].items()))
+        cards.append({"label": f"recall (eq. 3, T_IoU {t})", "value": _pct(v["recall"]),
+                      "note": f"accuracy (eq. 4) {_pct(v['accuracy'])}; {det['matched_images']} frames "
+                              "with ground truth"})
+    line = (evaluation.get("classification") or {}).get("(line)")
+    if line:
+        cards.append({"label": "label accuracy", "value": _pct(line["accuracy"]),
+                      "note": f"{line['crops']} crops checked; "
+                              f"{_pct(line['accuracy_without_ng'])} without NG"})
+    measured = cost["measured_review"]
+    cards.append({"label": "review time", "value": f"{measured['hours']:.2f} h",
+                  "note": f"{measured['sessions']} sessions, {measured['actions']} actions"})
+    saved = cost["line"]["saved"]
+    cards.append({"label": "annotation time saved", "value": "not claimed" if saved is None else _pct(saved),
+                  "note": _cost_basis(cost)})
+    rows = project.store.db.execute(
+        "SELECT l.label, COUNT(*), SUM(l.provenance = 'corrected') FROM labels l JOIN detections d"
+        " ON d.id = l.detection_id WHERE d.rejected = 0 GROUP BY l.label ORDER BY l.label").fetchall()
+    blocks: list[dict] = [{"kind": "cards", "cards": cards}]
+    if rows:
+        blocks.append(_table(["class", "labels", "set by a person"], [list(r) for r in rows]))
+    else:
+        blocks.append(_text("No labels yet (run lrihar classify)."))
+    return _section("headline", "At a glance", *blocks)
+
+
+def _cost_basis(cost: dict) -> str:
+    if cost["checked"] == "nothing":
+        return "nothing was checked against ground truth"
+    if cost["checked"] == "part":
+        return "checked against ground truth only in part"
+    return "checked against ground truth: work done plus work still owed"
+
+
+def pictures_sections(project, evaluation: dict, classes: list[str]) -> list[dict]:
+    """A sample of frames with their boxes and labels, and with ground truth the frames with the
+    most misses and false boxes, truth and lrihar side by side."""
+    from lrihar.evaluate.pictures import GT_HIT, GT_MISSED, PRED_FALSE, PRED_HIT, sample_frames, worst_pairs
+
+    out = []
+    sample, unreadable = sample_frames(project.store, classes)
+    blocks = [_text("An even spread over the project's frames with boxes: each box with its current "
+                    "label and the matcher's score.")]
+    blocks.append({"kind": "images", "images": sample} if sample else _text("No frame with boxes to show."))
+    if unreadable:
+        blocks.append(_text(f"{len(unreadable)} frames could not be read again: {unreadable[0]}"))
+    out.append(_section("frames", "Frames with their boxes", *blocks))
+    det = evaluation.get("detection")
+    if det is not None and det.get("matched_images"):
+        worst = det.get("worst_frames") or []
+        pairs, unreadable = worst_pairs(worst)
+        legend = {"kind": "legend", "entries": [[GT_HIT, "ground truth found"], [GT_MISSED, "missed"],
+                                               [PRED_HIT, "lrihar box on a hand"], [PRED_FALSE, "false box"]]}
+        blocks = [_text("The frames with the most missed hands and false boxes (matched one to one at "
+                        "IoU 0.5): ground truth on the left, lrihar's boxes on the right."), legend]
+        if pairs:
+            blocks.append({"kind": "pairs", "pairs": pairs})
+        else:
+            blocks.append(_text("No frame checked against ground truth has a missed hand or a false box."))
+        if unreadable:
+            blocks.append(_text(f"{len(unreadable)} frames could not be read again: {unreadable[0]}"))
+        out.append(_section("worst", "Worst misses and false boxes", *blocks))
+    return out
 
 
 def detection_section(det: dict) -> dict:
@@ -94,20 +176,44 @@ def classification_section(cls: dict, figures: Path) -> dict:
 
 
 def cost_section(cost: dict) -> dict:
-    rows = [[r["post"], r["detector_images_manual"], r["detector_images_lrihar"],
-             r["classifier_crops_manual"], r["classifier_crops_lrihar"], r["hours_manual"],
-             r["hours_lrihar"], _pct(r["saved"])] for r in cost["posts"]]
+    def owed(r: dict, key: str):
+        return "?" if r["hours_owed"] is None else r[key]
+
+    rows = [[r["post"], f"{r['frames_checked']} of {r['frames']}", r["detector_images_manual"],
+             r["classifier_crops_manual"], r["hours_manual"], r["detector_images_done"],
+             r["classifier_crops_done"], r["hours_done"], owed(r, "detector_images_owed"),
+             owed(r, "boxes_to_draw"), owed(r, "boxes_to_delete"), owed(r, "relabels_owed"),
+             owed(r, "hours_owed"), "–" if r["hours_lrihar"] is None else r["hours_lrihar"],
+             _pct(r["saved"]) if r["saved"] is not None else f"not claimed: {r['not_earned'] or 'no work'}"]
+            for r in cost["posts"]]
     line = cost["line"]
-    rows.append([f"line of {line['posts']} posts", "", "", "", "", line["hours_manual"],
-                 line["hours_lrihar"], _pct(line["saved"])])
-    rates, measured = cost["rates"], cost["measured_review"]
+    rows.append([f"line of {line['posts']} posts", "", "", "", line["hours_manual"], "", "", "", "", "", "",
+                 "", "", "–" if line["hours_lrihar"] is None else line["hours_lrihar"],
+                 "not claimed" if line["saved"] is None else _pct(line["saved"])])
+    rates, measured, done = cost["rates"], cost["measured_review"], cost["done"]
+    if cost["checked"] == "nothing":
+        verdict = ("Nothing was checked against ground truth, so the work still owed is unknown and no "
+                   f"saving is claimed. Done so far: {done['detector_images']} images with box fixes, "
+                   f"{done['classifier_crops']} labels and templates set by a person ({done['hours']} h at "
+                   "these rates). Give --gt to count the boxes and labels still to fix.")
+    elif cost["checked"] == "part":
+        reasons = "; ".join(f"{r['post']}: {r['not_earned']}" for r in cost["posts"] if r["not_earned"])
+        verdict = ("Checked against ground truth only in part, so no saving is claimed for the line: "
+                   f"{reasons}.")
+    else:
+        verdict = ("Every frame was checked against ground truth: lrihar's hours are the work done so far "
+                   "plus the work still owed.")
     return _section(
         "cost", "Annotation cost (Table 3)",
-        _table(["post", "detector images, manual", "lrihar", "classifier crops, manual", "lrihar",
-                "hours, manual", "hours, lrihar", "saved"], rows),
-        _text(f"Rates: {rates['seconds_per_detector_image']:.1f} s per detector image, "
-              f"{rates['seconds_per_crop']:.1f} s per classifier crop (paper defaults). Measured "
-              f"review time: {measured['hours']} h over {measured['sessions']} sessions."),
+        _text(verdict),
+        _table(["post", "frames checked", "by hand: images", "crops", "hours", "done: images", "crops",
+                "hours", "owed: images to fix", "boxes to draw", "to delete", "labels to fix", "hours",
+                "lrihar hours", "saved"], rows),
+        _text(f"Rates (paper defaults unless changed): {rates['seconds_per_detector_image']:.1f} s per "
+              "detector image, boxed by hand or opened to fix its boxes (any miss or false box at IoU "
+              f"0.5); {rates['seconds_per_crop']:.1f} s per classifier crop, labelled by hand or "
+              f"relabelled. Measured review time: {measured['hours']} h over {measured['sessions']} "
+              f"sessions ({measured['actions']} actions)."),
     )
 
 
@@ -123,14 +229,18 @@ def classifier_section(t4: dict) -> dict:
 def config_section(project) -> dict:
     latest = {run["command"]: run for run in project.store.runs()}
     text = json.dumps({cmd: json.loads(r["config"]) for cmd, r in latest.items()}, indent=2)
-    return _section("config", "Resolved configuration of the latest runs", {"kind": "pre", "text": text})
+    counts = project.store.counts()
+    return _section("config", "Configuration and store",
+                    _folded(f"resolved configuration of the latest runs ({', '.join(latest) or 'none'})",
+                            {"kind": "pre", "text": text}),
+                    _folded("store counts", _table(["what", "count"], [[k, v] for k, v in counts.items()])))
 
 
 def build_sections(project, evaluation: dict, figures: Path, sweep_dir: Path | None,
                    table4: dict | None) -> list[dict]:
     """The report's sections, in order; a section whose inputs are missing is left out."""
-    sections = [_section("summary", "Project", _table(["what", "count"],
-                                                      [[k, v] for k, v in evaluation["counts"].items()]))]
+    sections = [headline_section(project, evaluation)]
+    sections += pictures_sections(project, evaluation, [c.name for c in project.config.classes])
     if evaluation.get("detection"):
         sections.append(detection_section(evaluation["detection"]))
     if sweep_dir is not None and (sweep_dir / "sweep.json").exists():
@@ -155,9 +265,10 @@ def write_report(project, evaluation: dict, out_html: Path, sweep_dir: Path | No
     sections = build_sections(project, evaluation, figures, sweep_dir, table4)
     hardware = machine_info()
     versions = package_versions()
-    sections.append(_section("versions", "Versions and hardware",
-                             _table(["package", "version"], [[k, v] for k, v in versions.items()]),
-                             _table(["hardware", ""], [[k, v] for k, v in hardware.items()])))
+    sections.append(_section("versions", "Versions and hardware", _folded(
+        "package versions and hardware",
+        _table(["package", "version"], [[k, v] for k, v in versions.items()]),
+        _table(["hardware", ""], [[k, v] for k, v in hardware.items()]))))
     template = resources.files("lrihar").joinpath("resources/report.html.j2").read_text(encoding="utf-8")
     html = jinja2.Environment(autoescape=True).from_string(template).render(
         title=project.config.line, sections=sections, versions=versions, hardware=hardware,
@@ -175,21 +286,43 @@ def _markdown(project, sections: list[dict], figures: Path) -> str:
     lines = [f"# lrihar report: {project.config.line}", ""]
     for s in sections:
         lines += [f"## {s['title']}", ""]
-        for b in s["blocks"]:
-            if b["kind"] == "table":
-                lines.append("| " + " | ".join(map(str, b["header"])) + " |")
-                lines.append("|" + "---|" * len(b["header"]))
-                lines += ["| " + " | ".join(map(str, r)) + " |" for r in b["rows"]]
-            elif b["kind"] == "images":
-                figures.mkdir(parents=True, exist_ok=True)
-                for img in b["images"]:
-                    path = figures / f"{img['alt']}.png"
-                    if not path.exists():
-                        path.write_bytes(base64.b64decode(img["data"]))
-                    lines.append(f"![{img['alt']}]({figures.name}/{path.name})")
-            elif b["kind"] == "pre":
-                lines += ["```json", b["text"], "```"]
-            else:
-                lines.append(b["text"])
-            lines.append("")
+        lines += _markdown_blocks(s["blocks"], figures)
     return "\n".join(lines)
+
+
+def _markdown_image(img: dict, figures: Path) -> str:
+    """Write an inlined image beside the Markdown file once; its Markdown reference."""
+    figures.mkdir(parents=True, exist_ok=True)
+    suffix = ".jpg" if img.get("mime") == "image/jpeg" else ".png"
+    path = figures / f"{safe_file_name(img.get('name', img['alt']))}{suffix}"
+    if not path.exists():
+        path.write_bytes(base64.b64decode(img["data"]))
+    return f"![{img['alt']}]({figures.name}/{path.name})"
+
+
+def _markdown_blocks(blocks: list[dict], figures: Path) -> list[str]:
+    lines: list[str] = []
+    for b in blocks:
+        if b["kind"] == "table":
+            lines.append("| " + " | ".join(map(str, b["header"])) + " |")
+            lines.append("|" + "---|" * len(b["header"]))
+            lines += ["| " + " | ".join(map(str, r)) + " |" for r in b["rows"]]
+        elif b["kind"] == "images":
+            lines += [_markdown_image(img, figures) for img in b["images"]]
+        elif b["kind"] == "pairs":
+            for pair in b["pairs"]:
+                lines += [f"{pair['caption']}:", "", _markdown_image(pair["left"], figures) + " "
+                          + _markdown_image(pair["right"], figures), ""]
+        elif b["kind"] == "cards":
+            lines += [f"- **{c['label']}**: {c['value']} ({c['note']})" for c in b["cards"]]
+        elif b["kind"] == "legend":
+            lines.append("Colours: " + ", ".join(f"{colour} {what}" for colour, what in b["entries"]))
+        elif b["kind"] == "details":
+            lines += [f"*{b['summary']}*", "", *_markdown_blocks(b["blocks"], figures)]
+            continue
+        elif b["kind"] == "pre":
+            lines += ["```json", b["text"], "```"]
+        else:
+            lines.append(b["text"])
+        lines.append("")
+    return lines

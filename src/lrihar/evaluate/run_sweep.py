@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from lrihar.errors import BadInputError
-from lrihar.evaluate.groundtruth import GroundTruth
+from lrihar.evaluate.groundtruth import GroundTruth, require_files
 from lrihar.evaluate.sweep import (
     KINDS,
     ImagePredictions,
@@ -54,8 +54,12 @@ class SweepResult:
 
 
 def predict_once(spec: DetectorSpec, images: Sequence[str], a_min: float, b_min: float,
-                 cache: Path | None = None, show_progress: bool = False) -> list[ImagePredictions]:
-    """Boxes and scores of every image at the lowest thresholds (cached in ``cache``)."""
+                 cache: Path | None = None, show_progress: bool = False,
+                 source: str = "ground truth") -> list[ImagePredictions]:
+    """Boxes and scores of every image at the lowest thresholds (cached in ``cache``).
+
+    The image files are needed only when the cache does not hold these predictions yet.
+    """
     from lrihar.models.detectors import create_detector
 
     kind = sweep_kind(spec.backend)
@@ -64,6 +68,7 @@ def predict_once(spec: DetectorSpec, images: Sequence[str], a_min: float, b_min:
         doc = json.loads(cache.read_text())
         if doc.get("key") == key.hexdigest():
             return [ImagePredictions.from_json(d) for d in doc["predictions"]]
+    require_files(images, source)  # before loading a model, not half-way through the images
     kwargs: dict = {"box_threshold": a_min}
     if spec.model is not None:
         kwargs["model"] = spec.model
@@ -97,7 +102,7 @@ def run_sweep(specs: Sequence[DetectorSpec], gt: GroundTruth, out: Path,
         b = np.asarray(grid_b if grid_b is not None else default_grid(kind, 1), float)
         cache = out / f"predictions-{safe_file_name(spec.label)}.json"
         preds = predict_once(spec, gt.images, float(a.min()), float(b.min()) if kind == "box-text"
-                             else 0.0, cache, show_progress)
+                             else 0.0, cache, show_progress, gt.source)
         rows = sweep(preds, gts, kind, a, b, ious)
         result.rows[spec.label] = rows
         result.best[spec.label] = {str(t): best_pair(rows, t, accuracy_floor) for t in ious}

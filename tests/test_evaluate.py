@@ -13,7 +13,6 @@ from conftest import CLASSES, load_gt, synthetic_frames
 from lrihar.cli import main
 from lrihar.errors import BadInputError
 from lrihar.evaluate.confusion import NG, Confusion, plot_confusion
-from lrihar.evaluate.cost import CostRates, annotation_cost
 from lrihar.evaluate.groundtruth import load_ground_truth
 from lrihar.evaluate.metrics import standard_metrics
 from lrihar.evaluate.sweep import ImagePredictions, best_pair, keep, plot_surfaces, sweep
@@ -179,39 +178,124 @@ def test_evaluate_cli_reports_every_figure(gloves_project, hands_dev, tmp_path, 
     cls = doc["classification"]["(line)"]
     assert cls["classes"] == [*CLASSES, "NG"] and cls["crops"] > 10
     assert 0.5 < cls["accuracy_without_ng"] <= 1
-    assert doc["cost"]["rates"] == {"seconds_per_detector_image": 10.0, "seconds_per_crop": 72.0}  # 2 h / 100
-    post = doc["cost"]["posts"][0]
-    assert post["classifier_crops_lrihar"] == 20  # only the templates were touched by a person
-    assert 0 < doc["cost"]["line"]["saved"] < 1
-    assert "recall (eq. 3)" in capsys.readouterr().out
+    cost = doc["cost"]
+    assert cost["rates"] == {"seconds_per_detector_image": 10.0, "seconds_per_crop": 72.0}  # 2 h / 100
+    post = cost["posts"][0]
+    assert post["frames_checked"] == post["frames"] == 40 and cost["checked"] == "all"
+    assert post["classifier_crops_done"] == 20  # only the templates were touched by a person
+    gt_boxes = det["ground_truth_boxes"]
+    # every ground-truth hand the detector missed at IoU 0.5 is a box a person still has to draw
+    assert post["boxes_to_draw"] == gt_boxes - round(det["standard"]["recall@0.5"] * gt_boxes)
+    assert post["detector_images_owed"] > 0 and post["hours_owed"] > 0
+    assert 0 < cost["line"]["saved"] < 1
+    out_text = capsys.readouterr().out
+    assert "recall (eq. 3)" in out_text and f"{cost['line']['saved']:.1%} saved" in out_text
 
 
-def test_cost_table_hand_computed(tmp_path):
-    from lrihar.store import FrameRecord, Store
+def _tiny_project(root):
+    """Four 200×200 image frames of post-1, one ground truth with three hands (hand-made):
 
-    store = Store(tmp_path / "p.db")
-    run = store.start_run("t", {}, {})
-    src = store.source_id("/v.mp4", "video", "post-1")
+    f0: box A on a hand, labelled a, truly b   -> matched, one label to fix
+    f1: box B where no hand is; a hand at (0, 0) -> one box to delete, one to draw
+    f2: no box; a hand                         -> one box to draw
+    f3: no box, no hand                        -> nothing to do
+    """
     import supervision as sv
 
-    box = sv.Detections(xyxy=np.array([[0, 0, 5, 5]], float), confidence=np.array([0.9]),
-                        class_id=np.array([0]), data={"class_name": np.array(["hand"])})
-    store.write_frames(run, src, [(FrameRecord(i, i, 10, 10, "action"), box) for i in range(10)], "t")
+    from lrihar.project import Project
+    from lrihar.store import FrameRecord
+
+    root.mkdir(parents=True)
+    (root / "lrihar.yaml").write_text(json.dumps({"classes": [{"name": "a"}, {"name": "b"}]}))
+    project = Project.open(root)
+    store = project.store
+    run = store.start_run("annotate", {}, {})
+    src = store.source_id("/imgs", "images", "post-1")
+
+    def boxes(*xyxy):
+        n = len(xyxy)
+        return sv.Detections(xyxy=np.array(xyxy, float).reshape(-1, 4), confidence=np.full(n, 0.9),
+                             class_id=np.zeros(n, int), data={"class_name": np.array(["hand"] * n)})
+
+    frames = [(FrameRecord(0, 0, 200, 200, "action", "/imgs/f0.jpg"), boxes([10, 10, 50, 50])),
+              (FrameRecord(1, 1, 200, 200, "action", "/imgs/f1.jpg"), boxes([100, 100, 140, 140])),
+              (FrameRecord(2, 2, 200, 200, "empty", "/imgs/f2.jpg"), boxes()),
+              (FrameRecord(3, 3, 200, 200, "empty", "/imgs/f3.jpg"), boxes())]
+    store.write_frames(run, src, frames, "annotate")
     ids = [r[0] for r in store.db.execute("SELECT id FROM detections ORDER BY id")]
-    store.write_auto_labels(run, [(i, "a", 0.9, None, None, "k", 0.5) for i in ids])
-    store.db.execute("UPDATE labels SET provenance='corrected' WHERE detection_id=?", (ids[0],))
+    store.write_auto_labels(run, [(i, "a", 0.9, "b", 0.1, "k", 0.5) for i in ids])
+    images = [{"id": i + 1, "file_name": f"f{i}.jpg", "width": 200, "height": 200} for i in range(4)]
+    images.append({"id": 9, "file_name": "not-in-the-project.jpg", "width": 200, "height": 200})
+    anns = [{"id": 1, "image_id": 1, "category_id": 2, "bbox": [10, 10, 40, 40]},
+            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [0, 0, 40, 40]},
+            {"id": 3, "image_id": 3, "category_id": 1, "bbox": [5, 5, 20, 20]}]
+    gt = root.parent / "gt" / "coco.json"  # its images are nowhere: sizes come from the JSON
+    gt.parent.mkdir()
+    gt.write_text(json.dumps({"images": images, "annotations": anns,
+                              "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    return project, ids, gt
+
+
+RATES = ["--seconds-per-image", "36", "--hours-per-class-set", "1", "--crops-per-class", "200"]
+
+
+def test_cost_with_ground_truth_and_no_review_counts_the_work_owed(tmp_path, capsys):
+    from lrihar.review.actions import mark_wrong, relabel, start_session
+
+    project, (box_a, box_b), gt = _tiny_project(tmp_path / "p")
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "-p", str(project.root), "--gt", str(gt), "--json", str(out), *RATES]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["detection"]["paper"]["0.3"]["recall"] == pytest.approx(1 / 3)
+    row = doc["cost"]["posts"][0]
+    assert (row["frames_checked"], row["detector_images_owed"], row["boxes_to_draw"], row["boxes_to_delete"],
+            row["relabels_owed"]) == (4, 2, 2, 1, 1)
+    # crop rate 3600 / (200 × 2) = 9 s. By hand: the 3 frames showing a hand, 3 crops:
+    # 3 × 36 + 3 × 9 = 135 s. With lrihar nothing done yet; owed: 2 images × 36 + 1 relabel × 9 = 81 s.
+    assert (row["detector_images_manual"], row["classifier_crops_manual"]) == (3, 3)
+    assert (row["hours_manual"], row["hours_done"], row["hours_owed"]) == (round(135 / 3600, 2), 0.0,
+                                                                          round(81 / 3600, 2))
+    assert row["saved"] == pytest.approx(1 - 81 / 135, abs=1e-4)
+    printed = capsys.readouterr().out
+    assert "checked against ground truth" in printed
+    assert f"{doc['cost']['line']['saved']:.1%} saved" in printed
+
+    # A person deletes the false box and fixes the label: those move from owed to done.
+    session = start_session(project.store, "ana")
+    mark_wrong(project.store, [box_b], "ana", session)
+    relabel(project.store, [box_a], "b", "ana", session)
+    assert main(["evaluate", "-p", str(project.root), "--gt", str(gt), "--json", str(out), *RATES]) == 0
+    row = json.loads(out.read_text())["cost"]["posts"][0]
+    assert (row["detector_images_owed"], row["boxes_to_draw"], row["boxes_to_delete"], row["relabels_owed"],
+            row["detector_images_done"], row["classifier_crops_done"]) == (2, 2, 0, 0, 1, 1)
+    # done 1 × 36 + 1 × 9 = 45 s, owed 2 × 36 = 72 s (f1 still misses a hand, f2 too)
+    assert row["saved"] == pytest.approx(1 - 117 / 135, abs=1e-4)
+
+
+def test_cost_without_ground_truth_claims_no_saving(tmp_path, capsys):
+    from lrihar.evaluate.project_eval import evaluate_project
+    from lrihar.evaluate.report import write_report
     from lrihar.review.actions import mark_wrong, start_session
 
-    mark_wrong(store, [ids[1]], "ana", start_session(store, "ana"))  # a box fixed on one image
-    rates = CostRates(seconds_per_detector_image=36.0, crops_per_class_manual=200, hours_per_class_set=1.0)
-    cost = annotation_cost(store, n_classes=2, n_templates=4, rates=rates, posts_per_line=20)
+    project, (_box_a, box_b), _gt = _tiny_project(tmp_path / "p")
+    mark_wrong(project.store, [box_b], "ana", start_session(project.store, "ana"))
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "-p", str(project.root), "--json", str(out), *RATES]) == 0
+    printed = capsys.readouterr().out
+    assert "nothing was checked against ground truth" in printed and "% saved" not in printed
+    cost = json.loads(out.read_text())["cost"]
+    assert cost["checked"] == "nothing"
+    assert cost["line"]["saved"] is None and cost["line"]["hours_lrihar"] is None
     row = cost["posts"][0]
-    # crop rate = 3600 / (200 × 2) = 9 s; manual: 10 images × 36 s + 10 crops × 9 s = 450 s
-    # lrihar: 1 touched image × 36 s + (1 corrected + 4 templates) crops × 9 s = 81 s
-    assert (row["hours_manual"], row["hours_lrihar"]) == (round(450 / 3600, 2), round(81 / 3600, 2))
-    assert row["saved"] == pytest.approx(1 - 81 / 450, abs=1e-4)
-    assert cost["line"]["hours_manual"] == pytest.approx(20 * round(450 / 3600, 2), abs=0.1)
-    assert cost["measured_review"]["sessions"] == 1
+    assert row["saved"] is None and row["hours_owed"] is None and row["not_earned"]
+    assert (row["detector_images_done"], row["hours_done"]) == (1, 0.01)  # the box fixed on f1: 36 s
+    assert cost["measured_review"]["sessions"] == 1 and cost["measured_review"]["actions"] == 1
+
+    html = tmp_path / "r.html"
+    write_report(project, evaluate_project(project), html)
+    text = html.read_text()
+    assert "not claimed" in text and "Nothing was checked against ground truth" in text
+    assert " % saved" not in text and "frames could not be read again" in text  # /imgs is not on disk
 
 
 def _chromium():
@@ -230,10 +314,15 @@ def test_report_html_opens_in_headless_chromium(gloves_project, hands_dev, tmp_p
     assert main(["report", "-p", str(gloves_project.root), "-o", str(html), "--gt", str(gt), "--images",
                  str(hands_dev / "gloves_roboflow"), "--sweep", str(sweep_out)]) == 0
     text = html.read_text()
-    for heading in ("Detection (eq. 3 recall", "Threshold sweeps (Fig. 7)", "Classification (Fig. 8)",
-                    "Annotation cost (Table 3)", "Classifiers (Table 4)", "Versions and hardware"):
-        assert heading in text
+    headings = ("At a glance", "Frames with their boxes", "Worst misses and false boxes",
+                "Detection (eq. 3 recall", "Threshold sweeps (Fig. 7)", "Classification (Fig. 8)",
+                "Annotation cost (Table 3)", "Classifiers (Table 4)", "Configuration and store",
+                "Versions and hardware")
+    at = [text.index(f">{h}") for h in headings]
+    assert at == sorted(at)  # headline numbers and pictures first, configuration last
     assert text.count("data:image/png;base64,") >= 5  # 4 surfaces + confusion, inlined
+    assert text.count("data:image/jpeg;base64,") >= 6 + 2  # a sample of frames + one GT / lrihar pair
+    assert html.stat().st_size < 5e6
     assert html.with_suffix(".md").read_text().startswith("# lrihar report")
     if not _chromium():
         pytest.skip("no chromium on this machine (scripts/install.sh installs it): browser check not run")
@@ -249,10 +338,20 @@ def test_report_html_opens_in_headless_chromium(gloves_project, hands_dev, tmp_p
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(html.as_uri())
         assert page.title().startswith("lrihar report")
-        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+        natural_widths = "imgs => imgs.map(i => i.naturalWidth)"
+        widths = page.eval_on_selector_all("img", natural_widths)
+        pictures = page.eval_on_selector_all("img.picture", natural_widths)
+        pairs = page.eval_on_selector_all("figure.pair",
+                                          "fs => fs.map(f => f.querySelectorAll('img').length)")
+        config_folded = page.eval_on_selector("pre", "p => !p.closest('details').open")
+        cards = page.inner_text(".cards")
         browser.close()
     assert errors == []
-    assert widths and all(w > 100 for w in widths)  # every inlined figure decoded
+    assert widths and all(w > 100 for w in widths)  # every inlined figure and picture decoded
+    assert pictures and all(w == 480 for w in pictures)  # the 640 px frames, scaled down
+    assert pairs and all(n == 2 for n in pairs)  # ground truth beside lrihar's boxes
+    assert config_folded
+    assert "recall (eq. 3, T_IoU 0.3)" in cards and "review time" in cards
 
 
 def test_reviewed_labels_feed_the_confusion_matrix(gloves_project):

@@ -86,8 +86,9 @@ def sample_frames(store: Store, classes: Sequence[str], k: int = 6) -> tuple[lis
         colour = [names.index(x) if x in names else len(names) for x in labels]
         text = [f"{x} {r.action_score:.2f}" if r.action_score is not None else x for x, r in zip(
             labels, rows, strict=True)]
-        out.append(_jpeg(f"{_where(rows[0])}: {len(rows)} box{'es' if len(rows) > 1 else ''}", f"frame-{len(out) + 1}",
-                         draw(image, [r.xyxy for r in rows], text, colour, palette)))
+        boxes = f"{len(rows)} box{'es' if len(rows) > 1 else ''}"
+        out.append(_jpeg(f"{_where(rows[0])}: {boxes}", f"frame-{len(out) + 1}", draw(
+            image, [r.xyxy for r in rows], text, colour, palette)))
     return out, [f"{e.source_id}: {e.message}" for e in errors]
 
 

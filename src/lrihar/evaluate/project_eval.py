@@ -10,6 +10,7 @@ made per inspection post and for the whole line.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -130,8 +131,13 @@ def check_frames(store: Store, gt: GroundTruth) -> list[FrameCheck]:
 
 
 def project_classes(project) -> list[str]:
-    """The project's classes: those of its configuration, then any other label stored."""
+    """The project's classes: those of its file (or its template folders), then other labels stored."""
+    from lrihar.classify.templates import class_folders
+    from lrihar.errors import BadInputError
+
     names = [c.name for c in project.config.classes]
+    with contextlib.suppress(BadInputError):  # no template folders yet: the file and the labels tell
+        names += list(class_folders(project.config))
     stored = (r[0] for r in project.store.db.execute("SELECT DISTINCT label FROM labels ORDER BY label"))
     return list(dict.fromkeys([*names, *(n for n in stored if n != NG)]))
 

@@ -370,3 +370,25 @@ def test_reviewed_labels_feed_the_confusion_matrix(gloves_project):
     conf = confusions(store, None, list(CLASSES))["(line)"]
     s = conf.summary()
     assert (s["crops"], s["right"], s["wrong"]) == (3, 2, 1)
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ("drop f3", "only 3 of 4 frames checked against ground truth"),
+    ("one class", "labels not checked: the ground truth has none of the project's classes"),
+])
+def test_cost_claims_no_saving_for_a_post_checked_in_part(tmp_path, change, why):
+    from lrihar.evaluate.groundtruth import load_ground_truth
+    from lrihar.evaluate.project_eval import evaluate_project
+
+    project, _ids, gt = _tiny_project(tmp_path / "p")
+    doc = json.loads(gt.read_text())
+    if change == "drop f3":
+        doc["images"] = [im for im in doc["images"] if im["file_name"] != "f3.jpg"]
+    else:
+        doc["categories"] = [{"id": 1, "name": "hand"}, {"id": 2, "name": "other"}]
+    gt.write_text(json.dumps(doc))
+    cost = evaluate_project(project, load_ground_truth(gt))["cost"]
+    row = cost["posts"][0]
+    assert cost["checked"] == "part" and row["not_earned"] == why
+    assert row["saved"] is None and row["hours_lrihar"] is None and cost["line"]["saved"] is None
+    assert row["boxes_to_draw"] == 2  # what was checked is still counted

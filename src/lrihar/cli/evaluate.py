@@ -85,8 +85,8 @@ def _print_cost(console, cost: dict) -> None:
     def known(row: dict, key: str):
         return "?" if row["hours_owed"] is None else row[key]
 
-    table = Table("post", "frames checked", "images to fix", "boxes to draw", "to delete", "labels to fix",
-                  "h by hand", "h done", "h owed", "saved", title="annotation cost (Table 3)")
+    table = Table("post", "frames checked", "images to fix", "draw", "delete", "relabel", "h by hand",
+                  "h done", "h owed", "saved", title="annotation cost (Table 3): work done and still owed")
     for r in cost["posts"]:
         table.add_row(r["post"], f"{r['frames_checked']} of {r['frames']}", *(str(known(r, k)) for k in (
             "detector_images_owed", "boxes_to_draw", "boxes_to_delete", "relabels_owed")),

@@ -88,7 +88,7 @@ def annotation_cost(store: Store, n_classes: int, n_templates: int, rates: CostR
     image_s, crop_s = rates.seconds_per_detector_image, rates.seconds_per_crop(n_classes)
     cap = rates.crops_per_class_manual * n_classes
     posts = sorted(set(frames) | set(boxes)) or [LINE]
-    rows = []
+    rows, exact = [], []  # exact: unrounded (manual, lrihar) hours, for the line's figures
     for post in posts:
         checked = (owed or {}).get(post)
         o = checked or {}  # a post nobody checked owes nothing that is known
@@ -102,6 +102,7 @@ def annotation_cost(store: Store, n_classes: int, n_templates: int, rates: CostR
         hours_owed = (o.get("images_to_fix", 0) * image_s + owed_crops * crop_s) / 3600
         why = _not_earned(owed, checked, frames.get(post, 0), n_classes)
         earned = why is None and hours_manual > 0
+        exact.append((hours_manual, hours_done + hours_owed))
         rows.append({
             "post": post, "frames": frames.get(post, 0), "frames_checked": o.get("frames_checked", 0),
             "detector_images_manual": images_manual, "classifier_crops_manual": crops_manual,
@@ -115,8 +116,8 @@ def annotation_cost(store: Store, n_classes: int, n_templates: int, rates: CostR
             "not_earned": why,
         })
     complete = all(r["hours_lrihar"] is not None for r in rows)
-    mean_manual = sum(r["hours_manual"] for r in rows) / len(rows)
-    mean_ours = sum(r["hours_lrihar"] for r in rows) / len(rows) if complete else None
+    mean_manual = sum(m for m, _ in exact) / len(rows)
+    mean_ours = sum(o for _, o in exact) / len(rows)
     seconds, sessions = store.db.execute("SELECT COALESCE(SUM(seconds), 0), COUNT(*) FROM review_sessions"
                                          ).fetchone()
     actions = store.counts()["review_actions"]

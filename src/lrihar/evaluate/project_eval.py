@@ -3,9 +3,12 @@
 Detection: stored frames are matched to ground-truth images by file name; eq. 3 / eq. 4 at each
 T_IoU plus precision / recall / F1 at 0.5, AP50 and mAP50-95.
 Classification: each stored box is matched to the ground-truth box it overlaps most (IoU ≥ 0.5,
-highest score first, one to one); its automatic label is compared with the ground-truth class.
-Where a person reviewed labels in the store, those serve as truth too. Confusion matrices are
-made per inspection post and for the whole line.
+highest score first, one to one); its automatic label is compared with the ground-truth class
+(a ground-truth class the project does not have is NG), where some ground-truth classes are the
+project's. Where a person reviewed labels in the store, those serve as truth too. Confusion
+matrices are made per inspection post and for the whole line.
+Work owed: with the same matching, the missed hands, false boxes and wrong labels left on the
+checked frames feed the cost table; the frames with the most of them feed the report's pictures.
 """
 
 from __future__ import annotations

@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: third-party log noise is filtered unless ``--verbose``."""
+    from lrihar.quiet import silence_native_logs, verbose_requested
+
+    if not verbose_requested(sys.argv[1:]):
+        silence_native_logs()
     sys.exit(main())
 
 

@@ -19,6 +19,15 @@ app = typer.Typer(
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Project folder (holds lrihar.yaml).")]
 
 
+@app.callback()
+def _global_options(
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Also show the log lines of MediaPipe, TensorFlow Lite and absl (hidden by "
+                          "default; LRIHAR_VERBOSE=1 does the same).")] = False,
+) -> None:
+    """Low-cost, real-time industrial human action recognition (LRIHAR)."""
+    # Acted on before parsing, in lrihar.cli.run (the filter must be in place before any import).
+
 
 def echo_err(message: str) -> None:
     """A message for the user on stderr (warnings, errors), keeping stdout for results."""

@@ -206,7 +206,7 @@ def finite_number(value: object, where: str = "box") -> float:
 def box_numbers(xyxy: object, where: str = "box") -> tuple[float, float, float, float]:
     """Four finite real numbers (see :func:`finite_number`) as floats, unchanged otherwise."""
     if isinstance(xyxy, str | bytes) or not isinstance(xyxy, Sequence) or len(xyxy) != 4:
-        raise BadInputError(f"{where}: give four numbers x1, y1, x2, y2 in pixels, not {reprlib.repr(xyxy)}")
+        raise BadInputError(f"{where}: a box is four numbers, not {reprlib.repr(xyxy)}")
     x1, y1, x2, y2 = (finite_number(v, where) for v in xyxy)
     return x1, y1, x2, y2
 

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from lrihar.cli.app import ProjectOpt, app, echo_err
-from lrihar.errors import BadInputError
 
 
 @app.command()
@@ -41,20 +40,18 @@ def export(
 ) -> None:
     """Establish the dataset: YOLO / ImageFolder / COCO split by source, or pre-annotations for
     Label Studio / CVAT."""
+    from lrihar.dataset.export import check_out_folder, export_dataset, make_folder
     from lrihar.project import Project
 
     proj = Project.open(project)
     if fmt in ("labelstudio", "cvat"):
         from lrihar.review.interchange import export_cvat, export_labelstudio
 
-        if out.exists() and any(out.iterdir()):
-            raise BadInputError(f"{out}: not empty; export into a new folder so nothing is overwritten")
+        make_folder(check_out_folder(out))
         path = (export_labelstudio if fmt == "labelstudio" else export_cvat)(proj, out)
         typer.echo(f"wrote {path} and the frames in {out / 'images'}; import the corrected export with "
                    f"`lrihar import -p {project} FILE --from {fmt}`")
         return
-    from lrihar.dataset.export import export_dataset
-
     summary = export_dataset(proj, out, fmt, split, seed, include_ng, yolo_classes, padding)
     for name in ("train", "val", "test"):
         typer.echo(f"{name:5s} {summary.images[name]:6d} images  {summary.counts[name]}  "

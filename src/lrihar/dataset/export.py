@@ -3,6 +3,8 @@
 What goes in: every detection a person did not reject, with its current label (a person's
 correction wins over the matcher's); NG crops only with ``include_ng``. Frames are written as
 JPEG once; label files, annotation JSON and data.yaml come from supervision's dataset writers.
+Class names are data (data.yaml, COCO categories, the manifest), never paths as given: ImageFolder
+class folders are made file-safe, and every written path is checked to lie inside ``out``.
 The split is by source (see :mod:`lrihar.dataset.split`); a manifest lists counts per class and
 split. The same store, options and seed give the same bytes.
 """
@@ -19,6 +21,8 @@ import numpy as np
 from lrihar.crops import frame_stem, iter_frames, padded_box
 from lrihar.dataset.split import SPLITS, check_fractions, split_groups
 from lrihar.errors import BadInputError
+from lrihar.naming import safe_file_name
+from lrihar.paths import inside
 from lrihar.project import Project, package_versions
 from lrihar.sources import SourceError
 from lrihar.store import DetectionRow
@@ -49,6 +53,44 @@ def _label_of(row: DetectionRow) -> str | None:
     return row.action
 
 
+def check_out_folder(out: str | Path) -> Path:
+    """``out`` as a path if an export may write there (absent, or an empty folder), else
+    :class:`BadInputError` saying why; shared by every ``lrihar export`` format."""
+    out = Path(out)
+    try:
+        if out.exists() and not out.is_dir():
+            raise BadInputError(f"{out}: is a file, not a folder; export into a new (or empty) folder")
+        if out.is_dir() and any(out.iterdir()):
+            raise BadInputError(f"{out}: not empty; export into a new folder so nothing is overwritten")
+    except OSError as exc:
+        raise BadInputError(f"{out}: cannot be read ({exc.strerror or exc})") from None
+    return out
+
+
+def make_folder(out: Path) -> None:
+    """Create the export folder (and its parents), or :class:`BadInputError` naming it."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"{out}: cannot create the export folder ({exc.strerror or exc})") from None
+
+
+def class_folder_names(classes: list[str]) -> dict[str, str]:
+    """Class name -> its ImageFolder folder name (:func:`~lrihar.naming.safe_file_name`).
+
+    Refused when two classes would share a folder (also when only letter case differs, which
+    merges them on Windows and macOS file systems), since that would mix their crops.
+    """
+    folders = {name: safe_file_name(name) for name in classes}
+    seen: dict[str, str] = {}
+    for name, folder in folders.items():
+        other = seen.setdefault(folder.casefold(), name)
+        if other != name:
+            raise BadInputError(f"classes {other!r} and {name!r} would share the folder {folder!r}; "
+                                "rename one of them")
+    return folders
+
+
 def export_dataset(project: Project, out: str | Path, fmt: str = "yolo",
                    fractions: tuple[float, float, float] = (0.7, 0.2, 0.1), seed: int = 0,
                    include_ng: bool = False, yolo_classes: str = "hand", padding: float = 0.0,
@@ -59,9 +101,7 @@ def export_dataset(project: Project, out: str | Path, fmt: str = "yolo",
     if yolo_classes not in ("hand", "actions"):
         raise BadInputError("--yolo-classes: use 'hand' (one class, the paper's detector) or 'actions'")
     fractions = check_fractions(fractions)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise BadInputError(f"{out}: not empty; export into a new folder so nothing is overwritten")
+    out = check_out_folder(out)
     store = project.store
     rows = list(store.detections())
     skipped = sum(1 for r in rows if _label_of(r) is None)
@@ -80,6 +120,7 @@ def export_dataset(project: Project, out: str | Path, fmt: str = "yolo",
     written_classes = ["hand"] if fmt == "yolo" and yolo_classes == "hand" else classes
     writer_class = _CropWriter if fmt == "imagefolder" else _DetectionWriter
     writer = writer_class(out, fmt, written_classes, jpeg_quality, padding)
+    make_folder(out)
     wanted = {r.id for r in rows}
     for frame_rows, image in iter_frames(store, summary.errors, only=wanted):
         split = assignment[_group_of(frame_rows[0])]
@@ -97,7 +138,9 @@ def export_dataset(project: Project, out: str | Path, fmt: str = "yolo",
         "lrihar": package_versions().get("lrihar"),
         "project": project.config.model_dump(mode="json", by_alias=True),
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    if isinstance(writer, _CropWriter):  # class -> folder, as folder names are made file-safe
+        manifest["folders"] = writer.folders
+    inside(out, out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return summary
 
 
@@ -113,9 +156,8 @@ class _DetectionWriter:
         import supervision as sv
         from PIL import Image
 
-        folder = self.out / "images" / split
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{frame_stem(rows[0])}.jpg"
+        path = inside(self.out, self.out / "images" / split / f"{frame_stem(rows[0])}.jpg")
+        path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(path, quality=self.quality)
         ids = [0 if self.classes == ["hand"] else self.classes.index(_label_of(r)) for r in rows]
         self.annotations[split][str(path)] = sv.Detections(
@@ -129,10 +171,11 @@ class _DetectionWriter:
             ann = self.annotations[split]
             ds = sv.DetectionDataset(classes=self.classes, images=sorted(ann), annotations=ann)
             if self.fmt == "yolo":
-                (self.out / "labels" / split).mkdir(parents=True, exist_ok=True)
-                ds.as_yolo(annotations_directory_path=str(self.out / "labels" / split))
+                labels = inside(self.out, self.out / "labels" / split)
+                labels.mkdir(parents=True, exist_ok=True)
+                ds.as_yolo(annotations_directory_path=str(labels))
             else:
-                path = self.out / f"{split}.json"
+                path = inside(self.out, self.out / f"{split}.json")
                 ds.as_coco(annotations_path=str(path))
                 _tidy_coco(path, f"images/{split}/")
         if self.fmt == "yolo":
@@ -140,17 +183,25 @@ class _DetectionWriter:
 
             # No absolute "path": ultralytics then resolves the splits from this file's folder,
             # so the set can be moved and two exports of the same data are byte-identical.
+            # Class names are data here, not paths: written as they are.
             data = {"train": "images/train", "val": "images/val", "test": "images/test",
                     "names": dict(enumerate(self.classes))}
-            (self.out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+            inside(self.out, self.out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 class _CropWriter:
-    """Crops per class: <split>/<class>/<frame>_<id>.jpg (torchvision ImageFolder layout)."""
+    """Crops per class: <split>/<class folder>/<frame>_<id>.jpg (torchvision ImageFolder layout);
+    class folders are named by :func:`class_folder_names`."""
 
     def __init__(self, out: Path, fmt: str, classes: list[str], quality: int, padding: float) -> None:
         self.out, self.classes, self.quality, self.padding = out, classes, quality, padding
+        self.folders = class_folder_names(classes)
         self.images: Counter = Counter()
+
+    def _folder(self, split: str, name: str) -> Path:
+        folder = inside(self.out, self.out / split / self.folders[name])
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     def add(self, split: str, rows: list[DetectionRow], image: np.ndarray) -> None:
         from PIL import Image
@@ -159,16 +210,14 @@ class _CropWriter:
             x1, y1, x2, y2 = padded_box(row.xyxy, self.padding, image.shape[1], image.shape[0])
             if x2 <= x1 or y2 <= y1:
                 continue
-            folder = self.out / split / _label_of(row)
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image[y1:y2, x1:x2]).save(folder / f"{frame_stem(row)}_{row.id}.jpg",
-                                                      quality=self.quality)
+            path = inside(self.out, self._folder(split, _label_of(row)) / f"{frame_stem(row)}_{row.id}.jpg")
+            Image.fromarray(image[y1:y2, x1:x2]).save(path, quality=self.quality)
             self.images[split] += 1
 
     def finish(self) -> None:
         for split in SPLITS:  # every class folder exists in every split, even if empty
             for name in self.classes:
-                (self.out / split / name).mkdir(parents=True, exist_ok=True)
+                self._folder(split, name)
 
 
 def _tidy_coco(path: Path, prefix: str) -> None:

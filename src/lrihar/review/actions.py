@@ -14,6 +14,9 @@ Example:
 from __future__ import annotations
 
 import json
+import math
+import numbers
+import reprlib
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -182,14 +185,42 @@ def _valid_box(store: Store, det_id: int, xyxy: Sequence[float]) -> tuple[float,
     return clip_box(xyxy, row[0], row[1])
 
 
-def clip_box(xyxy: Sequence[float], width: int, height: int) -> tuple[float, float, float, float]:
-    if len(xyxy) != 4:
-        raise BadInputError("box: give four numbers x1, y1, x2, y2 in pixels")
-    x1, y1, x2, y2 = (float(v) for v in xyxy)
+MIN_BOX = 2
+"""Smallest box side in pixels, inside the frame, that a review or an import may store."""
+
+
+def finite_number(value: object, where: str = "box") -> float:
+    """``value`` as a float if it is a finite real number, else :class:`BadInputError` naming
+    ``where``: bools, text, None, NaN and ±infinity are refused (``float()`` would take most)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise BadInputError(f"{where}: {reprlib.repr(value)} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range
+        number = math.inf
+    if not math.isfinite(number):
+        raise BadInputError(f"{where}: {reprlib.repr(value)} is not a finite number")
+    return number
+
+
+def box_numbers(xyxy: object, where: str = "box") -> tuple[float, float, float, float]:
+    """Four finite real numbers (see :func:`finite_number`) as floats, unchanged otherwise."""
+    if isinstance(xyxy, str | bytes) or not isinstance(xyxy, Sequence) or len(xyxy) != 4:
+        raise BadInputError(f"{where}: a box is four numbers, not {reprlib.repr(xyxy)}")
+    x1, y1, x2, y2 = (finite_number(v, where) for v in xyxy)
+    return x1, y1, x2, y2
+
+
+def clip_box(xyxy: object, width: int, height: int, where: str = "box") -> tuple[float, float, float, float]:
+    """A box as the store keeps it: four finite numbers, clipped to the ``width`` × ``height``
+    frame, corners ordered, at least :data:`MIN_BOX` pixels each way (else
+    :class:`BadInputError` naming ``where``, e.g. a box wholly outside the frame)."""
+    x1, y1, x2, y2 = box_numbers(xyxy, where)
     x1, x2 = sorted((min(max(x1, 0), width), min(max(x2, 0), width)))
     y1, y2 = sorted((min(max(y1, 0), height), min(max(y2, 0), height)))
-    if x2 - x1 < 2 or y2 - y1 < 2:
-        raise BadInputError("box: it must be at least 2 pixels wide and high inside the frame")
+    if x2 - x1 < MIN_BOX or y2 - y1 < MIN_BOX:
+        raise BadInputError(f"{where}: it must be at least {MIN_BOX} pixels wide and high inside the "
+                            f"{width}x{height} frame")
     return x1, y1, x2, y2
 
 
@@ -249,19 +280,32 @@ def session_stats(store: Store) -> list[dict]:
 
 def promote_template(store: Store, cfg, det_id: int, frame: Any, box: Sequence[float], reviewer: str,
                      session_id: int | None = None, padding: float = 0.0):
-    """Save a detection's crop as a template of its class (the template bank picks it up)."""
+    """Save a detection's crop as a template of its class (the template bank picks it up).
+
+    The file goes into the class's template folder, which must lie inside the templates root
+    when the project has one (a class name is never allowed to point elsewhere).
+    """
     from PIL import Image
 
     from lrihar.classify.templates import class_folders
     from lrihar.crops import padded_box
+    from lrihar.naming import check_class_name
+    from lrihar.paths import inside
 
     label = state(store.db, det_id)["label"]
     if label in (None, NG):
         raise BadInputError(f"detection {det_id} has no class to be a template of; label it first")
-    folder = Path(class_folders(cfg)[label])
-    folder.mkdir(parents=True, exist_ok=True)
+    folders = class_folders(cfg)
+    if label not in folders:
+        raise BadInputError(f"detection {det_id}: its label {label!r} is not a class of the project "
+                            f"({', '.join(folders)}); relabel it first")
+    folder = Path(folders[label])
+    root = cfg.classify.templates
+    if root is not None:  # the folder is root/<class name>: the name must be a plain folder name
+        check_class_name(label, f"detection {det_id}")
+    path = inside(root if root is not None else folder, folder / f"review-{det_id}.jpg")
+    path.parent.mkdir(parents=True, exist_ok=True)
     x1, y1, x2, y2 = padded_box(tuple(box), padding, frame.shape[1], frame.shape[0])
-    path = folder / f"review-{det_id}.jpg"
     Image.fromarray(frame[y1:y2, x1:x2]).save(path, quality=95)
     with store.transaction() as db:
         now = state(db, det_id)

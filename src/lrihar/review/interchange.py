@@ -10,15 +10,23 @@ a matched box takes the tool's label (and its corners if they moved); a tool box
 match is added as a manual box; a stored box the tool no longer has is marked wrong. All of it
 is one transaction, logged as review actions of reviewer ``import:<tool>``. Unknown images or
 labels are listed and nothing is changed unless ``allow_unknown`` skips them.
+
+Every box must be four finite numbers with ordered corners and a valid class name; it is then
+clipped to its frame as the review page clips a drawn box (:func:`lrihar.review.actions.clip_box`).
+A bad record (named by task / image / annotation) stops the whole import before anything is stored.
 """
 
 from __future__ import annotations
 
 import json
+import reprlib
 import xml.etree.ElementTree as ET
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
@@ -26,8 +34,11 @@ import numpy as np
 from lrihar.crops import frame_stem, iter_frames
 from lrihar.errors import BadInputError
 from lrihar.evaluate.metrics import box_iou
+from lrihar.naming import check_class_name
 from lrihar.project import Project
 from lrihar.review import actions
+from lrihar.review.actions import box_numbers, finite_number
+from lrihar.store import DetectionRow
 
 NG = "NG"
 TOOLS = ("labelstudio", "cvat", "coco")
@@ -118,6 +129,94 @@ def _xml_escape(text: str) -> str:
 
 
 # -- import -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ToolBox:
+    """One box of a tool's export: pixel corners as the tool gave them (four finite numbers,
+    ordered), its label (a valid class name) and the record it came from, for messages."""
+
+    xyxy: tuple[float, float, float, float]
+    label: str
+    record: str
+
+
+@dataclass(frozen=True)
+class _JsonConstant:
+    """``NaN`` / ``Infinity`` / ``-Infinity`` in a JSON file (Python's json reads them; JSON has
+    no such numbers): kept as this marker, so the record that holds one is refused by name."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class _Problems:
+    """Bad records of one file, collected so the user sees them together; nothing is imported
+    while there is one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.items = path, []
+
+    @contextmanager
+    def record(self, where: str) -> Iterator[None]:
+        """Note (rather than raise) what is wrong with the record parsed in this block."""
+        try:
+            yield
+        except BadInputError as exc:  # already names the record
+            self.items.append(str(exc))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            self.items.append(f"{where}: {exc}")
+
+    def check(self) -> None:
+        if self.items:
+            more = f"; ... and {len(self.items) - 10} more" if len(self.items) > 10 else ""
+            raise BadInputError(f"{self.path}: nothing imported; {len(self.items)} bad record(s): "
+                                + "; ".join(self.items[:10]) + more
+                                + ". Fix them in the tool (or the file) and import again.")
+
+
+def _load_json(path: Path, what: str) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=_JsonConstant)
+    except RecursionError:
+        raise BadInputError(f"{path}: not a {what} (nested too deeply)") from None
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"{path}: not a {what} ({exc.__class__.__name__}: {exc})") from None
+
+
+def _field(obj: object, *keys: str) -> Any:
+    """``obj[k1][k2]...`` of parsed JSON; ValueError naming the first missing field."""
+    for i, key in enumerate(keys):
+        if not isinstance(obj, dict) or key not in obj:
+            raise ValueError(f"field {'.'.join(keys[:i + 1])!r} is missing")
+        obj = obj[key]
+    return obj
+
+
+def _has(obj: object, key: str) -> bool:
+    return isinstance(obj, dict) and key in obj
+
+
+def _list(value: object, field_name: str) -> list:
+    if not isinstance(value, list):
+        raise ValueError(f"{field_name} is not a list")
+    return value
+
+
+def _text(value: object, field_name: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{field_name} {reprlib.repr(value)} is not a text")
+    return value
+
+
+def _ordered(xyxy: tuple[float, float, float, float], where: str) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = xyxy
+    if not (x2 > x1 and y2 > y1):
+        raise BadInputError(f"{where}: the box is inverted or empty (x1, y1, x2, y2 = "
+                            f"{x1:g}, {y1:g}, {x2:g}, {y2:g})")
+    return xyxy
+
+
 def _name_from_url(url: str) -> str:
     parsed = urlparse(url)
     query = parse_qs(parsed.query)
@@ -125,68 +224,119 @@ def _name_from_url(url: str) -> str:
     return Path(unquote(path)).name
 
 
-def parse_labelstudio(path: Path) -> dict[str, list[tuple[list[float], str]]]:
-    """Image file name -> [(xyxy in pixels, label)] from a Label Studio JSON export.
+def parse_labelstudio(path: Path) -> dict[str, list[ToolBox]]:
+    """Image file name -> boxes from a Label Studio JSON export.
 
     Only tasks a person annotated count (their latest annotation); tasks still holding just
     our predictions were not reviewed and are left alone.
     """
-    try:
-        tasks = json.loads(path.read_text())
-        out: dict[str, list] = {}
-        for task in tasks:
-            name = _name_from_url(task["data"]["image"])
-            annotations = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
+    tasks = _load_json(path, "Label Studio JSON export")
+    if not isinstance(tasks, list):
+        raise BadInputError(f"{path}: not a Label Studio JSON export (expected a list of tasks)")
+    problems, out = _Problems(path), {}
+    for i, task in enumerate(tasks):
+        with problems.record(f"task {i}"):
+            name = _name_from_url(_text(_field(task, "data", "image"), "data.image"))
+            annotations = [a for a in _list(task.get("annotations") or [], "annotations")
+                           if not (isinstance(a, dict) and a.get("was_cancelled"))]
             if not annotations:  # nobody looked at this task: its predictions are not a review
                 continue
-            boxes = []
-            for r in annotations[-1]["result"]:
-                if r.get("type") != "rectanglelabels":
-                    continue
-                v, w, h = r["value"], r["original_width"], r["original_height"]
-                x1, y1 = v["x"] * w / 100, v["y"] * h / 100
-                boxes.append(([x1, y1, x1 + v["width"] * w / 100, y1 + v["height"] * h / 100],
-                              v["rectanglelabels"][0]))
-            out[name] = boxes
-        return out
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
-        raise BadInputError(f"{path}: not a Label Studio JSON export "
-                            f"({exc.__class__.__name__}: {exc})") from None
+            boxes = out[name] = []
+            for j, r in enumerate(_list(_field(annotations[-1], "result"), "annotations[-1].result")):
+                where = f"task {i} ({name!r}) result {j}" + (f" id {r['id']!r}" if _has(r, "id") else "")
+                with problems.record(where):
+                    if r.get("type") == "rectanglelabels":
+                        boxes.append(_labelstudio_box(r, where))
+    problems.check()
+    return out
 
 
-def parse_cvat(path: Path) -> dict[str, list[tuple[list[float], str]]]:
+def _labelstudio_box(r: dict, where: str) -> ToolBox:
+    """A rectangle in percent of the image -> pixels."""
+    v = _field(r, "value")
+    w, h = (finite_number(_field(r, k), where) for k in ("original_width", "original_height"))
+    if w <= 0 or h <= 0:
+        raise BadInputError(f"{where}: original_width and original_height must be positive")
+    x, y, bw, bh = box_numbers([_field(v, k) for k in ("x", "y", "width", "height")], where)
+    labels = _field(v, "rectanglelabels")
+    if not isinstance(labels, list) or not labels:
+        raise BadInputError(f"{where}: value.rectanglelabels must be a list with the label")
+    xyxy = _ordered((x * w / 100, y * h / 100, (x + bw) * w / 100, (y + bh) * h / 100), where)
+    return ToolBox(xyxy, check_class_name(labels[0], where), where)
+
+
+CVAT_CORNERS = ("xtl", "ytl", "xbr", "ybr")
+
+
+def parse_cvat(path: Path) -> dict[str, list[ToolBox]]:
     """Image file name -> boxes from a CVAT-for-images 1.1 XML (parsed with defusedxml)."""
     from defusedxml import DefusedXmlException
     from defusedxml import ElementTree as SafeET
 
     try:
         root = SafeET.parse(path).getroot()
-        out = {}
-        for img in root.iter("image"):
-            out[Path(img.attrib["name"]).name] = [
-                ([float(b.attrib[k]) for k in ("xtl", "ytl", "xbr", "ybr")], b.attrib["label"])
-                for b in img.iter("box")]
-        if root.tag != "annotations":
-            raise ValueError("root element is not <annotations>")
-        return out
-    except (OSError, ValueError, KeyError, ET.ParseError, DefusedXmlException) as exc:
+    except (OSError, ValueError, ET.ParseError, DefusedXmlException) as exc:
         raise BadInputError(f"{path}: not a CVAT for images 1.1 XML "
                             f"({exc.__class__.__name__}: {exc})") from None
+    if root.tag != "annotations":
+        raise BadInputError(f"{path}: not a CVAT for images 1.1 XML (root element is not <annotations>)")
+    problems, out = _Problems(path), {}
+    for i, img in enumerate(root.iter("image")):
+        with problems.record(f"image {i}"):
+            name = Path(_text(img.attrib.get("name"), "attribute name")).name
+            boxes = out[name] = []
+            for j, b in enumerate(img.iter("box")):
+                where = f"image {name!r} box {j}"
+                with problems.record(where):
+                    x1, y1, x2, y2 = (_number_text(b.attrib.get(k), k, where) for k in CVAT_CORNERS)
+                    label = check_class_name(b.attrib.get("label"), where)
+                    boxes.append(ToolBox(_ordered((x1, y1, x2, y2), where), label, where))
+    problems.check()
+    return out
 
 
-def parse_coco(path: Path) -> dict[str, list[tuple[list[float], str]]]:
-    """Image file name -> boxes from a COCO detection JSON."""
+def _number_text(text: str | None, attribute: str, where: str) -> float:
+    if text is None:
+        raise BadInputError(f"{where}: attribute {attribute} is missing")
     try:
-        doc = json.loads(path.read_text())
-        cats = {c["id"]: c["name"] for c in doc["categories"]}
-        names = {im["id"]: Path(im["file_name"]).name for im in doc["images"]}
-        out: dict[str, list] = {n: [] for n in names.values()}
-        for a in doc["annotations"]:
-            x, y, w, h = a["bbox"]
-            out[names[a["image_id"]]].append(([x, y, x + w, y + h], cats[a["category_id"]]))
-        return out
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInputError(f"{path}: not a COCO detection JSON ({exc.__class__.__name__}: {exc})") from None
+        value = float(text)
+    except ValueError:
+        raise BadInputError(f"{where}: {attribute} {reprlib.repr(text)} is not a number") from None
+    return finite_number(value, f"{where}: {attribute}")
+
+
+def parse_coco(path: Path) -> dict[str, list[ToolBox]]:
+    """Image file name -> boxes from a COCO detection JSON."""
+    doc = _load_json(path, "COCO detection JSON")
+    try:
+        categories, images, annotations = (_field(doc, k) for k in ("categories", "images", "annotations"))
+        if not all(isinstance(x, list) for x in (categories, images, annotations)):
+            raise ValueError("categories, images and annotations must be lists")
+    except ValueError as exc:
+        raise BadInputError(f"{path}: not a COCO detection JSON ({exc})") from None
+    problems = _Problems(path)
+    cats, names = {}, {}
+    for i, c in enumerate(categories):
+        with problems.record(f"category {i}"):
+            cats[_field(c, "id")] = _field(c, "name")  # checked as a class name where a box uses it
+    for i, im in enumerate(images):
+        with problems.record(f"image {i}"):
+            names[_field(im, "id")] = Path(_text(_field(im, "file_name"), "file_name")).name
+    out: dict[str, list[ToolBox]] = {n: [] for n in names.values()}
+    for i, a in enumerate(annotations):
+        where = f"annotation {i}" + (f" id {a['id']!r}" if _has(a, "id") else "")
+        with problems.record(where):
+            image_id, category_id = _field(a, "image_id"), _field(a, "category_id")
+            if image_id not in names:
+                raise ValueError(f"image_id {reprlib.repr(image_id)} is not among the images")
+            if category_id not in cats:
+                raise ValueError(f"category_id {reprlib.repr(category_id)} is not among the categories")
+            where = f"{where} ({names[image_id]!r})"
+            x, y, w, h = box_numbers(_field(a, "bbox"), where)
+            out[names[image_id]].append(ToolBox(_ordered((x, y, x + w, y + h), where),
+                                                check_class_name(cats[category_id], where), where))
+    problems.check()
+    return out
 
 
 PARSERS = {"labelstudio": parse_labelstudio, "cvat": parse_cvat, "coco": parse_coco}
@@ -203,13 +353,13 @@ def import_corrections(project: Project, path: str | Path, tool: str, allow_unkn
     imported = PARSERS[tool](path)
     store = project.store
     classes = _classes(project)
-    frames: dict[str, tuple[int, int]] = {}
+    frames: dict[str, DetectionRow] = {}
     for row in store.detections(include_rejected=True):
-        frames.setdefault(f"{frame_stem(row)}.jpg", (row.source_uri, row.frame_index))
+        frames.setdefault(f"{frame_stem(row)}.jpg", row)
     summary = ImportSummary(images=len(imported))
     summary.unknown_images = sorted(n for n in imported if n not in frames)
-    summary.unknown_labels = sorted({lab for boxes in imported.values() for _, lab in boxes
-                                     if lab not in (*classes, NG)})
+    summary.unknown_labels = sorted({b.label for boxes in imported.values() for b in boxes
+                                     if b.label not in (*classes, NG)})
     if (summary.unknown_images or summary.unknown_labels) and not allow_unknown:
         raise BadInputError(
             f"{path}: nothing imported. "
@@ -218,6 +368,16 @@ def import_corrections(project: Project, path: str | Path, tool: str, allow_unkn
             + (f"Labels not in the project ({', '.join(classes)}, NG): {', '.join(summary.unknown_labels)}. "
                if summary.unknown_labels else "")
             + "Fix the file, add the classes to the project, or pass --allow-unknown to skip them.")
+    # Every box as the review page would store it (clipped to its frame), before anything is written.
+    problems, clipped = _Problems(path), {}
+    for name, boxes in sorted(imported.items()):
+        if name in frames:
+            frame, kept = frames[name], clipped.setdefault(name, [])
+            for b in boxes:
+                if b.label in (*classes, NG):
+                    with problems.record(b.record):
+                        kept.append((actions.clip_box(b.xyxy, frame.width, frame.height, b.record), b.label))
+    problems.check()
     stored = defaultdict(list)
     for row in store.detections():
         stored[(row.source_uri, row.frame_index)].append(row)
@@ -228,11 +388,8 @@ def import_corrections(project: Project, path: str | Path, tool: str, allow_unkn
         def log(kind: str, det_id: int, before: dict | None) -> None:
             actions.log_change(db, action_id, reviewer, None, kind, det_id, before, actions.state(db, det_id))
 
-        for name, boxes in sorted(imported.items()):
-            if name not in frames:
-                continue
-            boxes = [(b, lab) for b, lab in boxes if lab in (*classes, NG)]
-            rows = stored.get(frames[name], [])
+        for name, boxes in clipped.items():
+            rows = stored.get((frames[name].source_uri, frames[name].frame_index), [])
             _apply_frame(db, rows, boxes, match_iou, summary, log)
     return summary
 

@@ -64,6 +64,12 @@ def _is_wildcard(host: str) -> bool:
         return False
 
 
+def check_token(host: str, token: str | None) -> None:
+    """Refuse (ValueError) a server bound beyond loopback without a token."""
+    if token is None and not is_loopback(host):
+        raise ValueError(f"a review server bound to {host} must have a token")
+
+
 def new_token() -> str:
     """A fresh per-launch token."""
     return secrets.token_urlsafe(24)
@@ -88,8 +94,7 @@ class Guard:
 
     def __init__(self, app, host: str = "127.0.0.1", port: int | None = 8765, token: str | None = None,
                  max_body: int = MAX_BODY) -> None:
-        if token is None and not is_loopback(host):
-            raise ValueError(f"a review server bound to {host} must have a token")
+        check_token(host, token)
         self.app = app
         self.port = port
         self.token = token
@@ -218,4 +223,5 @@ async def _respond(send: Send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-__all__ = ["MAX_BODY", "SECURITY_HEADERS", "TOKEN_HEADER", "Guard", "cookie_name", "is_loopback", "new_token"]
+__all__ = ["MAX_BODY", "SECURITY_HEADERS", "TOKEN_HEADER", "Guard", "check_token", "cookie_name",
+           "is_loopback", "new_token"]

@@ -23,7 +23,7 @@ from lrihar.errors import BadInputError, LriharError
 from lrihar.naming import MAX_CLASS_NAME
 from lrihar.project import Project
 from lrihar.review import actions
-from lrihar.review.guard import MAX_BODY, Guard, is_loopback, new_token
+from lrihar.review.guard import MAX_BODY, Guard, check_token, is_loopback, new_token
 from lrihar.store import Store
 
 _LIST_SQL = """
@@ -132,6 +132,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
 
+    check_token(host, token)  # now, not at the first request, where the middleware is built
     project = Project.open(project_root)
     classes = [c.name for c in project.config.classes]
     local = threading.local()

@@ -210,7 +210,8 @@ def test_every_response_carries_the_security_headers(client):
 
 
 @pytest.mark.parametrize("host", ["evil.example:8765", "evil.example", "127.0.0.1:9999",
-                                  "127.0.0.1.evil.example:8765", "", "[::1", "127.0.0.1:abc"])
+                                  "127.0.0.1.evil.example:8765", "", "[::1", "127.0.0.1:abc",
+                                  "evil.example@127.0.0.1:8765", "127.0.0.1:8765/x"])
 def test_a_foreign_host_is_refused(client, project, host):
     before = _snapshot(project)
     assert client.get("/api/meta", headers={"host": host}).status_code == 400

@@ -142,6 +142,8 @@ class Guard:
 
     def _host_problem(self, host: str) -> tuple[int, str] | None:
         try:
+            if any(c in host for c in "@/\\?# "):
+                raise ValueError(host)  # only a name and a port: "x@127.0.0.1" is no loopback
             parts = urlsplit("//" + host)
             name, port = parts.hostname, parts.port or 80
         except ValueError:

@@ -24,7 +24,7 @@ def client(gloves_project):
     from lrihar.review.server import create_app
 
     classify(gloves_project)
-    return TestClient(create_app(gloves_project.root))
+    return TestClient(create_app(gloves_project.root), base_url="http://127.0.0.1:8765")
 
 
 def _first(client, **query):
@@ -118,9 +118,12 @@ def test_accept_wrong_box_add_and_promote(client, gloves_project):
 
 
 def test_actions_need_a_reviewer_and_valid_ids(client):
-    for body in ({"ids": [1], "label": "NG"}, {"ids": [], "label": "NG", "reviewer": "a"},
-                 {"ids": [999999], "label": "NG", "reviewer": "a"}):
-        assert client.post("/api/relabel", json=body).status_code == 400
+    for body, field in (({"ids": [1], "label": "NG"}, "reviewer"),
+                        ({"ids": [], "label": "NG", "reviewer": "a"}, "ids")):
+        r = client.post("/api/relabel", json=body)  # refused by the body's model
+        assert r.status_code == 422 and r.json()["detail"].startswith(f"{field}:")
+    missing = {"ids": [999999], "label": "NG", "reviewer": "a"}
+    assert client.post("/api/relabel", json=missing).status_code == 400
 
 
 @pytest.mark.parametrize("path", [
@@ -170,8 +173,8 @@ def test_browser_relabel_with_the_keyboard_survives_a_reload(client, gloves_proj
     from lrihar.review.server import create_app
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(gloves_project.root), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    app = create_app(gloves_project.root, port=port)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -193,7 +196,7 @@ def test_browser_relabel_with_the_keyboard_survives_a_reload(client, gloves_proj
             target = CLASSES[1]
             first.click()
             page.keyboard.press("2")  # class 2 = bare_hand
-            page.wait_for_function("document.getElementById('status').textContent.includes('saved')")
+            page.locator("#status", has_text="saved").wait_for()  # the page's CSP forbids eval()
             page.reload()
             page.wait_for_selector(".card")
             page.select_option("#f-status", "reviewed")

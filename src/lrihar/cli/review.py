@@ -13,16 +13,21 @@ from lrihar.cli.app import ProjectOpt, app, echo_err
 @app.command()
 def review(
     project: ProjectOpt = Path("."),
-    host: Annotated[str, typer.Option(help="Address to bind (default: this machine only).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(
+        help="Address to bind (default: this machine only). Any other address needs the printed link, "
+             "which carries a fresh token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8765,
 ) -> None:
     """Serve the review page: relabel crops, mark wrong boxes, draw boxes; every click is saved."""
     from lrihar.project import Project
-    from lrihar.review.server import serve
+    from lrihar.review.server import launch_token, page_url, serve
 
     Project.open(project)  # a bad project fails here, before the server starts
-    typer.echo(f"review page: http://{host}:{port}/  (Ctrl-C stops it; every action is already saved)")
-    serve(project, host, port)
+    token = launch_token(host)
+    typer.echo(f"review page: {page_url(host, port, token)}  (Ctrl-C stops it; every click is saved at once)")
+    if token:
+        echo_err(f"note: the page is served on {host}: only people given this link (its token) can open it")
+    serve(project, host, port, token)
 
 @app.command()
 def export(

@@ -2,7 +2,9 @@
 
 Every request opens the store on its own thread (SQLite connections are per thread); every
 action is written before the response, so a reload never loses anything. Images are served by
-detection id only (integers), never by path.
+detection id only (integers), never by path. Every body is a pydantic model (strict integer
+ids, four finite numbers per box, bounded lengths), so bad input is a 4xx with a message;
+:mod:`lrihar.review.guard` checks Host, Origin, token and body size before a route runs.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ import threading
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
 from lrihar.errors import BadInputError, LriharError
+from lrihar.naming import MAX_CLASS_NAME
 from lrihar.project import Project
 from lrihar.review import actions
+from lrihar.review.guard import MAX_BODY, Guard, check_token, is_loopback, new_token
 from lrihar.store import Store
 
 _LIST_SQL = """
@@ -34,6 +39,74 @@ _FIELDS = ("id", "label", "auto_label", "score", "provenance", "version", "rejec
            "frame_index", "x1", "y1", "x2", "y2", "width", "height", "backend")
 
 
+_STATIC = {"review.html": "text/html; charset=utf-8", "review.js": "text/javascript; charset=utf-8",
+           "review.css": "text/css; charset=utf-8"}
+MAX_ID = 2**63 - 1  # SQLite's largest integer
+MAX_IDS = 1000
+"""Most detections one action may name (a page shows at most 500)."""
+
+Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+Coordinate = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class Who(BaseModel):
+    """Who acts: every write names its reviewer (and the page's review session, if any)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reviewer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
+                                               pattern=r"^[^\x00-\x1f\x7f]*$")]
+    session: Id | None = None
+
+
+class Seen(Who):
+    """The versions the page showed, keyed by detection id (a JSON object's keys are text)."""
+
+    seen: dict[Annotated[int, Field(ge=1, le=MAX_ID)], Annotated[StrictInt, Field(ge=0, le=MAX_ID)]] \
+        | None = Field(None, max_length=MAX_IDS)
+
+
+class IdsBody(Seen):
+    """Detections to act on; repeated ids count once."""
+
+    ids: list[Id] = Field(min_length=1, max_length=MAX_IDS)
+
+    @field_validator("ids")
+    @classmethod
+    def _once(cls, ids: list[int]) -> list[int]:
+        return list(dict.fromkeys(ids))
+
+
+class RelabelBody(IdsBody):
+    label: Annotated[str, Field(min_length=1, max_length=MAX_CLASS_NAME)]
+
+
+class OneBody(Who):
+    id: Id
+
+
+class BoxBody(Seen):
+    id: Id
+    xyxy: tuple[Coordinate, Coordinate, Coordinate, Coordinate]
+
+
+class AddBody(Who):
+    like: Id
+    xyxy: tuple[Coordinate, Coordinate, Coordinate, Coordinate]
+    label: Annotated[str, Field(min_length=1, max_length=MAX_CLASS_NAME)]
+
+
+def validation_message(errors: Any) -> str:
+    """One line from FastAPI's validation errors: ``field: what is wrong`` for the first few."""
+    parts = []
+    for err in list(errors)[:5]:
+        if err.get("type") == "json_invalid":
+            parts.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'cannot parse it')})")
+            continue
+        where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
+        parts.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
 def _jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     from PIL import Image
 
@@ -42,21 +115,36 @@ def _jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def create_app(project_root: str | Path):
-    """The review app for one project folder."""
-    from fastapi import Body, FastAPI, HTTPException, Query
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
+def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | None = 8765,
+               token: str | None = None, max_body: int = MAX_BODY):
+    """The review app for one project folder, behind :class:`~lrihar.review.guard.Guard`.
 
+    Args:
+        project_root: the project folder.
+        host: the address it is served on; requests must name it (or, for a loopback address,
+            any loopback name) and ``port`` in their Host header.
+        port: the port it is served on (None: any).
+        token: required with every request; an app served beyond loopback must have one.
+        max_body: largest request body in bytes (413 beyond it).
+    """
+    from fastapi import Body, FastAPI, HTTPException, Query
+    from fastapi import Path as PathParam
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, Response
+
+    check_token(host, token)  # now, not at the first request, where the middleware is built
     project = Project.open(project_root)
     classes = [c.name for c in project.config.classes]
     local = threading.local()
+    static = {name: resources.files("lrihar").joinpath(f"resources/{name}").read_bytes() for name in _STATIC}
 
     def store() -> Store:
         if getattr(local, "store", None) is None:
             local.store = Store(project.root / "lrihar.db")
         return local.store
 
-    app = FastAPI(title="lrihar review", docs_url=None, redoc_url=None)
+    app = FastAPI(title="lrihar review", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(Guard, host=host, port=port, token=token, max_body=max_body)
 
     @app.exception_handler(actions.ReviewConflict)
     async def conflict(_request, exc: actions.ReviewConflict):
@@ -66,9 +154,22 @@ def create_app(project_root: str | Path):
     async def bad_input(_request, exc: LriharError):
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
-    @app.get("/", response_class=HTMLResponse)
-    def page() -> str:
-        return resources.files("lrihar").joinpath("resources/review.html").read_text(encoding="utf-8")
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request, exc: RequestValidationError):
+        return JSONResponse({"detail": validation_message(exc.errors())}, status_code=422)
+
+    def static_response(name: str) -> Response:
+        return Response(static[name], media_type=_STATIC[name], headers={"Cache-Control": "no-store"})
+
+    @app.get("/")
+    def page() -> Response:
+        return static_response("review.html")
+
+    @app.get("/static/{name}")
+    def static_file(name: str) -> Response:
+        if name not in static or name == "review.html":
+            raise HTTPException(404, "no such file")
+        return static_response(name)
 
     @app.get("/api/meta")
     def meta() -> dict[str, Any]:
@@ -79,13 +180,16 @@ def create_app(project_root: str | Path):
                 "counts": counts}
 
     @app.post("/api/session")
-    def session(reviewer: str = Body(..., embed=True)) -> dict[str, int]:
-        return {"session": actions.start_session(store(), reviewer)}
+    def session(body: Who = Body(...)) -> dict[str, int]:
+        return {"session": actions.start_session(store(), body.reviewer)}
 
     @app.get("/api/crops")
-    def crops(label: str | None = None, status: str = "all", post: str | None = None,
-              min_score: float | None = None, max_score: float | None = None,
-              offset: int = Query(0, ge=0), limit: int = Query(48, ge=1, le=500)) -> dict[str, Any]:
+    def crops(label: str | None = Query(None, max_length=1000), status: str = Query("all", max_length=20),
+              post: str | None = Query(None, max_length=1000),
+              min_score: float | None = Query(None, allow_inf_nan=False),
+              max_score: float | None = Query(None, allow_inf_nan=False),
+              offset: int = Query(0, ge=0, le=MAX_ID),
+              limit: int = Query(48, ge=1, le=500)) -> dict[str, Any]:
         where, params = [], []
         if label is not None:
             where.append("COALESCE(l.label, '') = ?")
@@ -126,7 +230,8 @@ def create_app(project_root: str | Path):
         return _cached_frame(row[0], row[1], row[2], row[3]), tuple(row[4:])
 
     @app.get("/api/crops/{det_id}.jpg")
-    def crop_image(det_id: int, padding: float = Query(0.1, ge=0, le=1)) -> Response:
+    def crop_image(det_id: int = PathParam(ge=1, le=MAX_ID),
+                   padding: float = Query(0.1, ge=0, le=1, allow_inf_nan=False)) -> Response:
         from lrihar.crops import padded_box
 
         image, box = frame_of(det_id)
@@ -135,11 +240,11 @@ def create_app(project_root: str | Path):
                         headers={"Cache-Control": "no-store"})
 
     @app.get("/api/frames/{det_id}.jpg")
-    def frame_image(det_id: int) -> Response:
+    def frame_image(det_id: int = PathParam(ge=1, le=MAX_ID)) -> Response:
         return Response(_jpeg(frame_of(det_id)[0], 85), media_type="image/jpeg")
 
     @app.get("/api/frames/{det_id}/boxes")
-    def frame_boxes(det_id: int) -> dict[str, Any]:
+    def frame_boxes(det_id: int = PathParam(ge=1, le=MAX_ID)) -> dict[str, Any]:
         db = store().db
         ref = db.execute("SELECT source_id, frame_index FROM detections WHERE id=?", (det_id,)).fetchone()
         if ref is None:
@@ -148,71 +253,43 @@ def create_app(project_root: str | Path):
                           ref).fetchall()
         return {"items": [dict(zip(_FIELDS, r, strict=True)) for r in rows]}
 
-    def _seen(body: dict) -> dict[int, int] | None:
-        seen = body.get("seen")
-        return None if seen is None else {int(k): int(v) for k, v in seen.items()}
-
-    def _who(body: dict) -> tuple[str, int | None]:
-        reviewer = str(body.get("reviewer") or "").strip()
-        if not reviewer:
-            raise BadInputError("reviewer: give your name so the correction says who made it")
-        return reviewer, body.get("session")
-
     @app.post("/api/relabel")
-    def relabel(body: dict = Body(...)) -> dict[str, Any]:
-        reviewer, sess = _who(body)
-        return {"items": actions.relabel(store(), _ids(body), str(body.get("label")), reviewer, sess,
-                                         _seen(body), classes)}
+    def relabel(body: RelabelBody) -> dict[str, Any]:
+        return {"items": actions.relabel(store(), body.ids, body.label, body.reviewer, body.session,
+                                         body.seen, classes)}
 
     @app.post("/api/accept")
-    def accept(body: dict = Body(...)) -> dict[str, Any]:
-        reviewer, sess = _who(body)
-        return {"items": actions.accept(store(), _ids(body), reviewer, sess, _seen(body))}
+    def accept(body: IdsBody) -> dict[str, Any]:
+        return {"items": actions.accept(store(), body.ids, body.reviewer, body.session, body.seen)}
 
     @app.post("/api/wrong")
-    def wrong(body: dict = Body(...)) -> dict[str, Any]:
-        reviewer, sess = _who(body)
-        return {"items": actions.mark_wrong(store(), _ids(body), reviewer, sess, _seen(body))}
+    def wrong(body: IdsBody) -> dict[str, Any]:
+        return {"items": actions.mark_wrong(store(), body.ids, body.reviewer, body.session, body.seen)}
 
     @app.post("/api/box")
-    def box(body: dict = Body(...)) -> dict[str, Any]:
-        reviewer, sess = _who(body)
-        return actions.move_box(store(), int(body["id"]), body.get("xyxy", []), reviewer, sess, _seen(body))
+    def box(body: BoxBody) -> dict[str, Any]:
+        return actions.move_box(store(), body.id, body.xyxy, body.reviewer, body.session, body.seen)
 
     @app.post("/api/add")
-    def add(body: dict = Body(...)) -> dict[str, Any]:
-        reviewer, sess = _who(body)
-        return actions.add_box(store(), int(body["like"]), body.get("xyxy", []), str(body.get("label")),
-                               reviewer, sess, classes)
+    def add(body: AddBody) -> dict[str, Any]:
+        return actions.add_box(store(), body.like, body.xyxy, body.label, body.reviewer, body.session,
+                               classes)
 
     @app.post("/api/promote")
-    def promote(body: dict = Body(...)) -> dict[str, Any]:
-        reviewer, sess = _who(body)
-        det_id = int(body["id"])
-        image, box = frame_of(det_id)
-        return {"template": str(actions.promote_template(store(), project.config, det_id, image, box,
-                                                         reviewer, sess))}
+    def promote(body: OneBody) -> dict[str, Any]:
+        image, box = frame_of(body.id)
+        return {"template": str(actions.promote_template(store(), project.config, body.id, image, box,
+                                                         body.reviewer, body.session))}
 
     @app.post("/api/undo")
-    def undo(body: dict = Body(...)) -> dict[str, Any]:
-        reviewer, _ = _who(body)
-        return {"items": actions.undo_last(store(), reviewer)}
+    def undo(body: Who) -> dict[str, Any]:
+        return {"items": actions.undo_last(store(), body.reviewer)}
 
     @app.get("/api/stats")
     def stats() -> dict[str, Any]:
         return {"sessions": actions.session_stats(store())}
 
     return app
-
-
-def _ids(body: dict) -> list[int]:
-    ids = body.get("ids")
-    if not isinstance(ids, list) or not ids:
-        raise BadInputError("ids: give a non-empty list of detection ids")
-    try:
-        return [int(i) for i in ids]
-    except (TypeError, ValueError):
-        raise BadInputError("ids: detection ids are integers") from None
 
 
 @lru_cache(maxsize=64)
@@ -222,17 +299,28 @@ def _cached_frame(uri: str, index: int, timestamp: float, name: str | None) -> n
     return read_frame(uri, index, timestamp, name)
 
 
-def serve(project_root: str | Path, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Run the review page until interrupted."""
+def page_url(host: str, port: int, token: str | None) -> str:
+    """The address to open: a wildcard bind is shown under this machine's name, the token in the query."""
+    import socket
+
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"  # an IPv6 address
+    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+
+
+def launch_token(host: str) -> str | None:
+    """A fresh token when ``host`` reaches beyond this machine, else None (loopback needs none)."""
+    return None if is_loopback(host) else new_token()
+
+
+def serve(project_root: str | Path, host: str = "127.0.0.1", port: int = 8765,
+          token: str | None = None) -> None:
+    """Run the review page until interrupted (``token``: see :func:`launch_token`)."""
     import uvicorn
 
-    app = create_app(project_root)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        import warnings
-
-        warnings.warn(f"serving the review page on {host}: anyone on that network can edit labels",
-                      stacklevel=2)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(project_root, host, port, token), host=host, port=port, log_level="warning",
+                server_header=False)
 
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "launch_token", "page_url", "serve", "validation_message"]

@@ -5,18 +5,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from conftest import CLASSES, synthetic_frames, tiny_gd_project, write_video
+from conftest import CLASSES, HANDS_DEV, make_project, synthetic_frames, tiny_gd_project, write_video
 from lrihar.annotate.pipeline import annotate
 from lrihar.cli import main
+from lrihar.crops import frame_stem
 from lrihar.dataset.export import export_dataset
 from lrihar.dataset.split import split_groups
 from lrihar.errors import BadInputError
 from lrihar.project import Project
+from lrihar.review import actions
 from lrihar.review.interchange import export_cvat, export_labelstudio, import_corrections
 
 
@@ -77,9 +82,15 @@ def test_yolo_export_splits_by_source_and_passes_ultralytics_checker(video_proje
     assert len(labels) == len(images) == sum(summary.images.values()) > 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["classes"] == ["hand"] and manifest["seed"] == 1
+    data = _ultralytics_check(out, tmp_path, monkeypatch)
+    assert data["nc"] == 1 and Path(data["train"]).is_dir() and Path(data["val"]).is_dir()
 
+
+def _ultralytics_check(out: Path, tmp_path: Path, monkeypatch) -> dict:
+    """``out/data.yaml`` through ultralytics' dataset checker, offline (no download, no install,
+    its font taken from matplotlib); returns the checked data dict."""
     config_dir = tmp_path / "ultralytics-config"
-    (config_dir / "Ultralytics").mkdir(parents=True)
+    (config_dir / "Ultralytics").mkdir(parents=True, exist_ok=True)
     import matplotlib
 
     font = Path(matplotlib.get_data_path()) / "fonts/ttf/DejaVuSans.ttf"
@@ -89,8 +100,7 @@ def test_yolo_export_splits_by_source_and_passes_ultralytics_checker(video_proje
         monkeypatch.setenv(key, value)
     from ultralytics.data.utils import check_det_dataset
 
-    data = check_det_dataset(str(out / "data.yaml"), autodownload=False)
-    assert data["nc"] == 1 and Path(data["train"]).is_dir() and Path(data["val"]).is_dir()
+    return check_det_dataset(str(out / "data.yaml"), autodownload=False)
 
 
 def test_exports_are_byte_identical_on_a_second_run(video_project, tmp_path):
@@ -105,22 +115,25 @@ def test_imagefolder_and_coco_layouts(video_project, tmp_path):
     export_dataset(video_project, tmp_path / "if", "imagefolder", include_ng=True)
     for split in ("train", "val", "test"):
         assert sorted(p.name for p in (tmp_path / "if" / split).iterdir()) == sorted([*CLASSES, "NG"])
-    export_dataset(video_project, tmp_path / "coco", "coco", yolo_classes="hand")
+    export_dataset(video_project, tmp_path / "coco", "coco")  # labelled project: action classes by default
     doc = json.loads((tmp_path / "coco" / "train.json").read_text())
     assert {c["name"] for c in doc["categories"]} == set(CLASSES)
     assert "licenses" not in doc and all("date_captured" not in im for im in doc["images"])
     assert all((tmp_path / "coco" / im["file_name"]).is_file() for im in doc["images"])
 
 
-def test_export_refuses_a_non_empty_folder_and_unlabelled_projects(video_project, tmp_path, capsys):
+def test_export_refuses_a_non_empty_folder_and_unlabelled_class_sets(video_project, tmp_path, capsys):
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")
     with pytest.raises(BadInputError, match="not empty"):
         export_dataset(video_project, tmp_path / "full")
     assert (tmp_path / "full" / "keep.txt").read_text() == "mine"
     video_project.store.db.execute("DELETE FROM labels")
-    assert main(["export", str(tmp_path / "x"), "-p", str(video_project.root)]) == 2
-    assert "no labelled detections" in capsys.readouterr().err
+    for fmt in ("imagefolder", "yolo --yolo-classes actions"):
+        assert main(["export", str(tmp_path / "x"), "-p", str(video_project.root), "-f", *fmt.split()]) == 2
+        err = capsys.readouterr().err
+        assert "no labelled detections" in err and "lrihar classify" in err and "--yolo-classes hand" in err
+        assert not (tmp_path / "x").exists()
 
 
 def _edit_labelstudio(tasks_path: Path) -> tuple[int, int, int]:
@@ -209,3 +222,133 @@ def test_export_cli_writes_the_manifest(video_project, tmp_path, capsys):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["split"] == {"train": 0.6, "val": 0.2, "test": 0.2} and manifest["seed"] == 5
     assert os.path.isdir(out / "train")
+
+
+# -- a hand detector set from a project nobody classified ----------------------------------------
+
+@pytest.fixture(scope="module")
+def unclassified(tmp_path_factory):
+    """Real photos (mmpose_hands), two blank frames and a real clip, annotated by the offline
+    default detector and never classified; then reviewed: one box marked wrong, one moved, one
+    drawn (labelled NG, the only label a project without classes offers)."""
+    if not (HANDS_DEV / "mmpose_hands").is_dir():
+        pytest.skip(f"real dev images not found at {HANDS_DEV} (only present in the lrihar workspace)")
+    tmp = tmp_path_factory.mktemp("unclassified")
+    images = tmp / "images"
+    shutil.copytree(HANDS_DEV / "mmpose_hands" / "images", images)
+    for k in range(2):
+        Image.fromarray(np.full((120, 160, 3), 60 + 80 * k, np.uint8)).save(images / f"blank{k}.jpg")
+    project = Project.open(make_project(tmp / "p"))
+    annotate(project, [str(images), str(HANDS_DEV / "videos/mixkit_42467_baker_kneading_dough.mp4")])
+    rows = list(project.store.detections())
+    wrong, moved, host = rows[0], rows[1], rows[2]
+    actions.mark_wrong(project.store, [wrong.id], "tester")
+    x1, y1, x2, y2 = moved.xyxy
+    dx, dy = (x2 - x1) / 5, (y2 - y1) / 5
+    moved_to = actions.move_box(project.store, moved.id, (x1 + dx, y1 + dy, x2 - dx, y2 - dy),
+                                "tester")["xyxy"]
+    drawn = actions.add_box(project.store, host.id, (3, 4, 40, 52), "NG", "tester", classes=[])
+    return project, {"wrong": (wrong, wrong.xyxy), "old": (moved, moved.xyxy), "moved": (moved, moved_to),
+                     "drawn": (host, drawn["xyxy"])}
+
+
+def _yolo_row(row, xyxy) -> np.ndarray:
+    x1, y1, x2, y2 = xyxy
+    return np.array([0, (x1 + x2) / 2 / row.width, (y1 + y2) / 2 / row.height,
+                     (x2 - x1) / row.width, (y2 - y1) / row.height])
+
+
+def _labels_of_frame(out: Path, row) -> list[np.ndarray]:
+    files = list((out / "labels").glob(f"*/{frame_stem(row)}.txt"))
+    return [np.array(line.split(), dtype=float) for f in files for line in f.read_text().splitlines()]
+
+
+def _holds(lines: list[np.ndarray], box: np.ndarray) -> bool:
+    return any(np.allclose(line, box, atol=2e-5) for line in lines)  # labels carry 5 decimals
+
+
+def _verify_labels(out: Path) -> Counter:
+    """Each exported image and its label file as ultralytics' loader checks them: found, missing,
+    empty and corrupt counts, and the boxes read."""
+    from ultralytics.data.utils import img2label_paths, verify_image_label
+
+    images = sorted(str(p) for p in (out / "images").rglob("*.jpg"))
+    totals = Counter()
+    for im, lb in zip(images, img2label_paths(images), strict=True):
+        _, boxes, _, _, _, nm, nf, ne, nc, _ = verify_image_label((im, lb, "", False, 1, 0, 0, False))
+        totals.update(missing=nm, found=nf, empty=ne, corrupt=nc, boxes=0 if boxes is None else len(boxes))
+    return totals
+
+
+def test_unclassified_project_exports_a_hand_set_with_the_reviews_applied(unclassified, tmp_path,
+                                                                          monkeypatch):
+    project, edits = unclassified
+    assert not project.store.labels(provenance="auto")  # never classified
+    out = tmp_path / "ds"
+    assert main(["export", str(out), "-p", str(project.root), "-f", "yolo", "--yolo-classes", "hand"]) == 0
+    data = _ultralytics_check(out, tmp_path, monkeypatch)
+    assert data["names"] == {0: "hand"} and data["nc"] == 1
+    kept = list(project.store.detections())
+    totals = _verify_labels(out)
+    assert (totals["missing"], totals["corrupt"], totals["empty"]) == (0, 0, 0)
+    assert totals["boxes"] == len(kept)  # every box nobody marked wrong, the drawn one included
+    for name in ("wrong", "old"):
+        row, xyxy = edits[name]
+        assert not _holds(_labels_of_frame(out, row), _yolo_row(row, xyxy)), name
+    for name in ("moved", "drawn"):
+        row, xyxy = edits[name]
+        assert _holds(_labels_of_frame(out, row), _yolo_row(row, xyxy)), name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["classes"] == ["hand"] and manifest["skipped_unlabelled"] == 0
+    assert sum(c.get("hand", 0) for c in manifest["counts"].values()) == len(kept)
+
+
+def test_negatives_add_seeded_empty_frames_with_empty_labels_split_by_source(unclassified, tmp_path):
+    project, _ = unclassified
+    boxed = {(r.source_uri, r.frame_index) for r in project.store.detections()}
+    empty = [(uri, rec) for uri, _, rec in project.store.frames()
+             if rec.status == "empty" and (uri, rec.index) not in boxed]
+    assert len(empty) >= 10  # the two blanks, photos the detector missed, clip frames
+    none = export_dataset(project, tmp_path / "none", "yolo")  # default: no frame without a box
+    assert sum(none.negatives.values()) == 0 and _verify_labels(tmp_path / "none")["empty"] == 0
+    for run in ("a", "b"):
+        summary = export_dataset(project, tmp_path / run, "yolo", negatives=0.5, seed=3)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    half = (len(empty) + 1) // 2  # a half rounds up
+    assert sum(summary.negatives.values()) == half and _verify_labels(tmp_path / "a")["empty"] == half
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["negatives"] == {"fraction": 0.5, "images": summary.negatives}
+    everything = export_dataset(project, tmp_path / "all", "yolo", negatives=1.0, seed=3)
+    assert sum(everything.negatives.values()) == len(empty)
+    clip = str(HANDS_DEV / "videos/mixkit_42467_baker_kneading_dough.mp4")
+    splits = [s for s in ("train", "val", "test")
+              if any(p.name.startswith("mixkit") for p in (tmp_path / "all" / "images" / s).glob("*"))]
+    assert len(splits) == 1 and clip in everything.sources[splits[0]]  # the clip's frames stay together
+
+
+def test_coco_of_an_unclassified_project_is_a_hand_set(unclassified, tmp_path, capsys):
+    project, _ = unclassified
+    out = tmp_path / "coco"
+    assert main(["export", str(out), "-p", str(project.root), "-f", "coco", "--negatives", "1"]) == 0
+    assert "one class 'hand'" in capsys.readouterr().err
+    docs = [json.loads((out / f"{s}.json").read_text()) for s in ("train", "val", "test")]
+    assert all([c["name"] for c in d["categories"]] == ["hand"] for d in docs)
+    assert sum(len(d["annotations"]) for d in docs) == len(list(project.store.detections()))
+    annotated = {a["image_id"] for d in docs for a in d["annotations"]}
+    assert sum(len(d["images"]) for d in docs) > len(annotated)  # background images are listed too
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-f", "imagefolder"], "label boxes in `lrihar review`); for a hand detector set"),
+    (["-f", "yolo", "--classes", "actions"], "--yolo-classes hand"),
+    (["-f", "imagefolder", "--classes", "hand"], "ImageFolder set is cut into action classes"),
+    (["-f", "yolo", "--classes", "hands"], "use 'hand'"),
+    (["-f", "yolo", "--negatives", "1.5"], "from 0 to 1"),
+    (["-f", "imagefolder", "--negatives", "0.2"], "only go into detector sets"),
+])
+def test_class_sets_of_an_unclassified_project_are_refused_clearly(unclassified, tmp_path, capsys, args,
+                                                                   message):
+    project, _ = unclassified
+    assert main(["export", str(tmp_path / "x"), "-p", str(project.root), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -29,8 +31,20 @@ def padded_box(xyxy: tuple[float, float, float, float], padding: float, width: i
             min(width, int(np.ceil(x2 + dx))), min(height, int(np.ceil(y2 + dy))))
 
 
-def frame_stem(row: DetectionRow) -> str:
-    """A file-name stem for a detection's frame, stable across runs and tools:
+@dataclass(frozen=True)
+class FrameRef:
+    """A stored frame with no detection to name it (e.g. a negative frame for a detector set)."""
+
+    source_uri: str
+    frame_index: int
+    frame_name: str | None
+
+
+_Item = TypeVar("_Item", DetectionRow, FrameRef)  # what read_frames reads: a detection or a frame
+
+
+def frame_stem(row: DetectionRow | FrameRef) -> str:
+    """A file-name stem for a detection's (or a frame's) frame, stable across runs and tools:
     ``<source or image stem>-<hash of source and index>_<frame index>``."""
     base = Path(row.frame_name or row.source_uri).stem
     digest = hashlib.sha1(f"{row.source_uri}#{row.frame_index}".encode()).hexdigest()[:8]
@@ -48,22 +62,29 @@ def iter_frames(store: Store, errors: list[SourceError] | None = None, only: set
             (a live stream, a moved file); those are skipped.
         only: detection ids wanted (default all that are not rejected).
     """
-    errors = errors if errors is not None else []
     rows = store.detections()
     if only is not None:
         rows = (r for r in rows if r.id in only)
-    for uri, rows_iter in itertools.groupby(rows, key=lambda r: r.source_uri):
-        source_rows = list(rows_iter)
-        if is_stream(uri) and any(r.frame_name is None for r in source_rows):
+    pairs = read_frames(rows, errors)
+    for _frame, group in itertools.groupby(pairs, key=lambda pair: (pair[0].source_uri, pair[0].frame_index)):
+        group = list(group)
+        yield [row for row, _ in group], group[0][1]
+
+
+def read_frames(items: Iterable[_Item], errors: list[SourceError] | None = None,
+                ) -> Iterator[tuple[_Item, np.ndarray]]:
+    """Yield (item, RGB image of its frame) for items (detections or :class:`FrameRef`) ordered
+    by (source, frame index), decoding each source once; unreadable frames go to ``errors``."""
+    errors = errors if errors is not None else []
+    for uri, items_iter in itertools.groupby(items, key=lambda r: r.source_uri):
+        source_items = list(items_iter)
+        if is_stream(uri) and any(r.frame_name is None for r in source_items):
             errors.append(SourceError(uri, None, "live stream annotated before frames were kept: "
                                                  "its frames cannot be read again"))
-            source_rows = [r for r in source_rows if r.frame_name is not None]
-            if not source_rows:
+            source_items = [r for r in source_items if r.frame_name is not None]
+            if not source_items:
                 continue
-        pairs = _frames_for(uri, source_rows, errors)
-        for _index, group in itertools.groupby(pairs, key=lambda pair: pair[0].frame_index):
-            group = list(group)
-            yield [row for row, _ in group], group[0][1]
+        yield from _frames_for(uri, source_items, errors)
 
 
 def iter_crops(store: Store, padding: float = 0.0, errors: list[SourceError] | None = None,
@@ -79,8 +100,8 @@ def iter_crops(store: Store, padding: float = 0.0, errors: list[SourceError] | N
                 yield row, image[y1:y2, x1:x2]
 
 
-def _frames_for(uri: str, rows: list[DetectionRow],
-                errors: list[SourceError]) -> Iterator[tuple[DetectionRow, np.ndarray]]:
+def _frames_for(uri: str, rows: list[_Item],
+                errors: list[SourceError]) -> Iterator[tuple[_Item, np.ndarray]]:
     if rows[0].frame_name is not None:  # image files: read each one directly
         for name, group_iter in itertools.groupby(rows, key=lambda r: r.frame_name):
             group = list(group_iter)
@@ -89,7 +110,7 @@ def _frames_for(uri: str, rows: list[DetectionRow],
             if image is not None:
                 yield from ((row, image) for row in group)
         return
-    wanted: dict[int, list[DetectionRow]] = {}
+    wanted: dict[int, list[_Item]] = {}
     for row in rows:
         wanted.setdefault(row.frame_index, []).append(row)
     try:

@@ -39,12 +39,18 @@ def export(
     split: Annotated[tuple[float, float, float], typer.Option(
         help="Train, val, test shares.")] = (0.7, 0.2, 0.1),
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
-    include_ng: Annotated[bool, typer.Option(help="Also export NG crops / boxes.")] = False,
-    yolo_classes: Annotated[str, typer.Option(help="YOLO classes: 'hand' (one) or 'actions'.")] = "hand",
+    include_ng: Annotated[bool, typer.Option(help="Also export NG crops / boxes (action classes).")] = False,
+    classes: Annotated[str | None, typer.Option(
+        "--classes", "--yolo-classes",
+        help="'hand' (one class, needs no labels) or 'actions' (one per action). Default: hand for "
+             "yolo; actions for imagefolder; for coco actions once boxes are labelled, else hand.")] = None,
     padding: Annotated[float, typer.Option(help="ImageFolder crop padding per side.")] = 0.0,
+    negatives: Annotated[float, typer.Option(
+        help="Share (0-1) of the frames the detector found empty to add as background images "
+             "with empty labels (yolo, coco).")] = 0.0,
 ) -> None:
     """Establish the dataset: YOLO / ImageFolder / COCO split by source, or pre-annotations for
-    Label Studio / CVAT."""
+    Label Studio / CVAT. A hand detector set (the yolo default) needs no classify run."""
     from lrihar.dataset.export import check_out_folder, export_dataset, make_folder
     from lrihar.project import Project
 
@@ -57,10 +63,14 @@ def export(
         typer.echo(f"wrote {path} and the frames in {out / 'images'}; import the corrected export with "
                    f"`lrihar import -p {project} FILE --from {fmt}`")
         return
-    summary = export_dataset(proj, out, fmt, split, seed, include_ng, yolo_classes, padding)
+    summary = export_dataset(proj, out, fmt, split, seed, include_ng, classes, padding, negatives=negatives)
     for name in ("train", "val", "test"):
-        typer.echo(f"{name:5s} {summary.images[name]:6d} images  {summary.counts[name]}  "
+        background = f" ({summary.negatives[name]} without a box)" if negatives else ""
+        typer.echo(f"{name:5s} {summary.images[name]:6d} images{background}  {summary.counts[name]}  "
                    f"{len(summary.sources[name])} sources")
+    if fmt == "coco" and classes is None and summary.scheme == "hand":
+        echo_err("note: no box has an action label yet, so one class 'hand' (run `lrihar classify` "
+                 "for action classes)")
     if summary.skipped_unlabelled:
         echo_err(f"note: {summary.skipped_unlabelled} detections have no label yet (run classify) "
                   "and were left out")

@@ -1,5 +1,5 @@
 """Review actions and the review page: every action via the API, concurrency, undo, traversal,
-and a real browser relabelling with the keyboard."""
+and a real browser relabelling with the keyboard (number keys, and the type-ahead class picker)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLASSES
+from conftest import CLASSES, make_project
 from lrihar.errors import BadInputError
 from lrihar.review import actions
+from test_review_security import _browser_page, _serving
 
 
 @pytest.fixture
@@ -237,3 +238,114 @@ def test_lrihar_review_command_serves_the_page(gloves_project):
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
     assert f"http://127.0.0.1:{port}/" in out
+
+
+# NATO spelling alphabet: 26 classes like the ASL letters set, with shared letters so that prefix
+# matches (typed "o": oscar) must come before substring matches (bravo, echo, ...).
+NATO = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliett",
+        "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
+        "uniform", "victor", "whiskey", "xray", "yankee", "zulu")
+
+
+@pytest.fixture
+def letters_project(tmp_path) -> Path:
+    """A 26-class project built straight into a real store: two frames, four boxes; detections
+    1-3 labelled alpha, alpha, bravo by the matcher (scores rising with the id), 4 unlabelled."""
+    import numpy as np
+    import supervision as sv
+    from PIL import Image
+
+    from lrihar.store import FrameRecord, Store
+
+    root = make_project(tmp_path / "p", classes=[{"name": c} for c in NATO])
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    store = Store(root / "lrihar.db")
+    run = store.start_run("test", {}, {})
+    src = store.source_id(str(frames), "folder")
+    batch = []
+    for i in range(2):
+        boxes = sv.Detections(xyxy=np.array([[10, 10, 60, 70], [80, 20, 150, 100]], float),
+                              confidence=np.array([0.5, 0.6]) + i / 5, class_id=np.array([0, 0]),
+                              data={"class_name": np.array(["hand", "hand"])})
+        path = frames / f"f{i}.jpg"
+        Image.fromarray(np.full((120, 160, 3), 60 + 90 * i, np.uint8)).save(path)
+        batch.append((FrameRecord(i, float(i), 160, 120, "action", str(path)), boxes))
+    store.write_frames(run, src, batch, "test")
+    store.write_auto_labels(run, [(i, label, i / 10, None, None, "k", 0.0)
+                                  for i, label in ((1, "alpha"), (2, "alpha"), (3, "bravo"))])
+    store.close()
+    return root
+
+
+def _expected_matches(typed: str) -> list[str]:
+    q = typed.lower()
+    return [n for n in (*NATO, "NG") if n.lower().startswith(q)] + \
+        [n for n in (*NATO, "NG") if q in n.lower() and not n.lower().startswith(q)]
+
+
+def test_browser_class_picker_reaches_all_26_classes_and_the_filter_counts(letters_project):
+    from lrihar.review.server import create_app
+    from lrihar.store import Store
+
+    port = _free_port()
+    with _serving(create_app(letters_project, port=port), port), _browser_page() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # CSP refusals
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector('.card[data-id="4"]')
+        options = page.locator("#f-label option").all_inner_texts()
+        assert options[:3] == ["all (4)", "alpha (2)", "bravo (1)"] and len(options) == 1 + 26 + 1 + 1
+        assert "quebec (0)" in options and options[-2:] == ["NG (0)", "(unlabelled) (1)"]
+        page.fill("#reviewer", "picker-test")
+        cards = [int(c.get_attribute("data-id")) for c in page.locator(".card").all()]
+        assert cards == [1, 2, 3, 4]  # lowest score first
+        picker, names = page.locator("#picker"), page.locator("#picker-list li .name")
+        page.locator('.card[data-id="1"]').click()
+
+        page.keyboard.press("/")  # opens, Esc closes with nothing stored
+        page.keyboard.type("x")
+        assert picker.is_visible() and names.all_inner_texts() == ["xray", "foxtrot"]
+        page.keyboard.press("Escape")
+        assert not picker.is_visible()
+
+        page.keyboard.press("l")  # a class beyond the ninth, case-insensitive: "Qu" -> quebec
+        assert page.locator("#picker-list li").count() == 27 and names.nth(16).inner_text() == "quebec"
+        page.keyboard.type("Qu")
+        assert names.all_inner_texts() == ["quebec"]
+        page.keyboard.press("Enter")
+        page.locator("#status", has_text="quebec: saved").wait_for()
+        assert not picker.is_visible()
+
+        page.keyboard.press("l")  # the next card: prefix matches first, then substrings; ↓ moves
+        page.keyboard.type("o")
+        shown = names.all_inner_texts()
+        assert shown == _expected_matches("o") and shown[:2] == ["oscar", "bravo"]
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("Enter")
+        page.locator("#status", has_text="bravo: saved").wait_for()
+
+        page.keyboard.press("Shift+ArrowRight")  # cards 3 and 4 at once
+        page.keyboard.press("l")
+        assert page.locator("#picker-title").inner_text() == "relabel 2 crops"
+        page.keyboard.type("zu")
+        page.keyboard.press("Enter")
+        page.locator("#status", has_text="zulu: saved (2)").wait_for()
+        page.locator("#f-label option", has_text="zulu (2)").wait_for(state="attached")
+        options = page.locator("#f-label option").all_inner_texts()
+
+        page.reload()
+        page.wait_for_selector('.card[data-id="4"]')
+        shown_labels = {i: page.locator(f'.card[data-id="{i}"] .lab').inner_text() for i in (1, 2, 3, 4)}
+    assert errors == []
+    assert {"quebec (1)", "bravo (1)", "alpha (0)", "zulu (2)", "(unlabelled) (0)", "all (4)"} <= set(options)
+    expected = {1: "quebec", 2: "bravo", 3: "zulu", 4: "zulu"}
+    assert shown_labels == expected
+    store = Store(letters_project / "lrihar.db")
+    labels = store.labels()
+    assert {i: (labels[i]["label"], labels[i]["provenance"]) for i in expected} == \
+        {i: (lab, "corrected") for i, lab in expected.items()}
+    log = store.db.execute("SELECT action, detection_id FROM review_log ORDER BY id").fetchall()
+    assert log == [("relabel", 1), ("relabel", 2), ("relabel", 3), ("relabel", 4)]  # Esc stored nothing
+    store.close()

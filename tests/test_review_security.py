@@ -151,6 +151,11 @@ def test_markup_in_labels_and_class_names_runs_nothing_in_the_browser(project):
         page.keyboard.press("f")  # the frame view draws its boxes too
         page.wait_for_selector("#frame-svg rect")
         page.wait_for_load_state("networkidle")
+        page.keyboard.press("Escape")
+        page.keyboard.press("l")  # the class picker shows class names as text too
+        page.keyboard.type("<IMG")
+        picked = page.locator("#picker-list li .name").all_inner_texts()
+        page.keyboard.press("Escape")
         flags = page.evaluate("[window.__pwned, window.__pwnedClass, window.__pwnedAuto, window.__pwnedLine]")
         shown = {i: page.locator(f'.card[data-id="{i}"] .lab').inner_text() for i in (1, 2)}
         meta3 = page.locator('.card[data-id="3"] .meta').inner_text()
@@ -159,7 +164,9 @@ def test_markup_in_labels_and_class_names_runs_nothing_in_the_browser(project):
         rects = page.locator("#frame-svg rect").count()
     assert flags == [None, None, None, None]  # no handler ran
     assert shown == {1: FETCH_PAYLOAD, 2: MARKUP_CLASS}  # the text is shown as it is
-    assert meta3.endswith(f"was {AUTO_PAYLOAD}") and MARKUP_CLASS in options and title.endswith(LINE)
+    assert meta3.endswith(f"was {AUTO_PAYLOAD}") and title.endswith(LINE)
+    assert f"{MARKUP_CLASS} (1)" in options and f"{FETCH_PAYLOAD} (1)" in options  # counted, shown as text
+    assert picked == [MARKUP_CLASS]
     assert rects == 2
     assert _snapshot(project) == before  # nothing was marked wrong behind the reviewer's back
 

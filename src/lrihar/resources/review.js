@@ -1,7 +1,8 @@
 // The review page's script. Everything from the server is data: it reaches the page through
 // textContent, DOM properties and attributes only, never as markup (class names are user text).
 "use strict";
-const S = { meta: null, items: [], sel: 0, offset: 0, limit: 48, total: 0, session: null };
+// sel: the current card; anchor: where a shift-selection started (null: only the current card).
+const S = { meta: null, items: [], sel: 0, anchor: null, offset: 0, limit: 48, total: 0, session: null };
 const $ = id => document.getElementById(id);
 const reviewer = () => $("reviewer").value.trim();
 const SVG = "http://www.w3.org/2000/svg";
@@ -31,20 +32,61 @@ async function ensureSession() {
   if (S.session === null) { S.session = (await api("/api/session", { reviewer: reviewer() })).session; }
 }
 
+// -- the class filter, with counts ---------------------------------------------------------------
+const NG = "NG";
+const countOf = name => Number((S.meta.counts || {})[name] || 0);
+const classNames = () => [...new Set([...S.meta.classes, NG])];
+
+// Option 0 is "all"; every other option's value is a stored label ("" = unlabelled), so the
+// selection is kept by index 0 or by value when the options are rebuilt.
+function fillLabelFilter() {
+  const select = $("f-label");
+  const keep = select.selectedIndex > 0 ? select.value : null;
+  const counts = S.meta.counts || {};
+  const stray = Object.keys(counts).filter(k => k !== "" && !classNames().includes(k)).sort();
+  const total = Object.values(counts).reduce((a, b) => a + Number(b), 0);
+  const options = [new Option(`all (${total})`, "")];
+  for (const name of [...classNames(), ...stray]) options.push(new Option(`${name} (${countOf(name)})`, name));
+  options.push(new Option(`(unlabelled) (${countOf("")})`, ""));
+  select.replaceChildren(...options);
+  select.selectedIndex = keep === null ? 0 : Math.max(0, options.findIndex((o, i) => i > 0 && o.value === keep));
+}
+
+async function refreshCounts() {
+  try { S.meta.counts = (await api("/api/meta")).counts; fillLabelFilter(); }
+  catch (e) { say(e.message); }
+}
+
 async function load() {
   const q = new URLSearchParams({ status: $("f-status").value, offset: S.offset, limit: S.limit });
-  if ($("f-label").value !== "") q.set("label", $("f-label").value);
+  if ($("f-label").selectedIndex > 0) q.set("label", $("f-label").value);
   if ($("f-post").value) q.set("post", $("f-post").value);
   if ($("f-min").value) q.set("min_score", $("f-min").value);
   if ($("f-max").value) q.set("max_score", $("f-max").value);
   const data = await api("/api/crops?" + q);
   S.items = data.items; S.total = data.total; S.sel = Math.min(S.sel, Math.max(0, S.items.length - 1));
+  S.anchor = null;
+  render();
+  refreshCounts();  // others may be reviewing too
+}
+
+// -- selection ------------------------------------------------------------------------------------
+function selectedIndices() {
+  if (S.anchor === null) return S.items[S.sel] ? [S.sel] : [];
+  const [lo, hi] = [Math.min(S.anchor, S.sel), Math.max(S.anchor, S.sel)];
+  return Array.from({ length: hi - lo + 1 }, (_, k) => lo + k).filter(i => S.items[i]);
+}
+function select(i, extend) {
+  if (extend && S.anchor === null) S.anchor = S.sel;
+  if (!extend) S.anchor = null;
+  S.sel = Math.max(0, Math.min(i, S.items.length - 1));
   render();
 }
 
-function card(it, i) {
+function card(it, i, picked) {
   const node = el("div", "card");
   node.classList.toggle("sel", i === S.sel);
+  node.classList.toggle("picked", picked.has(i));
   node.classList.toggle("corrected", it.provenance === "corrected");
   node.classList.toggle("rejected", Boolean(it.rejected));
   node.dataset.id = String(it.id);
@@ -55,13 +97,15 @@ function card(it, i) {
   let meta = `${Number(it.score).toFixed(3)} · #${it.id}`;
   if (it.auto_label && it.auto_label !== it.label) meta += ` · was ${it.auto_label}`;
   node.append(img, el("div", "lab", it.label || "(unlabelled)"), el("div", "meta", meta));
-  node.onclick = () => { S.sel = i; render(); };
+  node.onclick = ev => select(i, ev.shiftKey);
   node.ondblclick = () => openFrame();
   return node;
 }
 
 function render() {
-  $("grid").replaceChildren(...S.items.map(card));
+  const picked = new Set(selectedIndices());
+  $("grid").replaceChildren(...S.items.map((it, i) => card(it, i, picked)));
+  $("grid").children[S.sel]?.scrollIntoView({ block: "nearest" });
   $("pageinfo").textContent = S.total ? `${S.offset + 1}–${S.offset + S.items.length} of ${S.total}` : "nothing here";
 }
 
@@ -78,18 +122,21 @@ async function act(kind, extra) {
   try {
     await ensureSession();
     const it = S.items[S.sel]; if (!it && kind !== "accept") return;
+    const chosen = selectedIndices();
+    const ids = chosen.map(i => S.items[i].id);
     let res;
-    if (kind === "relabel") res = await api("/api/relabel", { ids: [it.id], label: extra, seen: seen([it.id]) });
-    if (kind === "wrong") res = await api("/api/wrong", { ids: [it.id], seen: seen([it.id]) });
+    if (kind === "relabel") res = await api("/api/relabel", { ids, label: extra, seen: seen(ids) });
+    if (kind === "wrong") res = await api("/api/wrong", { ids, seen: seen(ids) });
     if (kind === "accept") {
-      const ids = S.items.filter(x => x.label && !x.rejected).map(x => x.id);
-      if (!ids.length) { say("nothing to accept on this page"); return; }
-      res = await api("/api/accept", { ids, seen: seen(ids) });
+      const page = S.items.filter(x => x.label && !x.rejected).map(x => x.id);
+      if (!page.length) { say("nothing to accept on this page"); return; }
+      res = await api("/api/accept", { ids: page, seen: seen(page) });
     }
     if (kind === "promote") { const r = await api("/api/promote", { id: it.id }); say("template saved: " + r.template); return; }
     update(res.items);
-    say(`${kind}: saved`);
-    if (kind !== "accept" && S.sel < S.items.length - 1) { S.sel += 1; render(); }
+    say(kind === "relabel" ? `${extra}: saved (${res.items.length})` : `${kind}: saved`);
+    if (kind !== "accept") select(Math.min(Math.max(...chosen) + 1, S.items.length - 1), false);
+    refreshCounts();
   } catch (e) { say(e.message); if (/changed by someone/.test(e.message)) load(); }
 }
 
@@ -134,12 +181,88 @@ async function openFrame() {
 const frameOpen = () => $("frame").classList.contains("open");
 function closeFrame() { $("frame").classList.remove("open"); }
 
+// -- the class picker: type a few letters, arrows, Enter ----------------------------------------
+const P = { matches: [], active: 0 };
+const pickerOpen = () => $("picker").classList.contains("open");
+
+/** Class names (and NG) matching ``query``: those starting with it first, then those containing
+ * it, each group in the project's order; case-insensitive. */
+function pickerMatches(query) {
+  const q = query.trim().toLowerCase();
+  const names = classNames();
+  if (!q) return names;
+  const lower = names.map(n => n.toLowerCase());
+  return [...names.filter((_, i) => lower[i].startsWith(q)),
+          ...names.filter((_, i) => !lower[i].startsWith(q) && lower[i].includes(q))];
+}
+
+function pickerOption(name, i) {
+  const key = name === NG ? "0" : String(S.meta.classes.indexOf(name) + 1);
+  const node = el("li", i === P.active ? "active" : "");
+  node.id = `pick-${i}`;
+  node.setAttribute("role", "option");
+  node.setAttribute("aria-selected", String(i === P.active));
+  node.dataset.name = name;
+  const count = el("span", "count", String(countOf(name)));
+  count.title = "crops with this label";
+  const shortcut = el("span", "key", Number(key) <= 9 ? key : "");
+  shortcut.title = "its number key";
+  node.append(el("span", "name", name), count, shortcut);
+  node.onmousedown = ev => ev.preventDefault();  // keep the focus (and the picker) in the input
+  node.onclick = () => pick(name);
+  return node;
+}
+
+function renderPicker() {
+  const list = $("picker-list");
+  P.active = Math.max(0, Math.min(P.active, P.matches.length - 1));
+  list.replaceChildren(...(P.matches.length ? P.matches.map(pickerOption) : [el("li", "none", "no class matches")]));
+  const input = $("picker-q");
+  if (P.matches.length) input.setAttribute("aria-activedescendant", `pick-${P.active}`);
+  else input.removeAttribute("aria-activedescendant");
+  list.children[P.active]?.scrollIntoView({ block: "nearest" });
+}
+
+function openPicker() {
+  const chosen = selectedIndices();
+  if (!chosen.length) return;
+  const cardNode = $("grid").children[S.sel];
+  const box = $("picker");
+  $("picker-title").textContent = chosen.length > 1 ? `relabel ${chosen.length} crops` : "relabel";
+  box.classList.add("open");
+  const r = cardNode.getBoundingClientRect();  // over the current card, kept inside the window
+  box.style.left = `${Math.max(4, Math.min(r.left, innerWidth - box.offsetWidth - 4))}px`;
+  box.style.top = `${Math.max(4, Math.min(r.top, innerHeight - box.offsetHeight - 4))}px`;
+  $("picker-q").value = "";
+  P.matches = pickerMatches(""); P.active = 0;
+  renderPicker();
+  $("picker-q").focus();
+}
+function closePicker() { $("picker").classList.remove("open"); $("picker-q").blur(); }
+function pick(name) { closePicker(); act("relabel", name); }
+
+function pickerKey(ev) {
+  const k = ev.key;
+  if (k === "ArrowDown" || k === "ArrowUp") {
+    const n = P.matches.length;
+    if (n) P.active = (P.active + (k === "ArrowDown" ? 1 : n - 1)) % n;
+    renderPicker();
+  } else if (k === "Enter") {
+    if (P.matches.length) pick(P.matches[P.active]); else say("no class matches: Backspace or Esc");
+  } else if (k === "Escape") closePicker();
+  else return;
+  ev.preventDefault();
+  ev.stopPropagation();
+}
+
 document.addEventListener("keydown", ev => {
   if (ev.target.tagName === "INPUT") return;
   if (frameOpen()) { if (ev.key === "Escape") closeFrame(); return; }
   const k = ev.key;
-  if (k === "ArrowRight") { S.sel = Math.min(S.sel + 1, S.items.length - 1); render(); }
-  else if (k === "ArrowLeft") { S.sel = Math.max(S.sel - 1, 0); render(); }
+  if ((ev.ctrlKey || ev.metaKey || ev.altKey) && k !== "z") return;  // leave the browser's own keys alone
+  if (k === "ArrowRight") select(S.sel + 1, ev.shiftKey);
+  else if (k === "ArrowLeft") select(S.sel - 1, ev.shiftKey);
+  else if (k === "l" || k === "/") openPicker();
   else if (/^[1-9]$/.test(k) && S.meta.classes[+k - 1]) act("relabel", S.meta.classes[+k - 1]);
   else if (k === "0" || k === "n") act("relabel", "NG");
   else if (k === "w") act("wrong");
@@ -157,7 +280,7 @@ async function init() {
   $("reviewer").value = localStorage.getItem("lrihar-reviewer") || "";
   S.meta = await api("/api/meta");
   $("title").textContent = "lrihar review · " + S.meta.line;
-  for (const c of [...S.meta.classes, "NG"]) $("f-label").add(new Option(c, c));
+  fillLabelFilter();
   for (const p of S.meta.posts) $("f-post").add(new Option(p, p));
   for (const id of ["f-label", "f-status", "f-post", "f-min", "f-max"]) $(id).onchange = () => { S.offset = 0; load(); };
   $("prev").onclick = () => { S.offset = Math.max(0, S.offset - S.limit); load(); };
@@ -165,6 +288,9 @@ async function init() {
   $("accept").onclick = () => act("accept");
   $("undo").onclick = undo;
   $("frame").onclick = ev => { if (ev.target.id === "frame") closeFrame(); };
+  $("picker-q").oninput = () => { P.matches = pickerMatches($("picker-q").value); P.active = 0; renderPicker(); };
+  $("picker-q").onkeydown = pickerKey;
+  $("picker-q").onblur = () => { if (pickerOpen()) closePicker(); };
   await load();
 }
 init().catch(e => say(e.message));

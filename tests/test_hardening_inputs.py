@@ -25,7 +25,6 @@ from lrihar.config import load_project_config, with_overrides
 from lrihar.errors import BadInputError
 from lrihar.project import Project
 from lrihar.sources import read_frame, read_image
-from lrihar.store import _process_start
 from test_annotate import assert_same_rows, frame_rows
 
 # -- class names ---------------------------------------------------------------------------
@@ -88,8 +87,7 @@ def test_duplicate_keys_are_refused_naming_key_and_line(tmp_path):
 
 @pytest.mark.parametrize(("text", "field"), [
     ("sampling:\n  fps: .inf\n", "sampling.fps"),
-    ("classify:\n  lambda: .nan\n", "classify.lambda"),
-    ("gate:\n  motion_threshold: -.inf\n", "gate.motion_threshold"),
+    ("classify:\n  options: {pose_weight: .nan}\n", "classify.options"),
     ("detector:\n  options: {zoom_out: .inf}\n", "detector.options"),
 ])
 def test_infinite_and_nan_numbers_are_refused(tmp_path, text, field):
@@ -258,12 +256,12 @@ def _insert_run(db_path, pid, start):
 
 def test_a_run_whose_process_died_is_shown_interrupted_at_the_next_command(tmp_path, capsys):
     root = make_project(tmp_path / "p")
-    db_path = Project.open(root).store.path
+    store = Project.open(root).store
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    gone = _insert_run(db_path, dead.pid, None)
-    alive = _insert_run(db_path, os.getpid(), _process_start(os.getpid()))  # a live run: left alone
-    reused = _insert_run(db_path, os.getpid(), 12345)  # its pid now belongs to another process
+    gone = _insert_run(store.path, dead.pid, None)
+    alive = store.start_run("annotate", {}, {})  # this process: alive, left alone
+    reused = _insert_run(store.path, os.getpid(), 12345)  # its pid now belongs to another process
     assert main(["status", "-p", str(root)]) == 0
     assert "interrupted" in capsys.readouterr().out
     statuses = {r["id"]: r["status"] for r in Project.open(root).store.runs()}

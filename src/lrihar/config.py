@@ -302,6 +302,7 @@ sources: []
 sampling:
   stride: 1                 # keep every N-th decoded frame
   fps: null                 # or: keep about this many frames per second
+  max_image_pixels: 89478485  # larger images (width x height) are reported and skipped
 
 # Zero-shot hand-action detector (paper 3.1.1).
 detector:

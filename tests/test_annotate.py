@@ -130,7 +130,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(tmp_path, tiny_grounding_
     assert clean.returncode == 0, clean.stderr
     assert_same_rows(frame_rows(db_path), frame_rows(clean_root / "lrihar.db"))
     statuses = [r["status"] for r in Project.open(killed_root).store.runs()]
-    assert statuses == ["running", "done"]  # the killed run never got to finish
+    assert statuses == ["interrupted", "done"]  # the killed run never finished; the rerun saw it gone
 
 
 def test_missing_input_exits_2_and_keeps_the_store(tmp_path, clip, tiny_grounding_dino, capsys):

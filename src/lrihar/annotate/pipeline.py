@@ -71,7 +71,8 @@ def open_sources(uris: list[str], cfg: ProjectConfig) -> list[FrameSource]:
             "no inputs: pass video files, image folders or stream URLs, or list them under "
             "`sources:` in the project file"
         )
-    return [open_source(u, cfg.sampling.stride, cfg.sampling.fps) for u in uris]
+    s = cfg.sampling
+    return [open_source(u, s.stride, s.fps, s.max_image_pixels) for u in uris]
 
 
 def annotate(project: Project, uris: list[str] | None = None, *, config: ProjectConfig | None = None,
@@ -80,7 +81,8 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
     """Detect hand actions in ``uris`` and store frames and boxes in the project.
 
     Frames already in the store are skipped (resume) unless ``redo``. Each batch of frames is
-    committed with its detections, so an interrupted run loses at most one batch of work.
+    committed with its detections, so an interrupted run loses at most one batch of work. One
+    annotate runs per project at a time (:meth:`Project.lock`).
 
     Args:
         project: the opened project.
@@ -96,7 +98,14 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
         raise BadInputError(f"--post: {post!r} is not one of the project's posts "
                             f"({', '.join(cfg.posts)}); add it to `posts` in the project file")
     sources = open_sources(list(uris or cfg.sources), cfg)
-    detector = detector or build_detector(cfg)
+    with project.lock("annotate"):
+        return _annotate(project, cfg, sources, detector or build_detector(cfg), redo, post,
+                         show_progress)
+
+
+def _annotate(project: Project, cfg: ProjectConfig, sources: list[FrameSource], detector: Detector,
+              redo: bool, post: str | None, show_progress: bool) -> AnnotateSummary:
+    """The work of :func:`annotate`, done under the project lock."""
     gate = build_gate(cfg.gate)
     store = project.store
     run_config = {"project": cfg.model_dump(mode="json", by_alias=True), "detector": detector.describe(),

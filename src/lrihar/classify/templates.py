@@ -16,6 +16,7 @@ import numpy as np
 from lrihar.config import ProjectConfig
 from lrihar.errors import BadInputError
 from lrihar.models.encoders.base import Crop, Encoder
+from lrihar.naming import check_class_name
 from lrihar.sources import IMAGE_SUFFIXES, read_image
 from lrihar.store import Store
 
@@ -58,7 +59,10 @@ def class_folders(cfg: ProjectConfig, templates_root: Path | None = None) -> dic
         root = Path(root)
         if not root.is_dir():
             raise BadInputError(f"{root}: templates folder not found")
-        subdirs = {p.name: p for p in sorted(root.iterdir()) if p.is_dir()}
+        # Hidden folders (.cache, .ipynb_checkpoints) are tools' clutter, not classes; every
+        # other sub-folder name may become a class name, so it must be a valid one.
+        subdirs = {check_class_name(p.name, f"{root}: template folder"): p
+                   for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
         if not names:  # no classes in the project file: the sub-folders are the classes
             names = list(subdirs)
         unknown = sorted(set(subdirs) - set(names))

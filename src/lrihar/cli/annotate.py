@@ -40,6 +40,8 @@ def annotate(
     batch_size: Annotated[int | None, typer.Option(help="Frames per detector call.")] = None,
     stride: Annotated[int | None, typer.Option(help="Keep every N-th frame.")] = None,
     fps: Annotated[float | None, typer.Option(help="Keep about this many frames per second.")] = None,
+    max_image_pixels: Annotated[int | None, typer.Option(
+        help="Skip (and report) images larger than this many pixels (default 89,478,485).")] = None,
     motion_gate: Annotated[bool | None, typer.Option(
         "--motion-gate/--no-motion-gate", help="Frame-difference gate before the detector.")] = None,
     hand_gate: Annotated[bool | None, typer.Option(
@@ -61,7 +63,7 @@ def annotate(
     cfg = with_overrides(proj.config, "detector", backend=detector, model=model, prompt=prompt,
                          box_threshold=box_threshold, text_threshold=text_threshold,
                          device=device, batch_size=batch_size)
-    cfg = with_overrides(cfg, "sampling", stride=stride, fps=fps)
+    cfg = with_overrides(cfg, "sampling", stride=stride, fps=fps, max_image_pixels=max_image_pixels)
     cfg = with_overrides(cfg, "gate", motion=motion_gate, hands=hand_gate)
     summary = run_annotate(proj, sources, config=cfg, redo=redo, post=post, show_progress=progress)
     _print_annotate_summary(summary)

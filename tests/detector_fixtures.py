@@ -9,7 +9,9 @@ tests can prove that training and export never reached for the network.
 
 from __future__ import annotations
 
+import importlib.util
 import socket
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -91,17 +93,27 @@ def label_all(project, label: str = "hand") -> None:
 
 @contextmanager
 def no_network() -> Iterator[list[str]]:
-    """Refuse and record every socket connection made inside."""
+    """Refuse and record every socket connection and every pip / uv run made inside."""
     attempts: list[str] = []
 
     def refuse(*args, **kwargs):
-        attempts.append(repr(args[:2]))
+        attempts.append(f"connect {args[:2]!r}")
         raise OSError("network disabled in tests")
+
+    def recording(run):
+        def wrapper(cmd, *args, **kwargs):
+            if any(word in str(cmd) for word in ("pip", "uv ")):
+                attempts.append(f"install {cmd!r}")
+                raise OSError("installing disabled in tests")
+            return run(cmd, *args, **kwargs)
+        return wrapper
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(socket.socket, "connect", lambda self, *a, **k: refuse(*a, **k))
         mp.setattr(socket.socket, "connect_ex", lambda self, *a, **k: refuse(*a, **k))
         mp.setattr(socket, "create_connection", refuse)
+        for name in ("run", "check_output", "check_call"):
+            mp.setattr(subprocess, name, recording(getattr(subprocess, name)))
         yield attempts
 
 
@@ -111,7 +123,8 @@ FAST = {"epochs": 1, "imgsz": 64, "batch": 4, "workers": 0, "plots": False, "pat
 @pytest.fixture(scope="session")
 def tiny_yolo(tmp_path_factory) -> dict:
     """A project with a yolo11n trained for one epoch and exported to ONNX at 64 px."""
-    pytest.importorskip("ultralytics", reason="the [train] extra (ultralytics) is not installed")
+    if importlib.util.find_spec("ultralytics") is None:  # not imported here: train sets its env first
+        pytest.skip("the [train] extra (ultralytics) is not installed")
     from lrihar.deploy.onnx_detector import export_detector
     from lrihar.train.detector import DetectorTrainConfig, train_detector
 
@@ -124,3 +137,53 @@ def tiny_yolo(tmp_path_factory) -> dict:
         exported = export_detector(project, "tiny", imgsz=64, parity_frames=4)
     return {"project": project, "train": trained, "export": exported, "onnx": Path(exported.onnx),
             "network_attempts": attempts, "frames": base / "frames", "boxes": boxes}
+
+
+def synthetic_yolo_onnx(path: Path, imgsz: int = 64, clusters: int = 12, per_cluster: int = 8,
+                        seed: int = 0, dynamic: bool = False) -> Path:
+    """An ONNX model with YOLO's interface whose raw output is a fixed set of overlapping boxes,
+    scored by ``sigmoid(logit + w · mean(image))``: varied, frame-dependent boxes without training.
+
+    Input ``images`` (1, 3, imgsz, imgsz); output ``output0`` (1, 5, N) of cx, cy, w, h in
+    letterbox pixels and one class score, as ultralytics exports a one-class detector.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(0.1 * imgsz, 0.9 * imgsz, (clusters, 2))
+    sizes = rng.uniform(0.1 * imgsz, 0.5 * imgsz, (clusters, 2))
+    boxes = []
+    for c, s in zip(centres, sizes, strict=True):
+        for _ in range(per_cluster):  # jittered copies of one box: overlaps of every degree
+            boxes.append([*(c + rng.normal(0, 0.15, 2) * s), *(s * rng.uniform(0.7, 1.3, 2))])
+    boxes = np.array(boxes, np.float32).T[None]  # (1, 4, N)
+    n = boxes.shape[2]
+    logits = rng.normal(0, 1.5, (1, 1, n)).astype(np.float32)
+    weights = rng.normal(0, 4.0, (1, 1, n)).astype(np.float32)
+    batch = "batch" if dynamic else 1
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["images", "axes"], ["mean"], keepdims=1),  # (B, 1, 1, 1)
+         helper.make_node("Reshape", ["mean", "shape_b11"], ["mean3"]),
+         helper.make_node("Mul", ["mean3", "weights"], ["shift"]),
+         helper.make_node("Add", ["shift", "logits"], ["z"]),
+         helper.make_node("Sigmoid", ["z"], ["scores"]),
+         helper.make_node("Mul", ["mean3", "zeros"], ["zero"]),
+         helper.make_node("Add", ["zero", "boxes"], ["box_b"]),  # boxes broadcast to the batch
+         helper.make_node("Concat", ["box_b", "scores"], ["output0"], axis=1)],
+        "synthetic-yolo",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, imgsz, imgsz])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [batch, 5, n])],
+        [numpy_helper.from_array(boxes, "boxes"), numpy_helper.from_array(logits, "logits"),
+         numpy_helper.from_array(weights, "weights"),
+         numpy_helper.from_array(np.zeros((1, 1, n), np.float32), "zeros"),
+         numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "shape_b11"),
+         numpy_helper.from_array(np.array([1, 2, 3], np.int64), "axes")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    for key, value in {"names": "{0: 'hand'}", "imgsz": f"[{imgsz}, {imgsz}]"}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -35,7 +35,7 @@ def train_detector(
         help="Continue the run --name (default: the latest unfinished one) from weights/last.pt.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
 ) -> None:
-    """Train a YOLO hand detector on the project's boxes (needs the [train] extra; fully offline).
+    """Train a YOLO hand detector on the project's boxes, fully offline (needs lrihar's train extra).
 
     Writes PROJECT/models/detector/<run>/: data/ (the YOLO set), weights/best.pt and last.pt,
     results.csv, args.yaml and lrihar-train.json. Ctrl-C keeps the finished epochs: continue

@@ -259,3 +259,14 @@ def test_single_source_validates_on_train_and_says_so(tmp_path):
     doc = yaml.safe_load(data.read_text())
     assert doc["val"] == doc["train"] == "images/train" and "test" not in doc
     shutil.rmtree(tmp_path / "out")
+
+
+def test_cuda_without_a_gpu_is_bad_input(small_project, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    before = _state(small_project)
+    assert main(["train-detector", "-p", str(small_project.root), "--device", "cuda"]) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err
+    assert _state(small_project) == before

@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from lrihar.errors import BadInputError
+from lrihar.errors import BadInputError, LriharError
 from lrihar.naming import safe_file_name
 from lrihar.project import Project, recorded_run
 
@@ -297,6 +297,7 @@ def train_detector(project: Project, cfg: DetectorTrainConfig | None = None, nam
         else:
             data_yaml = _export_project(project, run_dir / "data", cfg)
         info = check_yolo_data(data_yaml)
+        _check_device(cfg.device)
     except BaseException:
         if created:  # nothing was trained yet: leave no half-made run folder behind
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -344,21 +345,40 @@ def _resumable(project: Project, name: str | None) -> Path:
     return run_dir
 
 
+def _check_device(device: str) -> None:
+    if device.startswith("cuda") or device.isdigit():
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BadInputError(f"--device {device}: no CUDA GPU is visible here; use --device cpu")
+
+
 def _fit(project: Project, cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, resume: bool,
          verbose: bool, summary: TrainSummary) -> None:
     from lrihar.train.offline import ultralytics_offline
 
     torch_weights = _needs_imagenet_weights(cfg.arch)
     with ultralytics_offline(offline_state(project), torch_weights=torch_weights) as ul:
-        if resume:
-            model = ul.YOLO(str(run_dir / "weights" / "last.pt"))
-            model.train(resume=True, verbose=verbose)
-        else:
-            model = ul.YOLO(model_source(cfg.arch))
-            # amp=False: the AMP check downloads a checkpoint; deterministic for a seeded rerun.
-            model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
-                        device=cfg.device, seed=cfg.seed, patience=cfg.patience, workers=cfg.workers,
-                        plots=cfg.plots, amp=False, deterministic=True, project=str(run_dir.parent),
-                        name=run_dir.name, exist_ok=True, verbose=verbose)
-        metrics = getattr(model.trainer, "metrics", None) or {}
-        summary.metrics = {k: round(float(metrics[v]), 5) for k, v in METRIC_KEYS.items() if v in metrics}
+        try:
+            _run_ultralytics(ul, cfg, run_dir, data_yaml, resume, verbose, summary)
+        except (ValueError, AssertionError, FileNotFoundError, RuntimeError) as exc:
+            # ultralytics reports bad settings and data this way; keep the message, drop the traceback
+            raise LriharError(f"training run {run_dir.name!r} failed in ultralytics "
+                              f"({type(exc).__name__}: {exc}); the finished epochs are in {run_dir}") from exc
+
+
+def _run_ultralytics(ul, cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, resume: bool,
+                     verbose: bool, summary: TrainSummary) -> None:
+    """Build or reload the model and train it in ``run_dir``; the val metrics into ``summary``."""
+    if resume:
+        model = ul.YOLO(str(run_dir / "weights" / "last.pt"))
+        model.train(resume=True, verbose=verbose)
+    else:
+        model = ul.YOLO(model_source(cfg.arch))
+        # amp=False: the AMP check downloads a checkpoint; deterministic for a seeded rerun.
+        model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
+                    device=cfg.device, seed=cfg.seed, patience=cfg.patience, workers=cfg.workers,
+                    plots=cfg.plots, amp=False, deterministic=True, project=str(run_dir.parent),
+                    name=run_dir.name, exist_ok=True, verbose=verbose)
+    metrics = getattr(model.trainer, "metrics", None) or {}
+    summary.metrics = {k: round(float(metrics[v]), 5) for k, v in METRIC_KEYS.items() if v in metrics}

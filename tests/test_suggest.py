@@ -126,3 +126,19 @@ def test_cli_compares_with_the_trained_detector(tiny_yolo, capsys):
     root = str(tiny_yolo["project"].root)
     assert main(["suggest", "-p", root, "-n", "2", "--compare", "yolo", "--no-progress"]) == 0
     assert "yolo" in capsys.readouterr().out  # the project's latest export gave the second opinion
+
+
+def test_empty_frames_without_a_gate_count_less_and_not_when_a_second_detector_agrees(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "p"
+    root.mkdir()
+    (root / "lrihar.yaml").write_text("{}")
+    proj = Project.open(root)
+    (tmp_path / "D").mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((40, 50, 3), 60 + i, np.uint8)).save(tmp_path / "D" / f"d{i}.png")
+    annotate(proj, [str(tmp_path / "D")], detector=ColourBoxDetector())
+    plain = suggest_frames(proj, k=10)
+    assert [s.reasons for s in plain] == [["no box found"]] * 2 and plain[0].score == pytest.approx(0.4)
+    assert suggest_frames(proj, k=10, compare=LeftHalfDetector()) == []

@@ -8,8 +8,8 @@ boxes are most likely wrong. Each stored frame gets a score from these signals, 
   match at IoU ``iou``: 1 − (matched pairs / boxes of either side), weight 1.
 * **low confidence** — the weakest box scores below ``low_confidence``: (t − s) / t, weight 0.6.
 * **busy but empty** — the motion gate let the frame through (something moved) yet no box was
-  found: a missed hand, often a gloved one; weight 0.8 (0.4 when no gate ran: the frame may
-  just be empty).
+  found: a missed hand, often a gloved one; weight 0.8 (0.4 when no gate ran, as the frame
+  may just be empty, and 0 then if the second detector sees nothing either).
 
 Frames a person already reviewed (a box drawn, moved or marked wrong, a label corrected) are
 left out. The K frames are then picked greedily for spread: each pick from a source lowers the
@@ -177,7 +177,7 @@ def score_frames(project: Project, compare: Detector | None = None, iou: float =
         if rec.status == "empty":
             if frame_run.get((uri, rec.index)) in gated_runs:
                 parts.append((WEIGHTS["busy_empty"], "busy but empty: the motion gate passed it, no box"))
-            else:
+            elif s.compare_boxes != 0:  # a second detector that also sees nothing agrees
                 parts.append((WEIGHTS["empty"], "no box found"))
         s.score = round(sum(p for p, _ in parts), 4)
         s.reasons = [reason for _, reason in sorted(parts, key=lambda p: -p[0])]

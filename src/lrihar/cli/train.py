@@ -112,6 +112,8 @@ def suggest(
     compare: Annotated[str | None, typer.Option(
         help="Second detector run on the stored frames, NAME or NAME=MODEL (e.g. yolo: the project's "
              "latest exported detector).")] = None,
+    compare_threshold: Annotated[float | None, typer.Option(
+        help="Box threshold of the --compare detector (default: its own).")] = None,
     iou: Annotated[float, typer.Option(help="IoU at which two detectors' boxes agree.")] = 0.5,
     low_confidence: Annotated[float, typer.Option(help="Boxes scoring below this are uncertain.")] = 0.5,
     include_reviewed: Annotated[bool, typer.Option(help="Also list frames a person already corrected.")]
@@ -124,7 +126,7 @@ def suggest(
     from lrihar.train.suggest import suggest_frames
 
     proj = Project.open(project)
-    other = _compare_detector(proj, compare) if compare else None
+    other = _compare_detector(proj, compare, compare_threshold) if compare else None
     picks = suggest_frames(proj, n, other, iou=iou, low_confidence=low_confidence,
                            include_reviewed=include_reviewed, show_progress=progress)
     _print_suggestions(picks)
@@ -133,13 +135,15 @@ def suggest(
         echo_err(f"wrote {len(picks)} frames to {output}")
 
 
-def _compare_detector(proj, text: str):
+def _compare_detector(proj, text: str, threshold: float | None):
     from lrihar.evaluate.run_sweep import DetectorSpec
     from lrihar.models.detectors import create_detector
 
     spec = DetectorSpec.parse(text)
     model = spec.model or (str(proj.root) if spec.backend == "yolo" else None)
-    return create_detector(spec.backend, **({"model": model} if model else {}))
+    options = ({"model": model} if model else {}) | ({"box_threshold": threshold} if threshold is not None
+                                                      else {})
+    return create_detector(spec.backend, **options)
 
 
 def _print_suggestions(picks) -> None:
@@ -148,7 +152,9 @@ def _print_suggestions(picks) -> None:
 
     table = Table("#", "score", "frame", "status", "boxes", "reasons", title="frames worth a look")
     for i, s in enumerate(picks, 1):
-        table.add_row(str(i), f"{s.score:.2f}", s.frame, s.status, str(s.boxes), "; ".join(s.reasons))
+        # short names here; the JSON (-o) keeps the full paths
+        frame = Path(s.name).name if s.name else f"{Path(s.source).name}#frame={s.frame_index}"
+        table.add_row(str(i), f"{s.score:.2f}", frame, s.status, str(s.boxes), "; ".join(s.reasons))
     Console().print(table)
     if not picks:
         echo_err("no frame needs a look: nothing disagrees, no weak box, no busy frame without a box")

@@ -16,6 +16,8 @@ from tiny_models import save_tiny_encoder, save_tiny_grounding_dino, save_tiny_o
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
+pytest_plugins = ["detector_fixtures"]  # tiny_yolo: a tiny trained and exported YOLO (session)
+
 _REPO = Path(__file__).resolve().parents[1]
 # shared/ sits beside the checkout (workspace, CI) or inside it (device machine copies).
 HANDS_DEV = next((p for p in (_REPO.parent / "shared/data/hands-dev", _REPO / "shared/data/hands-dev")

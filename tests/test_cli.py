@@ -42,7 +42,7 @@ def test_init_then_status(tmp_path, capsys, clip, tiny_grounding_dino):
 
 def test_detectors_lists_backends(capsys):
     assert main(["detectors"]) == 0
-    assert capsys.readouterr().out.split() == ["grounding-dino", "mediapipe-hands", "owlv2"]
+    assert capsys.readouterr().out.split() == ["grounding-dino", "mediapipe-hands", "owlv2", "yolo"]
 
 
 def test_unknown_command_and_missing_project(tmp_path, capsys):

@@ -14,8 +14,11 @@ from lrihar.sources import read_image
 
 
 @pytest.fixture
-def detector_factory(tiny_grounding_dino, tiny_owlv2):
+def detector_factory(tiny_grounding_dino, tiny_owlv2, request):
     def build(name: str):
+        if name == "yolo":  # trained once per session, only when asked for
+            return create_detector(name, model=str(request.getfixturevalue("tiny_yolo")["onnx"]),
+                                   box_threshold=0.0)
         if name == "grounding-dino":
             return create_detector(name, model=str(tiny_grounding_dino), box_threshold=0.05,
                                    text_threshold=0.0, batch_size=2)
@@ -27,7 +30,7 @@ def detector_factory(tiny_grounding_dino, tiny_owlv2):
 
 
 def test_registry_lists_the_builtin_backends():
-    assert {"grounding-dino", "owlv2", "mediapipe-hands"} <= set(list_detectors())
+    assert {"grounding-dino", "owlv2", "mediapipe-hands", "yolo"} <= set(list_detectors())
 
 
 @pytest.mark.parametrize("name", list_detectors())

@@ -1,0 +1,160 @@
+"""Commands for the project's own detector: train-detector, export-runtime, suggest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lrihar.cli.app import ProjectOpt, app, echo_err
+from lrihar.errors import BadInputError
+
+
+@app.command("train-detector")
+def train_detector(
+    project: ProjectOpt = Path("."),
+    arch: Annotated[str, typer.Option(
+        help="mobilenetv2-yolo (pretrained ImageNet backbone), yolo11n, yolov8n, yolov5nu (random "
+             "init), or a local .pt / model .yaml.")] = "mobilenetv2-yolo",
+    epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 30,
+    imgsz: Annotated[int, typer.Option(help="Training size in pixels (multiple of 32).")] = 320,
+    batch: Annotated[int, typer.Option(help="Images per step.")] = 16,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    seed: Annotated[int, typer.Option(help="Seed of the training and of the train/val split.")] = 0,
+    patience: Annotated[int, typer.Option(help="Stop after this many epochs without improvement.")] = 20,
+    workers: Annotated[int, typer.Option(help="Data-loader processes.")] = 2,
+    val_fraction: Annotated[float, typer.Option(help="Share of sources held out for validation.")] = 0.2,
+    data: Annotated[Path | None, typer.Option(
+        help="Train on this YOLO data.yaml instead of the project's boxes.")] = None,
+    plots: Annotated[bool, typer.Option(help="Let ultralytics draw its result plots.")] = True,
+    name: Annotated[str | None, typer.Option(help="Run folder under models/detector (default <arch>-<n>).")]
+        = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the run --name (default: the latest unfinished one) from weights/last.pt.")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
+) -> None:
+    """Train a YOLO hand detector on the project's boxes, fully offline (needs lrihar's train extra).
+
+    Writes PROJECT/models/detector/<run>/: data/ (the YOLO set), weights/best.pt and last.pt,
+    results.csv, args.yaml and lrihar-train.json. Ctrl-C keeps the finished epochs: continue
+    with --resume.
+    """
+    from lrihar.project import Project
+    from lrihar.train.detector import DetectorTrainConfig
+    from lrihar.train.detector import train_detector as run_training
+
+    cfg = DetectorTrainConfig(arch=arch, epochs=epochs, imgsz=imgsz, batch=batch, device=device, seed=seed,
+                              patience=patience, workers=workers, val_fraction=val_fraction,
+                              data=str(data) if data else None, plots=plots)
+    proj = Project.open(project)
+    try:
+        summary = run_training(proj, cfg, name=name, resume=resume)
+    except KeyboardInterrupt:
+        echo_err(f"training interrupted; continue it with: lrihar train-detector -p {project} --resume"
+                 + (f" --name {name}" if name else ""))
+        raise
+    _print_train_summary(summary)
+    if json_out:
+        json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def _print_train_summary(s) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"train-detector {s.run}", show_header=False)
+    rows = [("architecture", s.arch), ("epochs done", s.epochs_done),
+            ("train images / boxes", f"{s.images.get('train', 0)} / {s.boxes.get('train', 0)}"),
+            ("val images / boxes", f"{s.images.get('val', 0)} / {s.boxes.get('val', 0)}")]
+    rows += [(f"val {k}", f"{v:.3f}") for k, v in s.metrics.items()]
+    rows += [("best weights", s.best or "-"), ("time", f"{s.seconds:.1f} s")]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    Console().print(table)
+    if s.val_is_train:
+        echo_err("warning: the project has one source, so validation used the training images; "
+                 "these figures are optimistic (add another video or image folder to hold one out)")
+
+
+@app.command("export-runtime")
+def export_runtime(
+    project: ProjectOpt = Path("."),
+    detector: Annotated[bool, typer.Option("--detector", help="Export the trained detector.")] = False,
+    run: Annotated[str | None, typer.Option(help="Training run (default: the latest).")] = None,
+    imgsz: Annotated[int, typer.Option(help="Input size of the exported model (multiple of 32).")] = 320,
+    dynamic: Annotated[bool, typer.Option(help="Dynamic batch size instead of batch 1.")] = False,
+    parity_frames: Annotated[int, typer.Option(help="Sample frames for the PyTorch/ONNX parity check.")] = 8,
+) -> None:
+    """Export a trained model for deployment: ONNX, parity-checked against PyTorch, hash recorded."""
+    from lrihar.deploy.onnx_detector import export_detector
+    from lrihar.project import Project
+
+    if not detector:
+        raise BadInputError("export-runtime: say what to export (--detector)")
+    s = export_detector(Project.open(project), run, imgsz=imgsz, dynamic=dynamic, parity_frames=parity_frames)
+    p = s.parity
+    typer.echo(f"wrote {s.onnx} ({s.bytes / 1e6:.1f} MB, opset {s.opset}, imgsz {s.imgsz}"
+               f"{', dynamic batch' if s.dynamic else ''})")
+    typer.echo(f"sha256 {s.sha256}")
+    typer.echo(f"parity on {p.frames} frames: {p.matched}/{p.torch_boxes} PyTorch boxes matched, "
+               f"min IoU {p.min_iou:.3f}, max score diff {p.max_score_diff:.4f}")
+    typer.echo(f"use it: lrihar annotate -p {project} --detector yolo --model {s.onnx}")
+
+
+@app.command()
+def suggest(
+    project: ProjectOpt = Path("."),
+    n: Annotated[int, typer.Option("-n", help="How many frames to suggest.")] = 20,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the frames as JSON here.")]
+        = None,
+    compare: Annotated[str | None, typer.Option(
+        help="Second detector run on the stored frames, NAME or NAME=MODEL (e.g. yolo: the project's "
+             "latest exported detector).")] = None,
+    compare_threshold: Annotated[float | None, typer.Option(
+        help="Box threshold of the --compare detector (default: its own).")] = None,
+    iou: Annotated[float, typer.Option(help="IoU at which two detectors' boxes agree.")] = 0.5,
+    low_confidence: Annotated[float, typer.Option(help="Boxes scoring below this are uncertain.")] = 0.5,
+    include_reviewed: Annotated[bool, typer.Option(help="Also list frames a person already corrected.")]
+        = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """List the stored frames most worth a person's correction (detectors disagree, weak boxes,
+    busy frames with no box), spread over sources."""
+    from lrihar.project import Project
+    from lrihar.train.suggest import suggest_frames
+
+    proj = Project.open(project)
+    other = _compare_detector(proj, compare, compare_threshold) if compare else None
+    picks = suggest_frames(proj, n, other, iou=iou, low_confidence=low_confidence,
+                           include_reviewed=include_reviewed, show_progress=progress)
+    _print_suggestions(picks)
+    if output:
+        output.write_text(json.dumps([s.as_dict() for s in picks], indent=2) + "\n", encoding="utf-8")
+        echo_err(f"wrote {len(picks)} frames to {output}")
+
+
+def _compare_detector(proj, text: str, threshold: float | None):
+    from lrihar.evaluate.run_sweep import DetectorSpec
+    from lrihar.models.detectors import create_detector
+
+    spec = DetectorSpec.parse(text)
+    model = spec.model or (str(proj.root) if spec.backend == "yolo" else None)
+    options = ({"model": model} if model else {}) | ({"box_threshold": threshold} if threshold is not None
+                                                      else {})
+    return create_detector(spec.backend, **options)
+
+
+def _print_suggestions(picks) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("#", "score", "frame", "status", "boxes", "reasons", title="frames worth a look")
+    for i, s in enumerate(picks, 1):
+        # short names here; the JSON (-o) keeps the full paths
+        frame = Path(s.name).name if s.name else f"{Path(s.source).name}#frame={s.frame_index}"
+        table.add_row(str(i), f"{s.score:.2f}", frame, s.status, str(s.boxes), "; ".join(s.reasons))
+    Console().print(table)
+    if not picks:
+        echo_err("no frame needs a look: nothing disagrees, no weak box, no busy frame without a box")

@@ -1,0 +1,209 @@
+"""``lrihar export-runtime --detector``: a trained detector as ONNX, checked against PyTorch.
+
+ultralytics exports ``weights/best.pt`` (opset 18, simplified by onnxslim, which must already be
+installed: the ``[train]`` extra pins it, and ultralytics is told never to install anything).
+The file lands in ``<run>/export/detector-<imgsz>[-dynamic].onnx``. A parity check then runs the
+PyTorch model (ultralytics' predict) and the ``yolo`` backend (ONNX Runtime, our letterbox and
+NMS) on sample frames of the run's data: every confident PyTorch box must have an ONNX box with
+IoU ≥ 0.9 and a score within tolerance. The SHA-256 of the file, the settings and the parity
+figures are written next to it (``.json``) and into the store's run record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrihar.errors import BadInputError, LriharError
+from lrihar.project import Project, package_versions, recorded_run
+from lrihar.train.detector import check_yolo_data, images_in, offline_state, read_record, run_folder
+
+OPSET = 18
+# ultralytics' own requirement strings for an ONNX export with simplification.
+EXPORT_REQUIREMENTS = ("onnx>=1.12.0,<2.0.0", "onnxslim>=0.1.82", "onnxruntime")
+
+
+@dataclass
+class Parity:
+    """How the ONNX model's boxes compare with the PyTorch model's on sample frames."""
+
+    frames: int = 0
+    torch_boxes: int = 0
+    matched: int = 0
+    min_iou: float = 1.0
+    max_score_diff: float = 0.0
+    confidence: float = 0.0
+    ok: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExportSummary:
+    """What ``export_detector`` wrote."""
+
+    run: str
+    onnx: str
+    sha256: str
+    imgsz: int
+    dynamic: bool
+    opset: int
+    bytes: int
+    parity: Parity
+    record: str
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_export_requirements(checks) -> None:
+    # install=False: a missing package is reported, never pip-installed (shared/OFFLINE.md: the
+    # auto-install once pulled protobuf 7 and broke mediapipe).
+    missing = [r for r in EXPORT_REQUIREMENTS if not checks.check_requirements(r, install=False)]
+    if missing:
+        raise LriharError(f"ONNX export needs {', '.join(missing)}: pip install 'lrihar[train]' "
+                          "(it pins versions that work with mediapipe's protobuf)")
+
+
+def sample_images(run_dir: Path, n: int) -> list[Path]:
+    """Up to ``n`` images of the run's validation split (else its training split), spread evenly."""
+    data = Path(read_record(run_dir).get("summary", {}).get("data") or run_dir / "data" / "data.yaml")
+    doc = check_yolo_data(data)
+    base = Path(doc.get("path") or data.parent)
+    base = base if base.is_absolute() else data.parent / base
+    images = images_in(base / str(doc.get("val") or doc["train"])) or images_in(base / str(doc["train"]))
+    if len(images) > n:
+        images = [images[round(i)] for i in np.linspace(0, len(images) - 1, n)]
+    return images
+
+
+def parity_check(model_pt: Path, onnx_path: Path, images: list[np.ndarray], imgsz: int,
+                 ul: Any, confidence: float = 0.001, top_k: int = 20, min_iou: float = 0.9,
+                 score_tol: float = 0.005) -> Parity:
+    """Compare the PyTorch and ONNX detectors on RGB ``images``.
+
+    Both run without NMS (IoU 1.0), so what is compared is the network, the letterbox and the
+    decoding, box by box (NMS is a library call on either side, and ultralytics applies it
+    before clipping boxes to the frame, the ``yolo`` backend after). The ``top_k`` best PyTorch
+    boxes per frame above ``confidence`` must each have an ONNX box with IoU ≥ ``min_iou`` and
+    a score within ``score_tol``; a PyTorch box scoring within ``score_tol`` of ``confidence``
+    may be missing (it can fall either side of the threshold).
+    """
+    import supervision as sv
+
+    from lrihar.models.detectors import create_detector
+
+    torch_model = ul.YOLO(str(model_pt))
+    onnx_model = create_detector("yolo", model=str(onnx_path), box_threshold=confidence, nms_iou=1.0)
+    p = Parity(frames=len(images), confidence=confidence)
+    for k, image in enumerate(images):
+        # ultralytics takes numpy images as BGR (cv2's order)
+        res = torch_model.predict(image[..., ::-1], imgsz=imgsz, conf=confidence, iou=1.0,
+                                  device="cpu", verbose=False)[0]
+        t_xyxy = res.boxes.xyxy.cpu().numpy().astype(float)
+        t_score = res.boxes.conf.cpu().numpy().astype(float)
+        order = np.argsort(-t_score)[:top_k]
+        t_xyxy, t_score = t_xyxy[order], t_score[order]
+        o = onnx_model(image)
+        p.torch_boxes += len(t_score)
+        if not len(t_score):
+            continue
+        if not len(o):
+            borderline = t_score < confidence + score_tol
+            p.matched += int(borderline.sum())
+            if not borderline.all():
+                p.problems.append(f"frame {k}: ONNX found no box, PyTorch {int((~borderline).sum())}")
+            continue
+        iou = sv.box_iou_batch(t_xyxy, np.asarray(o.xyxy, float))
+        for i in range(len(t_score)):
+            j = int(iou[i].argmax())
+            diff = abs(float(o.confidence[j]) - t_score[i])
+            if iou[i, j] >= min_iou and diff <= score_tol:
+                p.matched += 1
+                p.min_iou = min(p.min_iou, float(iou[i, j]))
+                p.max_score_diff = max(p.max_score_diff, diff)
+            elif t_score[i] < confidence + score_tol:
+                p.matched += 1  # borderline score: either side of the threshold is right
+            else:
+                p.problems.append(f"frame {k}: PyTorch box {np.round(t_xyxy[i], 1).tolist()} "
+                                  f"(score {t_score[i]:.3f}) has no ONNX match (best IoU "
+                                  f"{iou[i, j]:.3f}, score diff {diff:.3f})")
+    p.min_iou, p.max_score_diff = round(float(p.min_iou), 5), round(float(p.max_score_diff), 6)
+    p.ok = p.matched == p.torch_boxes
+    return p
+
+
+def export_detector(project: Project, run: str | None = None, imgsz: int = 320, dynamic: bool = False,
+                    parity_frames: int = 8, parity_confidence: float = 0.001) -> ExportSummary:
+    """Export run ``run`` (default the latest trained) to ONNX, check parity, record the hash.
+
+    Raises:
+        BadInputError: no trained run, bad imgsz.
+        LriharError: export requirements missing, or the parity check failed (the file is then
+            removed so that nothing deploys it; the JSON report stays).
+    """
+    from lrihar.sources import read_image
+    from lrihar.train.offline import require_ultralytics, ultralytics_offline
+
+    require_ultralytics()
+    if imgsz < 32 or imgsz % 32:
+        raise BadInputError(f"--imgsz: {imgsz} is not a positive multiple of 32 (the model's stride)")
+    run_dir = run_folder(project, run)
+    best = run_dir / "weights" / "best.pt"
+    out_dir = run_dir / "export"
+    out_dir.mkdir(exist_ok=True)
+    target = out_dir / f"detector-{imgsz}{'-dynamic' if dynamic else ''}.onnx"
+    record_path = target.with_suffix(".json")
+    images = [read_image(p) for p in sample_images(run_dir, parity_frames)]
+    config = {"run": run_dir.name, "weights": str(best), "imgsz": imgsz, "dynamic": dynamic,
+              "opset": OPSET, "parity_frames": parity_frames}
+    result: dict[str, Any] = {}
+    with recorded_run(project.store, "export-runtime", config, lambda s: result | {"seconds": s}), \
+            ultralytics_offline(offline_state(project)) as ul:
+        from ultralytics.utils import checks
+
+        _check_export_requirements(checks)
+        exported = ul.YOLO(str(best)).export(format="onnx", imgsz=imgsz, opset=OPSET, dynamic=dynamic,
+                                             simplify=True, batch=1, device="cpu", nms=False)
+        shutil.move(str(exported), target)
+        parity = parity_check(best, target, [im for im in images if im is not None], imgsz, ul,
+                              confidence=parity_confidence)
+        doc = {"onnx": target.name, "sha256": sha256_of(target), "bytes": target.stat().st_size,
+               "imgsz": imgsz, "dynamic": dynamic, "opset": OPSET, "run": run_dir.name,
+               "weights": str(best), "weights_sha256": sha256_of(best), "parity": asdict(parity),
+               "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+               "versions": package_versions() | _export_versions()}
+        record_path.write_text(json.dumps(doc, indent=2) + "\n")
+        result.update({k: doc[k] for k in ("onnx", "sha256", "bytes", "parity")} | {"path": str(target)})
+        if not parity.ok:
+            target.unlink()
+            raise LriharError(f"{target.name}: the ONNX model disagrees with the PyTorch model on "
+                              f"{parity.torch_boxes - parity.matched} of {parity.torch_boxes} boxes "
+                              f"({'; '.join(parity.problems[:3])}); the file was removed, the report is "
+                              f"in {record_path}")
+    return ExportSummary(run=run_dir.name, onnx=str(target), sha256=doc["sha256"], imgsz=imgsz,
+                         dynamic=dynamic, opset=OPSET, bytes=doc["bytes"], parity=parity,
+                         record=str(record_path))
+
+
+def _export_versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in ("ultralytics", "onnx", "onnxslim", "onnxruntime"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out

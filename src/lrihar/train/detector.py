@@ -1,0 +1,384 @@
+"""``lrihar train-detector``: train an ultralytics YOLO hand detector on the project's boxes.
+
+The project's boxes (every box a person did not reject) are exported as a one-class YOLO set
+into ``PROJECT/models/detector/<run>/data``, then ultralytics trains there; its weights
+(``weights/best.pt``, ``weights/last.pt``), per-epoch metrics (``results.csv``) and resolved
+arguments (``args.yaml``) land in the same folder, beside ``lrihar-train.json`` (our config and
+summary). The run is also recorded in the store's runs table. Training is fully offline
+(:mod:`lrihar.train.offline`) and an interrupted run continues with ``resume=True``.
+
+The default architecture, ``mobilenetv2-yolo``, starts from the packaged ImageNet MobileNetV2:
+a nano YOLO from random weights generalises poorly on a few hundred images (shared/OFFLINE.md).
+
+Example:
+    >>> summary = train_detector(Project.open("proj"), DetectorTrainConfig(epochs=30))  # doctest: +SKIP
+    >>> summary.metrics["mAP50"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from lrihar.errors import BadInputError, LriharError
+from lrihar.naming import safe_file_name
+from lrihar.project import Project, recorded_run
+
+DEFAULT_ARCH = "mobilenetv2-yolo"
+# Architecture names -> ultralytics model yaml. Only mobilenetv2-yolo starts from pretrained
+# features; the others are built with random weights (no YOLO checkpoint can be downloaded).
+ARCHITECTURES = {"mobilenetv2-yolo": "resource:mobilenetv2-yolo.yaml", "yolo11n": "yolo11n.yaml",
+                 "yolov8n": "yolov8n.yaml", "yolov5nu": "yolov5nu.yaml"}
+RECORD = "lrihar-train.json"
+METRIC_KEYS = {"precision": "metrics/precision(B)", "recall": "metrics/recall(B)",
+               "mAP50": "metrics/mAP50(B)", "mAP50-95": "metrics/mAP50-95(B)"}
+
+
+def detector_root(project: Project) -> Path:
+    """``PROJECT/models/detector``: one folder per training run."""
+    return project.root / "models" / "detector"
+
+
+def offline_state(project: Project) -> Path:
+    """Where ultralytics' config (with its font) and ``TORCH_HOME`` live for this project."""
+    return detector_root(project) / ".offline"
+
+
+@dataclass(frozen=True)
+class DetectorTrainConfig:
+    """How to train the detector (the CLI's options; a project-file section can fill it too).
+
+    Attributes:
+        arch: ``mobilenetv2-yolo`` (default, pretrained backbone), ``yolo11n``, ``yolov8n``,
+            ``yolov5nu`` (random init), or a local ``.pt`` (fine-tune) or model ``.yaml``.
+        epochs: passes over the training images; ~0.26 s per image per epoch on 2 CPU cores
+            for mobilenetv2-yolo, ~0.1 s for yolo11n.
+        imgsz: square training size in pixels.
+        batch: images per step.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``N``.
+        seed: seeds ultralytics and the train/val split.
+        patience: stop after this many epochs without a better validation fitness.
+        workers: data-loader processes.
+        val_fraction: share of the project's sources held out for validation (split by source).
+        data: train on this YOLO ``data.yaml`` instead of exporting the project's boxes.
+        plots: let ultralytics draw its result plots.
+    """
+
+    arch: str = DEFAULT_ARCH
+    epochs: int = 30
+    imgsz: int = 320
+    batch: int = 16
+    device: str = "cpu"
+    seed: int = 0
+    patience: int = 20
+    workers: int = 2
+    val_fraction: float = 0.2
+    data: str | None = None
+    plots: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "imgsz", "batch"):
+            if getattr(self, name) < 1:
+                raise BadInputError(f"--{name}: must be at least 1, not {getattr(self, name)}")
+        if self.imgsz % 32:
+            raise BadInputError(f"--imgsz: {self.imgsz} is not a multiple of 32 (the model's stride)")
+        if not 0 < self.val_fraction < 1:
+            raise BadInputError(f"--val-fraction: must lie between 0 and 1, not {self.val_fraction}")
+
+
+@dataclass
+class TrainSummary:
+    """What a training run produced."""
+
+    run: str
+    folder: str
+    status: str = "running"
+    arch: str = ""
+    epochs_done: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    best: str | None = None
+    data: str | None = None
+    images: dict[str, int] = field(default_factory=dict)
+    boxes: dict[str, int] = field(default_factory=dict)
+    val_is_train: bool = False
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def model_source(arch: str) -> str:
+    """The file or ultralytics model name that ``arch`` names; unknown names are bad input."""
+    if arch in ARCHITECTURES:
+        src = ARCHITECTURES[arch]
+        if src.startswith("resource:"):
+            return str(resources.files("lrihar") / "resources" / src.removeprefix("resource:"))
+        return src
+    path = Path(arch).expanduser()
+    if path.suffix in (".pt", ".yaml", ".yml"):
+        if not path.is_file():
+            raise BadInputError(f"--arch: {path} does not exist")
+        return str(path.resolve())
+    raise BadInputError(f"--arch: unknown architecture {arch!r}; choose one of "
+                        f"{', '.join(ARCHITECTURES)}, or give a local .pt or model .yaml file")
+
+
+def _needs_imagenet_weights(arch: str) -> bool | None:
+    if arch == "mobilenetv2-yolo":
+        return True
+    return None  # placed if installed: a .pt or .yaml may hold the TorchVision backbone
+
+
+def images_in(folder: Path) -> list[Path]:
+    """Image files under ``folder``, sorted (none if it does not exist)."""
+    exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts) if folder.is_dir() else []
+
+
+def _label_file(image: Path) -> Path:
+    # ultralytics' convention: the last "images" folder of the path becomes "labels".
+    parts = list(image.parts)
+    i = len(parts) - 1 - parts[::-1].index("images")
+    parts[i] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def check_yolo_data(data_yaml: Path) -> dict[str, Any]:
+    """Read and check a YOLO ``data.yaml``: its splits exist and the training images hold boxes.
+
+    Returns the parsed file with ``_images`` and ``_boxes`` counts per split added.
+    """
+    import yaml
+
+    if not data_yaml.is_file():
+        raise BadInputError(f"{data_yaml}: no such data.yaml; export one with `lrihar export -f yolo`, "
+                            "or leave out --data to train on the project's boxes")
+    try:
+        doc = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{data_yaml}: not a readable YAML file ({exc})") from None
+    if not isinstance(doc, dict) or not doc.get("train") or not doc.get("names"):
+        raise BadInputError(f"{data_yaml}: a YOLO data.yaml needs `train`, `val` and `names`")
+    base = Path(doc.get("path") or data_yaml.parent)
+    if not base.is_absolute():
+        base = data_yaml.parent / base
+    doc["_images"], doc["_boxes"] = {}, {}
+    for split in ("train", "val"):
+        if not doc.get(split):
+            continue
+        folder = base / str(doc[split])
+        images = images_in(folder)
+        if not images:
+            raise BadInputError(f"{data_yaml}: {split} split {folder} holds no images")
+        boxes = 0
+        for image in images:
+            label = _label_file(image)
+            if label.is_file():
+                boxes += sum(1 for line in label.read_text().splitlines() if line.strip())
+        doc["_images"][split], doc["_boxes"][split] = len(images), boxes
+    if not doc["_boxes"].get("train"):
+        raise BadInputError(f"{data_yaml}: the training images hold no labelled boxes; nothing to learn "
+                            "(annotate and review first, or check the labels/ folder)")
+    return doc
+
+
+def _export_project(project: Project, folder: Path, cfg: DetectorTrainConfig) -> Path:
+    """The project's boxes as a one-class YOLO set; val falls back to train when no source is left."""
+    import yaml
+
+    from lrihar.dataset.export import export_dataset
+
+    export_dataset(project, folder, "yolo", fractions=(1 - cfg.val_fraction, cfg.val_fraction, 0.0),
+                   seed=cfg.seed, yolo_classes="hand")
+    data_yaml = folder / "data.yaml"
+    doc = yaml.safe_load(data_yaml.read_text())
+    doc.pop("test", None)  # never scored here; an empty split would only confuse ultralytics
+    if not images_in(folder / "images" / "val"):
+        doc["val"] = doc["train"]  # one source: validation is not held out (flagged in the summary)
+    data_yaml.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return data_yaml
+
+
+def _next_name(root: Path, arch: str) -> str:
+    stem = safe_file_name(Path(arch).stem if arch not in ARCHITECTURES else arch)
+    n = 1
+    while (root / f"{stem}-{n}").exists():
+        n += 1
+    return f"{stem}-{n}"
+
+
+def read_record(run_dir: Path) -> dict[str, Any]:
+    """The ``lrihar-train.json`` of a run folder ({} if absent)."""
+    path = run_dir / RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_record(run_dir: Path, cfg: DetectorTrainConfig, summary: TrainSummary, run_id: int | None) -> None:
+    doc = {"config": asdict(cfg), "store_run_id": run_id, "summary": summary.as_dict(),
+           "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    tmp = run_dir / (RECORD + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(run_dir / RECORD)
+
+
+def training_runs(project: Project) -> list[Path]:
+    """Run folders under ``models/detector``, oldest first."""
+    root = detector_root(project)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if p.is_dir() and (p / RECORD).is_file()]
+    return sorted(runs, key=lambda p: ((p / RECORD).stat().st_mtime, p.name))
+
+
+def run_folder(project: Project, name: str | None, need: str = "weights/best.pt") -> Path:
+    """The run ``name`` (default: the latest run that has ``need``); a clear error if none."""
+    root = detector_root(project)
+    if name is not None:
+        folder = root / safe_file_name(name)
+        if not (folder / need).is_file():
+            have = ", ".join(p.name for p in training_runs(project)) or "none"
+            raise BadInputError(f"--run/--name {name!r}: {folder / need} not found (runs: {have})")
+        return folder
+    runs = [p for p in training_runs(project) if (p / need).is_file()]
+    if not runs:
+        raise BadInputError(f"{root}: no trained detector with {need}; run `lrihar train-detector` first")
+    return runs[-1]
+
+
+def _epochs_done(run_dir: Path) -> int:
+    path = run_dir / "results.csv"
+    if not path.is_file():
+        return 0
+    with path.open(newline="") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def train_detector(project: Project, cfg: DetectorTrainConfig | None = None, name: str | None = None,
+                   resume: bool = False, verbose: bool = True) -> TrainSummary:
+    """Train (or resume) a YOLO detector on the project's boxes; see the module docstring.
+
+    Args:
+        project: the opened project.
+        cfg: training settings (defaults: :class:`DetectorTrainConfig`).
+        name: run folder name under ``models/detector`` (default ``<arch>-<n>``).
+        resume: continue the run ``name`` (default the latest unfinished one) from its
+            ``weights/last.pt``.
+        verbose: let ultralytics print its progress.
+    """
+    from lrihar.train.offline import require_ultralytics
+
+    require_ultralytics()
+    cfg = cfg or DetectorTrainConfig()
+    root = detector_root(project)
+    if resume:
+        run_dir = _resumable(project, name)
+        cfg = DetectorTrainConfig(**read_record(run_dir)["config"])
+    else:
+        model_source(cfg.arch)  # an unknown architecture fails before anything is written
+        run_name = safe_file_name(name) if name else _next_name(root, cfg.arch)
+        run_dir = root / run_name
+        if run_dir.exists():
+            raise BadInputError(f"--name {run_name!r}: {run_dir} exists; pass --resume to continue it, "
+                                "or choose another --name")
+    summary = TrainSummary(run=run_dir.name, folder=str(run_dir), arch=cfg.arch)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        if resume:
+            data_yaml = Path(read_record(run_dir)["summary"]["data"])
+        elif cfg.data:
+            data_yaml = Path(cfg.data).expanduser().resolve()
+        else:
+            data_yaml = _export_project(project, run_dir / "data", cfg)
+        info = check_yolo_data(data_yaml)
+        _check_device(cfg.device)
+    except BaseException:
+        if created:  # nothing was trained yet: leave no half-made run folder behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    summary.data = str(data_yaml)
+    summary.images, summary.boxes = info["_images"], info["_boxes"]
+    summary.val_is_train = info.get("val") == info.get("train")
+
+    def close(seconds: float) -> dict:
+        summary.seconds = seconds
+        return summary.as_dict()
+
+    run_config = {"detector_train": asdict(cfg), "run": run_dir.name, "resume": resume}
+    with recorded_run(project.store, "train-detector", run_config, close) as run_id:
+        _write_record(run_dir, cfg, summary, run_id)
+        try:
+            _fit(project, cfg, run_dir, data_yaml, resume, verbose, summary)
+            summary.status = "done"
+        except KeyboardInterrupt:
+            summary.status = "interrupted"
+            raise
+        except BaseException:
+            summary.status = "failed"
+            raise
+        finally:
+            summary.epochs_done = _epochs_done(run_dir)
+            best = run_dir / "weights" / "best.pt"
+            summary.best = str(best) if best.is_file() else None
+            _write_record(run_dir, cfg, summary, run_id)
+    return summary
+
+
+def _resumable(project: Project, name: str | None) -> Path:
+    if name is not None:
+        run_dir = run_folder(project, name, need="weights/last.pt")
+    else:
+        runs = [p for p in training_runs(project) if (p / "weights" / "last.pt").is_file()
+                and read_record(p).get("summary", {}).get("status") != "done"]
+        if not runs:
+            raise BadInputError("--resume: no unfinished training run with weights/last.pt "
+                                f"under {detector_root(project)}; start a new one without --resume")
+        run_dir = runs[-1]
+    if read_record(run_dir).get("summary", {}).get("status") == "done":
+        raise BadInputError(f"--resume: run {run_dir.name!r} finished all its epochs; nothing to resume")
+    return run_dir
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda") or device.isdigit():
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BadInputError(f"--device {device}: no CUDA GPU is visible here; use --device cpu")
+
+
+def _fit(project: Project, cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, resume: bool,
+         verbose: bool, summary: TrainSummary) -> None:
+    from lrihar.train.offline import ultralytics_offline
+
+    torch_weights = _needs_imagenet_weights(cfg.arch)
+    with ultralytics_offline(offline_state(project), torch_weights=torch_weights) as ul:
+        try:
+            _run_ultralytics(ul, cfg, run_dir, data_yaml, resume, verbose, summary)
+        except (ValueError, AssertionError, FileNotFoundError, RuntimeError) as exc:
+            # ultralytics reports bad settings and data this way; keep the message, drop the traceback
+            raise LriharError(f"training run {run_dir.name!r} failed in ultralytics "
+                              f"({type(exc).__name__}: {exc}); the finished epochs are in {run_dir}") from exc
+
+
+def _run_ultralytics(ul, cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, resume: bool,
+                     verbose: bool, summary: TrainSummary) -> None:
+    """Build or reload the model and train it in ``run_dir``; the val metrics into ``summary``."""
+    if resume:
+        model = ul.YOLO(str(run_dir / "weights" / "last.pt"))
+        model.train(resume=True, verbose=verbose)
+    else:
+        model = ul.YOLO(model_source(cfg.arch))
+        # amp=False: the AMP check downloads a checkpoint; deterministic for a seeded rerun.
+        model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
+                    device=cfg.device, seed=cfg.seed, patience=cfg.patience, workers=cfg.workers,
+                    plots=cfg.plots, amp=False, deterministic=True, project=str(run_dir.parent),
+                    name=run_dir.name, exist_ok=True, verbose=verbose)
+    metrics = getattr(model.trainer, "metrics", None) or {}
+    summary.metrics = {k: round(float(metrics[v]), 5) for k, v in METRIC_KEYS.items() if v in metrics}

@@ -1,0 +1,272 @@
+"""train-detector and export-runtime --detector, end to end on a tiny synthetic set, offline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector_fixtures import FAST, ColourBoxDetector, draw_frames, labelled_project, no_network
+from lrihar.cli import main
+from lrihar.errors import BadInputError
+from lrihar.models.detectors import create_detector
+from lrihar.sources import read_image
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _runs(project, command: str) -> list[dict]:
+    return [r for r in project.store.runs() if r["command"] == command]
+
+
+def test_train_and_export_offline_with_every_artefact_kept(tiny_yolo):
+    assert tiny_yolo["network_attempts"] == []  # no socket connection, no pip install
+    assert "YOLO_OFFLINE" not in os.environ and "YOLO_CONFIG_DIR" not in os.environ  # restored
+    project, trained, exported = tiny_yolo["project"], tiny_yolo["train"], tiny_yolo["export"]
+    run = Path(trained.folder)
+    assert run == project.root / "models" / "detector" / "tiny"
+    assert trained.status == "done" and trained.epochs_done == 1
+    assert set(trained.metrics) == {"precision", "recall", "mAP50", "mAP50-95"}
+    assert trained.images == {"train": 9, "val": 3} and not trained.val_is_train
+    for name in ("weights/best.pt", "weights/last.pt", "results.csv", "args.yaml", "data/data.yaml",
+                 "lrihar-train.json"):
+        assert (run / name).is_file(), name
+    record = json.loads((run / "lrihar-train.json").read_text())
+    assert record["config"]["arch"] == "yolo11n" and record["summary"]["status"] == "done"
+    [train_run] = _runs(project, "train-detector")
+    assert train_run["status"] == "done" and json.loads(train_run["stats"])["epochs_done"] == 1
+    # the font ultralytics would fetch from GitHub sits in the project's own config dir
+    assert (project.root / "models/detector/.offline/ultralytics-config/Ultralytics/Arial.ttf").is_file()
+
+    onnx = Path(exported.onnx)
+    assert onnx == run / "export" / "detector-64.onnx" and exported.sha256 == _sha256(onnx)
+    doc = json.loads(onnx.with_suffix(".json").read_text())
+    assert doc["sha256"] == exported.sha256 and doc["opset"] == 18 and doc["imgsz"] == 64
+    assert doc["parity"]["ok"] and doc["parity"]["torch_boxes"] > 0
+    assert doc["parity"]["min_iou"] >= 0.9 and doc["parity"]["max_score_diff"] <= 0.005
+    [export_run] = _runs(project, "export-runtime")
+    assert json.loads(export_run["stats"])["sha256"] == exported.sha256
+
+
+def test_yolo_backend_runs_the_export(tiny_yolo):
+    det = create_detector("yolo", model=str(tiny_yolo["onnx"]), box_threshold=0.0)
+    assert det.imgsz == (64, 64) and det.describe()["sha256"] == tiny_yolo["export"].sha256
+    frame = read_image(tiny_yolo["frames"] / "frame00.png")
+    dets = det(frame)
+    assert len(dets) > 0 and set(dets.data["class_name"]) == {"hand"}
+    assert np.all(dets.xyxy[:, 2] <= frame.shape[1]) and np.all(dets.xyxy[:, 3] <= frame.shape[0])
+    # the project folder (or the run folder) stands for its latest export
+    assert create_detector("yolo", model=str(tiny_yolo["project"].root)).path == tiny_yolo["onnx"]
+    assert create_detector("yolo", model=str(tiny_yolo["onnx"].parents[1])).path == tiny_yolo["onnx"]
+
+
+def test_pretrained_backbone_starts_from_the_packaged_imagenet_weights(tiny_yolo, tmp_path):
+    import torch
+
+    from lrihar.deploy.onnx_detector import export_detector
+    from lrihar.models.encoders.mobilenet import packaged_weights
+    from lrihar.train.detector import DetectorTrainConfig, model_source, train_detector
+    from lrihar.train.offline import ultralytics_offline
+
+    project = tiny_yolo["project"]
+    with ultralytics_offline(tmp_path / "state", torch_weights=True) as ul:
+        built = ul.YOLO(model_source("mobilenetv2-yolo"))
+    first_conv = built.model.model[0].m[0][0].weight
+    imagenet = torch.load(packaged_weights(), map_location="cpu")["features.0.0.weight"]
+    assert torch.equal(first_conv.detach(), imagenet)  # not random: the ImageNet features
+
+    with no_network() as attempts:
+        trained = train_detector(project, DetectorTrainConfig(arch="mobilenetv2-yolo", **FAST),
+                                 name="mnv2", verbose=False)
+        exported = export_detector(project, "mnv2", imgsz=64, dynamic=True, parity_frames=2)
+    assert attempts == []
+    assert trained.status == "done" and Path(trained.best).is_file()
+    assert exported.parity.ok and exported.parity.torch_boxes > 0
+    det = create_detector("yolo", model=exported.onnx, box_threshold=0.0, batch_size=2)
+    assert det.dynamic_batch
+    frames = [read_image(tiny_yolo["frames"] / f"frame0{i}.png") for i in range(3)]
+    batched, single = det.detect_batch(frames), det(frames[2])
+    assert np.allclose(batched[2].xyxy, single.xyxy, atol=1e-3)
+
+
+def test_parity_check_catches_a_broken_export(tiny_yolo, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from lrihar.deploy.onnx_detector import parity_check
+    from lrihar.train.detector import offline_state
+    from lrihar.train.offline import ultralytics_offline
+
+    model = onnx.load(str(tiny_yolo["onnx"]))
+    for init in model.graph.initializer:  # every weight 1.5× too large: a wrong conversion
+        values = numpy_helper.to_array(init)
+        if values.dtype == np.float32 and (values.ndim == 4 or init.name.endswith("bias")):  # convs
+            init.CopyFrom(numpy_helper.from_array(values * 1.5, init.name))
+    broken = tmp_path / "broken.onnx"
+    onnx.save(model, str(broken))
+    frames = [read_image(tiny_yolo["frames"] / "frame00.png")]
+    project = tiny_yolo["project"]
+    with ultralytics_offline(offline_state(project)) as ul:
+        good = parity_check(Path(tiny_yolo["train"].best), tiny_yolo["onnx"], frames, 64, ul)
+        bad = parity_check(Path(tiny_yolo["train"].best), broken, frames, 64, ul)
+    assert good.ok and good.torch_boxes > 0
+    assert not bad.ok and "has no ONNX match" in bad.problems[0]
+
+
+def test_ctrl_c_then_resume_finishes_the_run(tiny_yolo, monkeypatch):
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from lrihar.train.detector import DetectorTrainConfig, read_record, train_detector
+
+    project = tiny_yolo["project"]
+    save = BaseTrainer.save_model
+
+    def save_then_interrupt(self):
+        save(self)
+        if self.epoch == 0:
+            raise KeyboardInterrupt  # the user presses Ctrl-C right after epoch 1 is saved
+
+    monkeypatch.setattr(BaseTrainer, "save_model", save_then_interrupt)
+    cfg = DetectorTrainConfig(arch="yolo11n", **(FAST | {"epochs": 2}))
+    with pytest.raises(KeyboardInterrupt):
+        train_detector(project, cfg, name="resumable", verbose=False)
+    run = project.root / "models/detector/resumable"
+    assert read_record(run)["summary"]["status"] == "interrupted"
+    assert (run / "weights/last.pt").is_file()
+    assert _runs(project, "train-detector")[-1]["status"] == "interrupted"
+    monkeypatch.setattr(BaseTrainer, "save_model", save)
+
+    with no_network() as attempts:
+        done = train_detector(project, resume=True, verbose=False)  # the latest unfinished run
+    assert attempts == []
+    assert done.run == "resumable" and done.status == "done" and done.epochs_done == 2
+    assert main(["train-detector", "-p", str(project.root), "--resume", "--name", "resumable"]) == 2
+
+
+# -- bad input: clear errors, exit 2, nothing lost ------------------------------------------------
+
+
+@pytest.fixture
+def small_project(tmp_path):
+    draw_frames(tmp_path / "frames", 4)
+    return labelled_project(tmp_path / "p", tmp_path / "frames")
+
+
+def _state(project) -> tuple[dict, list]:
+    root = project.root / "models" / "detector"
+    return project.store.counts(), sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+
+
+def test_unknown_architecture_is_refused_before_anything_is_written(small_project, capsys):
+    before = _state(small_project)
+    code = main(["train-detector", "-p", str(small_project.root), "--arch", "yolo99z"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown architecture 'yolo99z'" in err and "mobilenetv2-yolo" in err
+    assert _state(small_project)[1] == before[1] == []
+
+
+def test_missing_data_yaml_and_a_set_without_labels(small_project, tmp_path, capsys):
+    root = str(small_project.root)
+    assert main(["train-detector", "-p", root, "--data", str(tmp_path / "nope" / "data.yaml")]) == 2
+    assert "no such data.yaml" in capsys.readouterr().err
+    empty = tmp_path / "empty-set"
+    draw_frames(empty / "images" / "train", 2)
+    draw_frames(empty / "images" / "val", 1)
+    (empty / "labels" / "train").mkdir(parents=True)
+    (empty / "labels" / "train" / "frame00.txt").write_text("")
+    (empty / "data.yaml").write_text("train: images/train\nval: images/val\nnames: {0: hand}\n")
+    before = _state(small_project)
+    assert main(["train-detector", "-p", root, "--data", str(empty / "data.yaml"), "--name", "x"]) == 2
+    assert "hold no labelled boxes" in capsys.readouterr().err
+    assert _state(small_project) == before  # no half-made run folder, no run recorded
+
+
+def test_project_without_labelled_boxes(tmp_path, capsys):
+    from lrihar.annotate.pipeline import annotate
+    from lrihar.project import Project
+
+    draw_frames(tmp_path / "frames", 3)
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "lrihar.yaml").write_text("{}")
+    project = Project.open(tmp_path / "p")
+    annotate(project, [str(tmp_path / "frames")], detector=ColourBoxDetector())
+    before = _state(project)
+    assert main(["train-detector", "-p", str(project.root)]) == 2
+    assert "nothing to export" in capsys.readouterr().err
+    assert _state(project) == before and project.store.counts()["detections"] > 0
+
+
+def test_corrupt_onnx_is_a_clear_error_and_the_store_is_untouched(small_project, tmp_path, capsys):
+    bad = tmp_path / "detector.onnx"
+    bad.write_bytes(b"not an onnx model" * 10)
+    with pytest.raises(BadInputError, match="not a loadable ONNX model"):
+        create_detector("yolo", model=str(bad))
+    before = small_project.store.counts()
+    frames = tmp_path / "more"
+    draw_frames(frames, 2, seed=5)
+    code = main(["annotate", str(frames), "-p", str(small_project.root), "--detector", "yolo",
+                 "--model", str(bad), "--no-progress"])
+    assert code == 2 and "detector.onnx: not a loadable ONNX model" in capsys.readouterr().err
+    assert small_project.store.counts() == before
+
+
+def test_no_trained_or_exported_detector(small_project, tmp_path, capsys, monkeypatch):
+    root = str(small_project.root)
+    assert main(["export-runtime", "--detector", "-p", root]) == 2
+    assert "run `lrihar train-detector` first" in capsys.readouterr().err
+    assert main(["train-detector", "-p", root, "--resume"]) == 2
+    assert "no unfinished training run" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BadInputError, match="no exported detector found"):
+        create_detector("yolo")  # the current folder holds no project with an export
+
+
+def test_missing_ultralytics_says_which_extra_to_install(small_project, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ultralytics"
+                        else real(name, *a))
+    assert main(["train-detector", "-p", str(small_project.root)]) == 1
+    assert "pip install 'lrihar[train]'" in capsys.readouterr().err
+
+
+def test_config_checks_sizes():
+    from lrihar.train.detector import DetectorTrainConfig
+
+    with pytest.raises(BadInputError, match="multiple of 32"):
+        DetectorTrainConfig(imgsz=100)
+    with pytest.raises(BadInputError, match="--epochs"):
+        DetectorTrainConfig(epochs=0)
+
+
+def test_single_source_validates_on_train_and_says_so(tmp_path):
+    from lrihar.train.detector import DetectorTrainConfig, _export_project
+
+    draw_frames(tmp_path / "frames", 1)
+    project = labelled_project(tmp_path / "p", tmp_path / "frames")
+    data = _export_project(project, tmp_path / "out", DetectorTrainConfig())
+    import yaml
+
+    doc = yaml.safe_load(data.read_text())
+    assert doc["val"] == doc["train"] == "images/train" and "test" not in doc
+    shutil.rmtree(tmp_path / "out")
+
+
+def test_cuda_without_a_gpu_is_bad_input(small_project, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    before = _state(small_project)
+    assert main(["train-detector", "-p", str(small_project.root), "--device", "cuda"]) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err
+    assert _state(small_project) == before

@@ -1,0 +1,156 @@
+"""The store's tables, its schema version, and the in-place upgrade of older stores."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from lrihar.errors import BadInputError
+
+SCHEMA_VERSION = 5  # 2: embeddings, labels; 3: text_score, auto_label, post; 4: review; 5: run pid
+
+FRAME_STATUSES = ("action", "empty", "gated")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    id INTEGER PRIMARY KEY,
+    uri TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    post TEXT
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    command TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    status TEXT NOT NULL DEFAULT 'running',
+    config TEXT NOT NULL,
+    versions TEXT NOT NULL,
+    stats TEXT,
+    host TEXT,
+    pid INTEGER,
+    pid_start INTEGER
+);
+CREATE TABLE IF NOT EXISTS frames (
+    source_id INTEGER NOT NULL REFERENCES sources(id),
+    frame_index INTEGER NOT NULL,
+    timestamp REAL NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    name TEXT,
+    status TEXT NOT NULL CHECK (status IN ('action', 'empty', 'gated')),
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    PRIMARY KEY (source_id, frame_index)
+);
+CREATE TABLE IF NOT EXISTS detections (
+    id INTEGER PRIMARY KEY,
+    source_id INTEGER NOT NULL,
+    frame_index INTEGER NOT NULL,
+    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+    score REAL NOT NULL,
+    text_score REAL,
+    label TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    box_threshold REAL,
+    text_threshold REAL,
+    handedness TEXT,
+    landmarks TEXT,
+    world_landmarks TEXT,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    rejected INTEGER NOT NULL DEFAULT 0,
+    FOREIGN KEY (source_id, frame_index) REFERENCES frames(source_id, frame_index)
+);
+CREATE INDEX IF NOT EXISTS detections_by_frame ON detections(source_id, frame_index);
+CREATE TABLE IF NOT EXISTS encoders (
+    key TEXT PRIMARY KEY,
+    description TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS template_embeddings (
+    sha1 TEXT NOT NULL,
+    encoder_key TEXT NOT NULL REFERENCES encoders(key),
+    vector BLOB NOT NULL,
+    PRIMARY KEY (sha1, encoder_key)
+);
+CREATE TABLE IF NOT EXISTS detection_embeddings (
+    detection_id INTEGER NOT NULL REFERENCES detections(id) ON DELETE CASCADE,
+    encoder_key TEXT NOT NULL REFERENCES encoders(key),
+    vector BLOB NOT NULL,
+    PRIMARY KEY (detection_id, encoder_key)
+);
+CREATE TABLE IF NOT EXISTS labels (
+    detection_id INTEGER PRIMARY KEY REFERENCES detections(id) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    auto_label TEXT,
+    score REAL,
+    runner_up TEXT,
+    margin REAL,
+    encoder_key TEXT,
+    lambda REAL,
+    provenance TEXT NOT NULL CHECK (provenance IN ('auto', 'corrected')),
+    run_id INTEGER REFERENCES runs(id),
+    at TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS review_sessions (
+    id INTEGER PRIMARY KEY,
+    reviewer TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    last_at TEXT NOT NULL,
+    seconds REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS review_log (
+    id INTEGER PRIMARY KEY,
+    action_id INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    session_id INTEGER REFERENCES review_sessions(id),
+    action TEXT NOT NULL,
+    detection_id INTEGER NOT NULL,
+    before TEXT,
+    after TEXT,
+    undone INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS review_log_by_action ON review_log(action_id);
+CREATE TABLE IF NOT EXISTS errors (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER REFERENCES runs(id),
+    source_uri TEXT NOT NULL,
+    frame_index INTEGER,
+    message TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+"""
+
+# Columns added after schema 1, for upgrading an existing store in place.
+ADDED_COLUMNS = (("sources", "post", "TEXT"), ("detections", "text_score", "REAL"),
+                  ("labels", "auto_label", "TEXT"), ("detections", "rejected", "INTEGER NOT NULL DEFAULT 0"),
+                  ("labels", "version", "INTEGER NOT NULL DEFAULT 0"), ("runs", "host", "TEXT"),
+                  ("runs", "pid", "INTEGER"), ("runs", "pid_start", "INTEGER"))
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Create missing tables; upgrade an older store in place; refuse a newer one.
+
+    Runs inside the caller's transaction.
+    """
+    # executescript() would commit on its own; run statements one by one instead.
+    for statement in filter(str.strip, SCHEMA.split(";")):
+        db.execute(statement)
+    row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    if row is None:
+        db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    elif int(row[0]) > SCHEMA_VERSION:
+        raise BadInputError(
+            f"{path}: store schema {row[0]} is newer than this lrihar "
+            f"(schema {SCHEMA_VERSION}); upgrade lrihar"
+        )
+    elif int(row[0]) < SCHEMA_VERSION:  # tables were created above; add new columns
+        for table, column, kind in ADDED_COLUMNS:
+            have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        # Runs still 'running' from before schema 5 have no pid to check: almost surely
+        # killed long ago (a live one would set its status again when it ends).
+        db.execute("UPDATE runs SET status='interrupted' WHERE status='running' AND pid IS NULL")
+        db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))

@@ -13,7 +13,6 @@ checked frames feed the cost table; the frames with the most of them feed the re
 
 from __future__ import annotations
 
-import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,18 +132,6 @@ def check_frames(store: Store, gt: GroundTruth) -> list[FrameCheck]:
     return checks
 
 
-def project_classes(project) -> list[str]:
-    """The project's classes: those of its file (or its template folders), then other labels stored."""
-    from lrihar.classify.templates import class_folders
-    from lrihar.errors import BadInputError
-
-    names = [c.name for c in project.config.classes]
-    with contextlib.suppress(BadInputError):  # no template folders yet: the file and the labels tell
-        names += list(class_folders(project.config))
-    stored = (r[0] for r in project.store.db.execute("SELECT DISTINCT label FROM labels ORDER BY label"))
-    return list(dict.fromkeys([*names, *(n for n in stored if n != NG)]))
-
-
 def labels_checkable(gt: GroundTruth | None, classes: Sequence[str]) -> bool:
     """Ground-truth classes can judge labels only where some of them are the project's."""
     return gt is not None and bool(set(gt.classes) & set(classes))
@@ -237,7 +224,7 @@ def evaluate_project(project, gt: GroundTruth | None = None, ious=(0.3, 0.4),
     from lrihar.evaluate.cost import CostRates, annotation_cost
 
     store = project.store
-    classes = project_classes(project)
+    classes = project.classes
     try:
         n_templates = len(discover_templates(class_folders(project.config)))
     except BadInputError:

@@ -300,7 +300,8 @@ posts: [post-01]            # inspection posts filmed on this line
 # Anything that matches no class well enough becomes NG.
 classes: []
 
-# Inputs used when `lrihar annotate` is given none: video files, image folders, rtsp:// URLs.
+# Inputs used when `lrihar annotate` is given none: video files, folders of videos and images,
+# rtsp:// URLs.
 sources: []
 
 sampling:

@@ -27,6 +27,7 @@ def test_classes_come_from_the_template_folders(gloves_project, tmp_path):
     from fastapi.testclient import TestClient
 
     from lrihar.dataset.export import export_dataset
+    from lrihar.evaluate.project_eval import project_classes
     from lrihar.review.server import create_app
 
     root = gloves_project.root
@@ -54,6 +55,14 @@ def test_classes_come_from_the_template_folders(gloves_project, tmp_path):
     assert main(["calibrate-lambda", "-p", str(root)]) == 0
     exported = export_dataset(Project.open(root), tmp_path / "set", "imagefolder")
     assert exported.classes == folders
+
+    # classified with --templates elsewhere (the file names neither): the stored labels are the classes
+    (root / "lrihar.yaml").write_text("{}")
+    assert Project.open(root).classes == folders
+    # a class list in the file wins for review; evaluation still counts every label stored
+    (root / "lrihar.yaml").write_text(json.dumps({"classes": [{"name": "gloved_hand"}]}))
+    assert Project.open(root).classes == ["gloved_hand"]
+    assert project_classes(Project.open(root)) == ["gloved_hand", "bare_hand"]
 
 
 @pytest.mark.parametrize(

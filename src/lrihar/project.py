@@ -72,7 +72,7 @@ class Project:
     @property
     def classes(self) -> list[str]:
         """The project's action classes, as every stage sees them: the project file's, else its
-        template folders', then other labels stored (:func:`~lrihar.classify.templates.project_classes`)."""
+        template folders', else the labels stored (:func:`~lrihar.classify.templates.project_classes`)."""
         from lrihar.classify.templates import project_classes
 
         return project_classes(self.config, self.store)

@@ -113,13 +113,14 @@ def class_folders(cfg: ProjectConfig, templates_root: Path | None = None) -> dic
     return folders
 
 
-def project_classes(cfg: ProjectConfig, store: Store | None = None) -> list[str]:
+def project_classes(cfg: ProjectConfig, store: Store | None = None, every_label: bool = False) -> list[str]:
     """The project's action classes: the one answer the review page, export, evaluation and
-    interchange share.
+    interchange share (through :attr:`lrihar.project.Project.classes`).
 
-    In order: the classes the project file names, else the sub-folders of ``classify.templates``
-    (none while that folder does not exist yet); then any other label stored in ``store`` (from
-    ``classify --templates`` elsewhere, or an import). NG is never one of them.
+    The classes the project file names, else the sub-folders of ``classify.templates`` (none
+    while that folder does not exist yet), else the labels stored in ``store`` (a project
+    classified with ``--templates`` elsewhere). With ``every_label``, any other label stored
+    follows, sorted, so that evaluation and export leave no labelled box out. NG is never one.
 
     Raises:
         BadInputError: a template sub-folder's name is not a valid class name.
@@ -128,7 +129,7 @@ def project_classes(cfg: ProjectConfig, store: Store | None = None) -> list[str]
     root = cfg.classify.templates
     if not names and root is not None and Path(root).is_dir():
         names = list(template_subfolders(root))
-    if store is not None:
+    if store is not None and (every_label or not names):
         stored = store.db.execute("SELECT DISTINCT label FROM labels ORDER BY label")
         names += [n for (n,) in stored if n != NG_LABEL and n not in names]
     return names

@@ -180,6 +180,7 @@ def export_dataset(project: Project, out: str | Path, fmt: str = "yolo",
                 "or label boxes in `lrihar review`); for a hand detector set, which needs no labels, "
                 "use `-f yolo --yolo-classes hand`")
         classes = project.classes
+        classes += sorted({r.action for r in rows} - set(classes) - {NG})
         if include_ng:
             classes.append(NG)
     label_of: Callable[[DetectionRow], str] = (lambda r: HAND) if scheme == HAND else (lambda r: r.action)

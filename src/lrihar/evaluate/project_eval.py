@@ -132,6 +132,13 @@ def check_frames(store: Store, gt: GroundTruth) -> list[FrameCheck]:
     return checks
 
 
+def project_classes(project) -> list[str]:
+    """The project's classes, then every other label stored: no labelled box is left out."""
+    from lrihar.classify.templates import project_classes as resolve
+
+    return resolve(project.config, project.store, every_label=True)
+
+
 def labels_checkable(gt: GroundTruth | None, classes: Sequence[str]) -> bool:
     """Ground-truth classes can judge labels only where some of them are the project's."""
     return gt is not None and bool(set(gt.classes) & set(classes))
@@ -224,7 +231,7 @@ def evaluate_project(project, gt: GroundTruth | None = None, ious=(0.3, 0.4),
     from lrihar.evaluate.cost import CostRates, annotation_cost
 
     store = project.store
-    classes = project.classes
+    classes = project_classes(project)
     try:
         n_templates = len(discover_templates(class_folders(project.config)))
     except BadInputError:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from lrihar.evaluate.confusion import Confusion, plot_confusion
+from lrihar.evaluate.project_eval import project_classes
 from lrihar.naming import safe_file_name
 
 SCORE_KEYS = ("iou", "recall", "accuracy", "predictions", "ground_truth")
@@ -240,7 +241,7 @@ def build_sections(project, evaluation: dict, figures: Path, sweep_dir: Path | N
                    table4: dict | None) -> list[dict]:
     """The report's sections, in order; a section whose inputs are missing is left out."""
     sections = [headline_section(project, evaluation)]
-    sections += pictures_sections(project, evaluation, project.classes)
+    sections += pictures_sections(project, evaluation, project_classes(project))
     if evaluation.get("detection"):
         sections.append(detection_section(evaluation["detection"]))
     if sweep_dir is not None and (sweep_dir / "sweep.json").exists():

@@ -134,7 +134,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
 
     check_token(host, token)  # now, not at the first request, where the middleware is built
     project = Project.open(project_root)
-    classes = [c.name for c in project.config.classes]
+    classes = project.classes
     local = threading.local()
     static = {name: resources.files("lrihar").joinpath(f"resources/{name}").read_bytes() for name in _STATIC}
 

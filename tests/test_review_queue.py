@@ -136,7 +136,8 @@ def test_a_box_drawn_on_a_frame_with_no_box_is_a_persons_clipped_logged_and_undo
     assert _log(root) == [("ana", "add", box[0], 0)]
     done = client.get("/api/queue").json()["items"][1]
     assert done["reviewed"] and [b["id"] for b in done["boxes"]] == [box[0]]  # stays in the queue, done
-    assert client.post("/api/undo", json={"reviewer": "ana"}).json()["items"] == [{"id": box[0], "deleted": True}]
+    undone = client.post("/api/undo", json={"reviewer": "ana"}).json()["items"]
+    assert undone == [{"id": box[0], "deleted": True}]
     assert _manual_boxes(root) == [] and _log(root) == [("ana", "add", box[0], 1)]
     assert not client.get("/api/queue").json()["items"][1]["reviewed"]
 
@@ -185,9 +186,9 @@ def test_review_command_refuses_a_bad_queue(root, capsys):
 
 def test_lrihar_review_queue_uncertain_serves_the_ranked_frames(root):
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "lrihar.cli", "review", "-p", str(root), "--port", str(port),
-                             "--queue", "uncertain", "-n", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    command = [sys.executable, "-m", "lrihar.cli", "review", "-p", str(root), "--port", str(port),
+               "--queue", "uncertain", "-n", "2"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -202,7 +203,8 @@ def test_lrihar_review_queue_uncertain_serves_the_ranked_frames(root):
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=20)
-    assert [(it["name"], it["reasons"]) for it in data["items"]] == [("a0.jpg", [DISAGREE]), ("b0.jpg", [BUSY])]
+    shown = [(it["name"], it["reasons"]) for it in data["items"]]
+    assert shown == [("a0.jpg", [DISAGREE]), ("b0.jpg", [BUSY])]
     assert "uncertain queue: 2 frames" in out
 
 
@@ -218,8 +220,8 @@ def test_browser_draws_a_missed_hand_on_an_empty_suggested_frame_undo_then_expor
         page.wait_for_selector(".frame-card")
         cards = page.locator(".frame-card")
         assert cards.count() == 3 and page.locator("#crop-filters").is_hidden()
-        shown = [(cards.nth(i).locator(".lab").inner_text(), cards.nth(i).locator(".reasons li").all_inner_texts())
-                 for i in range(3)]
+        shown = [(c.locator(".lab").inner_text(), c.locator(".reasons li").all_inner_texts())
+                 for c in cards.all()]
         page.fill("#reviewer", "browser-test")
         busy = cards.nth(1)
         assert busy.locator(".thumb rect").count() == 0  # no box on it yet
@@ -267,4 +269,5 @@ def test_browser_draws_a_missed_hand_on_an_empty_suggested_frame_undo_then_expor
     [busy_label] = [v for k, v in labels.items() if k.startswith("b0-")]
     cx, cy, w, h = ((xyxy[0] + xyxy[2]) / 2 / W, (xyxy[1] + xyxy[3]) / 2 / H, (xyxy[2] - xyxy[0]) / W,
                     (xyxy[3] - xyxy[1]) / H)
-    assert busy_label[0] == "0" and [float(v) for v in busy_label[1:]] == pytest.approx([cx, cy, w, h], abs=1e-3)
+    assert busy_label[0] == "0"
+    assert [float(v) for v in busy_label[1:]] == pytest.approx([cx, cy, w, h], abs=1e-3)

@@ -149,6 +149,7 @@ def _apply(store: Store, action: str, ids: Sequence[int], reviewer: str, session
     """Run ``change(db, det_id)`` for each id in one transaction, logging before/after."""
     with store.transaction() as db:
         _check_versions(db, ids, seen)
+        touch_session(db, session_id)  # first: an unknown session is a clear error, not a foreign-key one
         action_id = next_action_id(db)
         out = []
         for det_id in ids:
@@ -157,7 +158,6 @@ def _apply(store: Store, action: str, ids: Sequence[int], reviewer: str, session
             after = state(db, det_id)
             log_change(db, action_id, reviewer, session_id, action, det_id, before, after)
             out.append({"id": det_id, **after})
-        touch_session(db, session_id)
     return out
 
 
@@ -263,10 +263,10 @@ def add_frame_box(store: Store, frame: tuple[int, int], xyxy: Sequence[float], l
         raise BadInputError(f"label {label!r} is not a class of the project ({', '.join(classes)}) nor NG")
     box = _valid_frame_box(store, frame, xyxy)
     with store.transaction() as db:
+        touch_session(db, session_id)
         det_id = insert_frame_box(db, frame, box, label)
         after = state(db, det_id)
         log_change(db, next_action_id(db), reviewer, session_id, "add", det_id, None, after)
-        touch_session(db, session_id)
     return {"id": det_id, **after}
 
 
@@ -340,8 +340,8 @@ def promote_template(store: Store, cfg, det_id: int, frame: Any, box: Sequence[f
     x1, y1, x2, y2 = padded_box(tuple(box), padding, frame.shape[1], frame.shape[0])
     Image.fromarray(frame[y1:y2, x1:x2]).save(path, quality=95)
     with store.transaction() as db:
+        touch_session(db, session_id)
         now = state(db, det_id)
         log_change(db, next_action_id(db), reviewer, session_id, "promote", det_id, now,
              now | {"template": str(path)})
-        touch_session(db, session_id)
     return path

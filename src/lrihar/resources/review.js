@@ -26,7 +26,7 @@ async function api(path, body) {
   }
   return data;
 }
-function say(msg) { $("status").textContent = msg; }
+function say(msg) { $("status").textContent = msg; $("frame-status").textContent = msg; }
 
 async function ensureSession() {
   if (!reviewer()) { say("type your name first"); $("reviewer").focus(); throw new Error("no reviewer"); }
@@ -203,6 +203,9 @@ function rect(b, selId, width) {
     "stroke-width": Math.max(2, width / 300) };
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, typeof v === "number" ? String(Number(v)) : v);
   node.dataset.id = String(b.id);
+  const title = document.createElementNS(SVG, "title");  // hover: which detector (or a person), how sure
+  title.textContent = `#${b.id} ${b.backend} ${Number(b.score).toFixed(2)}${b.label ? " · " + b.label : ""}`;
+  node.append(title);
   return node;
 }
 
@@ -426,7 +429,17 @@ async function init() {
   $("frame").onclick = ev => { if (ev.target.id === "frame") closeFrame(); };
   const svg = $("frame-svg");
   svg.onmousedown = ev => { F.start = framePoint(ev); ev.preventDefault(); };
-  svg.onmouseup = frameMouseUp;
+  svg.onmousemove = ev => {  // the box being drawn, dashed, until the button is released
+    if (!F.start) return;
+    const end = framePoint(ev);
+    let ghost = $("frame-ghost");
+    if (!ghost) { ghost = document.createElementNS(SVG, "rect"); ghost.id = "frame-ghost"; svg.append(ghost); }
+    const attrs = { x: Math.min(F.start[0], end[0]), y: Math.min(F.start[1], end[1]),
+      width: Math.abs(end[0] - F.start[0]), height: Math.abs(end[1] - F.start[1]),
+      "stroke-width": Math.max(2, F.ref.width / 300) };
+    for (const [k, v] of Object.entries(attrs)) ghost.setAttribute(k, String(Number(v)));
+  };
+  svg.onmouseup = ev => { $("frame-ghost")?.remove(); frameMouseUp(ev); };
   $("queue-choice").hidden = S.meta.queue !== "uncertain";
   $("f-queue").onchange = () => setMode($("f-queue").value === "uncertain" ? "queue" : "crops");
   $("picker-q").oninput = () => { P.matches = pickerMatches($("picker-q").value); P.active = 0; renderPicker(); };

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector_fixtures import FAST, ColourBoxDetector, draw_frames, labelled_project, no_network
+from detector_fixtures import FAST, annotated_project, draw_frames, no_network
 from lrihar.cli import main
 from lrihar.errors import BadInputError
 from lrihar.models.detectors import create_detector
 from lrihar.sources import read_image
+from lrihar.train.detector import read_record
 
 
 def _sha256(path: Path) -> str:
@@ -156,7 +157,7 @@ def test_ctrl_c_then_resume_finishes_the_run(tiny_yolo, monkeypatch):
 @pytest.fixture
 def small_project(tmp_path):
     draw_frames(tmp_path / "frames", 4)
-    return labelled_project(tmp_path / "p", tmp_path / "frames")
+    return annotated_project(tmp_path / "p", tmp_path / "frames")
 
 
 def _state(project) -> tuple[dict, list]:
@@ -189,19 +190,30 @@ def test_missing_data_yaml_and_a_set_without_labels(small_project, tmp_path, cap
     assert _state(small_project) == before  # no half-made run folder, no run recorded
 
 
-def test_project_without_labelled_boxes(tmp_path, capsys):
-    from lrihar.annotate.pipeline import annotate
-    from lrihar.project import Project
+def test_an_unclassified_project_trains(tmp_path):
+    """No classify run, no label at all: train-detector exports the boxes as `hand` and trains."""
+    draw_frames(tmp_path / "frames", 4)
+    project = annotated_project(tmp_path / "p", tmp_path / "frames")
+    counts = project.store.counts()
+    assert counts["detections"] == 6 and not any(k.startswith("labels_") for k in counts)
+    code = main(["train-detector", "-p", str(project.root), "--arch", "yolo11n", "--epochs", "1", "--imgsz",
+                 "64", "--batch", "4", "--workers", "0", "--no-plots", "--name", "plain"])
+    assert code == 0
+    run = project.root / "models" / "detector" / "plain"
+    labels = sorted((run / "data" / "labels").rglob("*.txt"))
+    lines = [line.split() for f in labels for line in f.read_text().splitlines()]
+    assert len(labels) == 4 and len(lines) == 6 and {cls for cls, *_ in lines} == {"0"}
+    assert read_record(run)["summary"]["status"] == "done" and (run / "weights" / "best.pt").is_file()
 
-    draw_frames(tmp_path / "frames", 3)
-    (tmp_path / "p").mkdir()
-    (tmp_path / "p" / "lrihar.yaml").write_text("{}")
-    project = Project.open(tmp_path / "p")
-    annotate(project, [str(tmp_path / "frames")], detector=ColourBoxDetector())
-    before = _state(project)
-    assert main(["train-detector", "-p", str(project.root)]) == 2
+
+def test_a_project_whose_boxes_are_all_marked_wrong(small_project, capsys):
+    from lrihar.review.actions import mark_wrong
+
+    mark_wrong(small_project.store, [r.id for r in small_project.store.detections()], reviewer="ann")
+    before = _state(small_project)
+    assert main(["train-detector", "-p", str(small_project.root)]) == 2
     assert "nothing to export" in capsys.readouterr().err
-    assert _state(project) == before and project.store.counts()["detections"] > 0
+    assert _state(small_project) == before and before[0]["detections_rejected"] == before[0]["detections"]
 
 
 def test_corrupt_onnx_is_a_clear_error_and_the_store_is_untouched(small_project, tmp_path, capsys):
@@ -252,7 +264,7 @@ def test_single_source_validates_on_train_and_says_so(tmp_path):
     from lrihar.train.detector import DetectorTrainConfig, _export_project
 
     draw_frames(tmp_path / "frames", 1)
-    project = labelled_project(tmp_path / "p", tmp_path / "frames")
+    project = annotated_project(tmp_path / "p", tmp_path / "frames")
     data = _export_project(project, tmp_path / "out", DetectorTrainConfig())
     import yaml
 

@@ -61,14 +61,6 @@ class Suggestion:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class _Ref:
-    """The two fields of a stored row that the frame reader of :mod:`lrihar.crops` needs."""
-
-    frame_index: int
-    frame_name: str | None
-
-
 def match_count(a: np.ndarray, b: np.ndarray, iou: float) -> int:
     """Pairs of boxes of ``a`` and ``b`` matched one-to-one at IoU ≥ ``iou`` (greedy, best first)."""
     if not len(a) or not len(b):
@@ -114,20 +106,20 @@ def _reviewed(rows: list[DetectionRow]) -> bool:
 
 def _compare_boxes(detector: Detector, frames: Iterable[tuple[str, int, str | None]],
                    show_progress: bool = False) -> dict[tuple[str, int], Any]:
-    """Run ``detector`` on the given stored frames (each source decoded once)."""
-    from lrihar.crops import _frames_for  # the store's frame reader (stills read, videos decoded once)
+    """Run ``detector`` on the given stored frames (each source decoded once, unreadable frames
+    skipped)."""
+    from lrihar.crops import FrameRef, read_frames
     from lrihar.progress import progress_bar
 
     out: dict[tuple[str, int], Any] = {}
-    errors: list = []
-    frames = sorted(frames, key=lambda f: (f[0], f[1]))
+    refs = sorted((FrameRef(uri, idx, name) for uri, idx, name in frames),
+                  key=lambda r: (r.source_uri, r.frame_index))
     with progress_bar(f"suggest: {detector.name}", unit="frames", enabled=show_progress,
-                      total=len(frames)) as bar:
-        for uri, group in itertools.groupby(frames, key=lambda f: f[0]):
-            refs = [_Ref(idx, name) for _, idx, name in group]
-            detector.reset()
-            for ref, image in _frames_for(uri, refs, errors):
-                out[(uri, ref.frame_index)] = detector(image)
+                      total=len(refs)) as bar:
+        for _uri, group in itertools.groupby(read_frames(refs), key=lambda pair: pair[0].source_uri):
+            detector.reset()  # a tracking detector must not carry one source's state into the next
+            for ref, image in group:
+                out[(ref.source_uri, ref.frame_index)] = detector(image)
                 bar.update(len(out))
     return out
 

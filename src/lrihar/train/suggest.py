@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from lrihar.crops import FrameRef, frame_stem
 from lrihar.dump import frame_file_name
 from lrihar.errors import BadInputError
 from lrihar.models.detectors.base import Detector
@@ -45,7 +46,11 @@ MANUAL_BACKEND = "manual"  # boxes a person drew in the review page
 
 @dataclass
 class Suggestion:
-    """One frame worth a look, with why."""
+    """One frame worth a look, with why.
+
+    ``frame`` is the image path (or ``video#frame=N``); ``file`` the frame's file name in
+    ``lrihar export -f labelstudio|cvat``, which ``lrihar import`` matches corrections by.
+    """
 
     source: str
     frame_index: int
@@ -56,6 +61,7 @@ class Suggestion:
     reasons: list[str] = field(default_factory=list)
     boxes: int = 0
     compare_boxes: int | None = None
+    file: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +114,7 @@ def _compare_boxes(detector: Detector, frames: Iterable[tuple[str, int, str | No
                    show_progress: bool = False) -> dict[tuple[str, int], Any]:
     """Run ``detector`` on the given stored frames (each source decoded once, unreadable frames
     skipped)."""
-    from lrihar.crops import FrameRef, read_frames
+    from lrihar.crops import read_frames
     from lrihar.progress import progress_bar
 
     out: dict[tuple[str, int], Any] = {}
@@ -142,7 +148,7 @@ def score_frames(project: Project, compare: Detector | None = None, iou: float =
     for uri, rec in frames:
         rows = [r for r in by_frame.get((uri, rec.index), []) if not r.rejected]
         s = Suggestion(uri, rec.index, rec.name, frame_file_name(uri, rec.index, rec.name), rec.status,
-                       0.0, boxes=len(rows))
+                       0.0, boxes=len(rows), file=f"{frame_stem(FrameRef(uri, rec.index, rec.name))}.jpg")
         parts: list[tuple[float, str]] = []
         backends = sorted({r.backend for r in rows})
         stored = {b: np.array([r.xyxy for r in rows if r.backend == b], float).reshape(-1, 4)

@@ -245,7 +245,7 @@ def _load_plan(work: Path) -> dict:
 def _polars_stand_in() -> None:
     """ultralytics reads results.csv back with polars only to store it in the checkpoint; polars'
     wheel (54 MB) is too big to carry to a GPU machine, so there the csv module does that."""
-    if importlib.util.find_spec("polars") is not None or "polars" in sys.modules:
+    if _have("polars"):
         return
     import csv
     import io
@@ -273,9 +273,15 @@ def _polars_stand_in() -> None:
     sys.modules["polars"] = types.SimpleNamespace(read_csv=read_csv)  # type: ignore[assignment]
 
 
+def _have(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def _can_export() -> bool:
-    needs = ("onnx", "onnxslim", "onnxruntime", "supervision")
-    return all(importlib.util.find_spec(m) is not None for m in needs)
+    return all(_have(m) for m in ("onnx", "onnxslim", "onnxruntime", "supervision"))
 
 
 def _materialise(work: Path, arm: str) -> int:
@@ -306,19 +312,59 @@ def _export(work: Path, arm: str) -> Path:
     return onnx
 
 
+def _train_in_parallel(work: Path, arms: list[str], jobs: int, options: list[str]) -> None:
+    """Each arm in its own process (``train --arms ARM``), ``jobs`` at a time; logs in arms/<arm>/."""
+    import subprocess
+
+    pending, running, failed = list(arms), [], []
+    while pending or running:
+        while pending and len(running) < jobs:
+            arm = pending.pop(0)
+            log = (work / "arms" / arm / "train.log").open("w")
+            cmd = [sys.executable, str(Path(__file__).resolve()), "train", "--work", str(work), "--arms", arm,
+                   "--jobs", "1", *options]
+            running.append((arm, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+            print(f"{arm}: started (log {log.name})", flush=True)
+        time.sleep(2)
+        for item in list(running):
+            arm, proc, log = item
+            if proc.poll() is not None:
+                running.remove(item)
+                log.close()
+                print(f"{arm}: finished, exit {proc.returncode}", flush=True)
+                if proc.returncode:
+                    failed.append(arm)
+                    print("".join(Path(log.name).read_text().splitlines(keepends=True)[-15:]))
+    if failed:
+        raise SystemExit(f"training failed for {', '.join(failed)}")
+
+
 def train(work: Path, arms: list[str], device: str, epochs: int, batch: int = 16, workers: int = 4,
           arch: str = "mobilenetv2-yolo", imagenet_weights: Path | None = None,
-          collect: Path | None = None, export: bool | None = None, verbose: bool = True) -> dict:
-    """Train (or resume, or skip when done) each arm; export when possible; collect best.pt."""
+          collect: Path | None = None, export: bool | None = None, verbose: bool = True,
+          jobs: int = 1) -> dict:
+    """Train (or resume, or skip when done) each arm, ``jobs`` arms at a time in their own
+    processes; export ONNX when possible; collect each best.pt."""
     from lrihar.train.detector import DetectorTrainConfig, fit_detector, read_record
 
     plan = _load_plan(work)
+    unknown = [arm for arm in arms if arm not in plan["arms"]]
+    if unknown:
+        raise SystemExit(f"--arms: unknown arm {unknown[0]!r}; choose from {', '.join(plan['arms'])}")
+    if jobs > 1 and len(arms) > 1:
+        options = ["--device", device, "--epochs", str(epochs), "--batch", str(batch), "--workers",
+                   str(workers), "--arch", arch, *(["--quiet"] if not verbose else [])]
+        if imagenet_weights is not None:
+            options += ["--imagenet-weights", str(Path(imagenet_weights).resolve())]
+        if export is False:
+            options.append("--no-export")
+        _train_in_parallel(work, arms, jobs, options)
+        return train(work, arms, device, epochs, batch, workers, arch, imagenet_weights, collect, export,
+                     verbose)  # all done now: records, exports, collection
     _polars_stand_in()
     export = _can_export() if export is None else export
     done: dict[str, dict] = {}
     for arm in arms:
-        if arm not in plan["arms"]:
-            raise SystemExit(f"--arms: unknown arm {arm!r}; choose from {', '.join(plan['arms'])}")
         run = work / "arms" / arm / "run"
         record = read_record(run)
         if record.get("summary", {}).get("status") == "done":
@@ -574,6 +620,8 @@ def main() -> None:
         t.add_argument("--collect", type=Path, default=None,
                        help="copy each arm's best.pt and train.json here")
         t.add_argument("--quiet", action="store_true", help="less ultralytics output")
+        t.add_argument("--jobs", type=int, default=1, help="arms trained at once, each in its own process")
+        t.add_argument("--no-export", action="store_true", help="leave the ONNX export to the score phase")
     s = sub.add_parser("score", help="run the trained arms on the held-out half (CPU, here)")
     s.add_argument("--work", type=Path, required=True)
     s.add_argument("--weights", type=Path, default=None, help="a `train --collect` folder")
@@ -591,7 +639,8 @@ def main() -> None:
     if args.phase == "all":
         prepare(work, args.seed)
     train(work, [a for a in args.arms.split(",") if a], args.device, args.epochs, args.batch, args.workers,
-          args.arch, args.imagenet_weights, args.collect, verbose=not args.quiet)
+          args.arch, args.imagenet_weights, args.collect, export=False if args.no_export else None,
+          verbose=not args.quiet, jobs=args.jobs)
     if args.phase == "all":
         score(work, results=args.results)
 

@@ -282,3 +282,76 @@ def test_cuda_without_a_gpu_is_bad_input(small_project, capsys):
     assert main(["train-detector", "-p", str(small_project.root), "--device", "cuda"]) == 2
     assert "no CUDA GPU is visible" in capsys.readouterr().err
     assert _state(small_project) == before
+
+
+# -- without a project: a YOLO data.yaml in, a run folder and an ONNX file out ------------------
+
+
+def _yolo_set(folder: Path, n: int = 6) -> Path:
+    """A one-class YOLO set of ``n`` synthetic frames (train = val), as a benchmark writes one."""
+    boxes = draw_frames(folder / "images" / "train", n)
+    (folder / "labels" / "train").mkdir(parents=True)
+    for name, these in boxes.items():
+        lines = [f"0 {(x1 + x2) / 192:.6f} {(y1 + y2) / 160:.6f} {(x2 - x1) / 96:.6f} {(y2 - y1) / 80:.6f}"
+                 for x1, y1, x2, y2 in these]
+        (folder / "labels" / "train" / f"{Path(name).stem}.txt").write_text("\n".join(lines) + "\n")
+    (folder / "data.yaml").write_text("train: images/train\nval: images/train\nnames:\n  0: hand\n")
+    return folder / "data.yaml"
+
+
+def test_fit_and_export_without_a_project_load_no_store_or_cli_libraries(tmp_path):
+    """What a GPU machine with only torch and ultralytics runs: no project, no supervision,
+    mediapipe or typer imported for training, ImageNet weights given as a file."""
+    import subprocess
+    import sys
+
+    data = _yolo_set(tmp_path / "set")
+    code = f"""
+import sys
+from pathlib import Path
+from lrihar.train.detector import DetectorTrainConfig, fit_detector
+cfg = DetectorTrainConfig(arch="mobilenetv2-yolo", epochs=1, imgsz=64, batch=4, workers=0, plots=False)
+s = fit_detector(Path({str(data)!r}), Path({str(tmp_path / 'runs' / 'a')!r}), cfg,
+                 imagenet_weights=Path({str(_packaged_weights())!r}), verbose=False)
+print("STATUS", s.status, s.epochs_done, s.images)
+print("LOADED", sorted(m for m in ("supervision", "mediapipe", "typer", "lrihar.cli", "lrihar.dump")
+                       if m in sys.modules))
+"""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": src})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "STATUS done 1 {'train': 6, 'val': 6}" in done.stdout
+    assert "LOADED []" in done.stdout
+    run = tmp_path / "runs" / "a"
+    assert read_record(run)["summary"]["status"] == "done" and (run / "weights" / "best.pt").is_file()
+    # the ImageNet weights came from the given file, linked where torchvision looks
+    linked = tmp_path / "runs" / ".offline" / "torch" / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth"
+    assert linked.resolve() == _packaged_weights().resolve()
+
+    from lrihar.deploy.onnx_detector import export_onnx
+
+    exported = export_onnx(run / "weights" / "best.pt", run / "export", 64,
+                           sorted((tmp_path / "set" / "images" / "train").glob("*.png"))[:2])
+    assert exported.parity.ok and Path(exported.onnx).is_file()
+    assert create_detector("yolo", model=exported.onnx).imgsz == (64, 64)
+
+
+def _packaged_weights() -> Path:
+    from lrihar.models.encoders.mobilenet import packaged_weights
+
+    return packaged_weights()
+
+
+def test_fit_refuses_an_existing_folder_and_a_missing_weights_file(tmp_path):
+    from lrihar.errors import ModelLoadError
+    from lrihar.train.detector import DetectorTrainConfig, fit_detector
+    from lrihar.train.offline import prepare_state
+
+    data = _yolo_set(tmp_path / "set", 2)
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(BadInputError, match="exists"):
+        fit_detector(data, tmp_path / "taken", DetectorTrainConfig(epochs=1, imgsz=64))
+    with pytest.raises(ModelLoadError, match=r"nope\.pth: no such file"):
+        prepare_state(tmp_path / "state", torch_weights=True, weights_file=tmp_path / "nope.pth")
+    assert not (tmp_path / "state" / "torch" / "hub").exists()

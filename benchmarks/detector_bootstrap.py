@@ -35,7 +35,7 @@ this repository's ``src/`` (no lrihar CLI, no store, no mediapipe, no supervisio
 Usage (PYTHONPATH=src):
   python benchmarks/detector_bootstrap.py prepare --out /tmp/boot
   python benchmarks/detector_bootstrap.py train --work /tmp/boot --device 0 --epochs 100
-  python benchmarks/detector_bootstrap.py score --work /tmp/boot [--weights FOLDER]
+  python benchmarks/detector_bootstrap.py score --work /tmp/boot [--weights FOLDER ...]
       -> benchmarks/results/detector_bootstrap.json, DIR/results.md
 """
 
@@ -213,6 +213,8 @@ def prepare(out: Path, seed: int = 0, dataset: Path | None = None) -> dict:
             "train: images/train\nval: images/train\nnames:\n  0: hand\n")
         plan["arms"][arm] = {"corrected": sorted(fixed), "images": n_images, "boxes": n_boxes,
                              "corrected_were_empty": sum(not offline[n] for n in fixed),
+                             "corrected_truth_boxes": {
+                                 c: sum(truth[n]["hand_classes"].count(c) for n in fixed) for c in CLASSES},
                              "label_quality": _label_quality(labels, train)}
     plan["prepare_seconds"] = round(time.perf_counter() - started, 1)
     (out / PLAN).write_text(json.dumps(plan, indent=1) + "\n")
@@ -454,14 +456,14 @@ def _sweep_scores(preds, gts, classes, default: tuple[float, float] | None) -> d
     return out
 
 
-def score(work: Path, weights: Path | None = None, results: Path | None = None) -> dict:
+def score(work: Path, weights: list[Path] | None = None, results: Path | None = None) -> dict:
     """Score the offline default and every trained arm on the held-out half; JSON + Markdown."""
     from lrihar.evaluate.run_sweep import DetectorSpec, predict_once
     from lrihar.evaluate.sweep import ImagePredictions
 
     plan = _load_plan(work)
-    if weights is not None:
-        _import_weights(work, weights)
+    for folder in weights or []:
+        _import_weights(work, folder)
     src = Path(plan["dataset"])
     by_file = {e["file"]: e for e in json.loads((src / "gt.json").read_text())["images"]}
     test = [by_file[f] for f in plan["split"]["test"]]
@@ -624,11 +626,16 @@ def main() -> None:
         t.add_argument("--no-export", action="store_true", help="leave the ONNX export to the score phase")
     s = sub.add_parser("score", help="run the trained arms on the held-out half (CPU, here)")
     s.add_argument("--work", type=Path, required=True)
-    s.add_argument("--weights", type=Path, default=None, help="a `train --collect` folder")
+    s.add_argument("--weights", type=Path, nargs="+", default=None,
+                   help="`train --collect` folders (several when the arms were trained in several runs)")
     for q in (s, sub.choices["all"]):
         q.add_argument("--results", type=Path, default=None,
                        help=f"results JSON (default {RESULTS / 'detector_bootstrap.json'})")
     args = parser.parse_args()
+    if args.phase in ("prepare", "all"):
+        from lrihar.quiet import silence_native_logs
+
+        silence_native_logs()  # MediaPipe / TFLite start-up lines
     if args.phase == "prepare":
         prepare(args.out, args.seed, args.dataset)
         return

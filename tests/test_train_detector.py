@@ -299,7 +299,7 @@ def _yolo_set(folder: Path, n: int = 6) -> Path:
     return folder / "data.yaml"
 
 
-def test_fit_and_export_without_a_project_load_no_store_or_cli_libraries(tmp_path):
+def test_fit_and_export_without_a_project_load_no_cli_or_detector_libraries(tmp_path):
     """What a GPU machine with only torch and ultralytics runs: no project, no supervision,
     mediapipe or typer imported for training, ImageNet weights given as a file."""
     import subprocess

@@ -340,7 +340,7 @@ def fit_detector(data_yaml: Path, run_dir: Path, cfg: DetectorTrainConfig | None
     from lrihar.train.offline import require_ultralytics
 
     require_ultralytics()
-    run_dir, data_yaml = Path(run_dir), Path(data_yaml).expanduser().resolve()
+    run_dir, data_yaml = Path(run_dir).expanduser().resolve(), Path(data_yaml).expanduser().resolve()
     if resume:
         if not (run_dir / "weights" / "last.pt").is_file():
             raise BadInputError(f"--resume: {run_dir / 'weights' / 'last.pt'} not found; start it anew")

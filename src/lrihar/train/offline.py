@@ -65,11 +65,15 @@ def _place(src: Path, dst: Path) -> None:
     if dst.is_file() and dst.stat().st_size == src.stat().st_size:
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.unlink(missing_ok=True)
+    # Several trainings may share one state folder: build the link (or copy) under a name of
+    # this process's own and rename it into place, which is atomic.
+    tmp = dst.with_name(f"{dst.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
     try:
-        os.symlink(src.resolve(), dst)
+        os.symlink(src.resolve(), tmp)
     except OSError:
-        shutil.copyfile(src, dst)
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
 
 
 def prepare_state(state_dir: Path, torch_weights: bool | None = None,

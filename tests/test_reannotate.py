@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from detector_fixtures import ColourBoxDetector, draw_frames, labelled_project, synthetic_yolo_onnx
-from lrihar.annotate.pipeline import annotate
+from lrihar.annotate.pipeline import annotate, detector_identity, same_detector
 from lrihar.cli import main
 from lrihar.errors import BadInputError
 from lrihar.evaluate.metrics import box_iou
@@ -167,6 +167,19 @@ def test_undo_of_a_persons_box_still_works_after_reannotation(reviewed):
     assert (restored["label"], restored["provenance"]) == ("hand", "auto")
 
 
+def test_which_stored_frames_count_as_another_detectors():
+    yolo = {"backend": "yolo", "model": "/a/x.onnx", "sha256": "ab", "imgsz": [320, 320],
+            "box_threshold": 0.25, "threads": None, "providers": ["CPUExecutionProvider"]}
+    now = detector_identity(yolo)
+    moved = yolo | {"model": "/b/x.onnx", "threads": 2, "providers": ["CUDAExecutionProvider"]}
+    assert same_detector(moved, now)  # another folder, another runtime: the same boxes
+    assert not same_detector(yolo | {"sha256": "cd"}, now)  # retrained
+    assert not same_detector(yolo | {"box_threshold": 0.4}, now)
+    assert not same_detector({"backend": "mediapipe-hands", "box_threshold": 0.25}, now)
+    assert not same_detector(None, now)  # a run that recorded no detector
+    assert same_detector({k: v for k, v in yolo.items() if k != "imgsz"}, now)  # not recorded then
+
+
 def test_keep_stored_leaves_frames_of_another_detector_alone(reviewed):
     project, _, frames = reviewed
     before = stored_rows(project.store.path)
@@ -190,7 +203,7 @@ def test_redo_refuses_to_drop_a_moved_box(tmp_path):
 KILLED_RUN = """
 import os, signal, sys
 sys.path[:0] = [{tests!r}]
-from lrihar.annotate.pipeline import annotate
+from lrihar.annotate.pipeline import annotate, detector_identity, same_detector
 from lrihar.project import Project
 from test_reannotate import GloveAwareDetector
 

@@ -112,6 +112,16 @@ def detector_identity(described: Any) -> dict[str, Any] | None:
     return json.loads(json.dumps(out, default=str))  # as stored in the run's config
 
 
+def same_detector(stored: Any, identity: dict[str, Any]) -> bool:
+    """Whether the detector a run recorded (``describe()``) finds what ``identity`` finds: same
+    backend and the same value for every setting both record (a setting an older lrihar did not
+    record yet does not send every frame back to the detector after an upgrade)."""
+    old = detector_identity(stored)
+    if old is None or old.get("backend") != identity.get("backend"):
+        return False
+    return all(old[k] == identity[k] for k in old.keys() & identity.keys())
+
+
 def open_sources(uris: list[str], cfg: ProjectConfig,
                  recursive: bool = False) -> tuple[list[FrameSource], ExpandedInputs]:
     """Expand folders into sources (:func:`~lrihar.sources.expand_sources`) and open every one up
@@ -132,7 +142,7 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
              show_progress: bool = False) -> AnnotateSummary:
     """Detect hand actions in ``uris`` and store frames and boxes in the project.
 
-    Frames already stored by this detector (same settings, see :func:`detector_identity`) are
+    Frames already stored by this detector (same settings, see :func:`same_detector`) are
     skipped (resume). Frames stored by another detector are annotated again, keeping every box a
     person drew or fixed, unless ``reannotate`` is off. ``redo`` forgets the inputs' frames
     first. Each batch of frames is committed with its detections, so an interrupted run loses
@@ -249,7 +259,12 @@ def _annotate_source(source: FrameSource, store: Store, run_id: int, detector: D
     stored = store.frame_detectors(source_id)
     again: set[int] = set()  # stored frames to annotate again; a stream cannot be read again
     if identity is not None and source.kind != "stream":
-        again = {i for i, d in stored.items() if detector_identity(d) != identity}
+        same: dict[int, bool] = {}  # by run: frames of one run share its recorded detector
+        for index, described in stored.items():
+            if id(described) not in same:
+                same[id(described)] = same_detector(described, identity)
+            if not same[id(described)]:
+                again.add(index)
     detector.reset()
     gate.reset()
     pending: list[tuple[Frame, bool]] = []  # (frame, passed the gate) in decode order

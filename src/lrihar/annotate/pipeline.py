@@ -1,5 +1,10 @@
 """``lrihar annotate``: decode → sift → detect → store, resumable at frame granularity.
 
+Frames already stored by the same detector (same settings) are skipped. Frames stored by
+another detector, or the same one with other settings, are annotated again: the boxes a person
+drew or fixed stay as they are and the rest are replaced (see
+:meth:`~lrihar.store.frames.FramesMixin.write_frames`).
+
 Example:
     >>> from lrihar.project import Project
     >>> from lrihar.annotate.pipeline import annotate
@@ -9,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +39,12 @@ from lrihar.store import FrameRecord, Store
 
 @dataclass
 class AnnotateSummary:
-    """What one ``annotate`` run did."""
+    """What one ``annotate`` run did.
+
+    ``boxes`` is the boxes it stored (on new and re-annotated frames). On re-annotated frames:
+    ``boxes_kept`` a person's boxes kept as they were, ``boxes_replaced`` the earlier detector's
+    boxes removed, ``boxes_left_out`` new boxes not stored because they lie on a person's box.
+    """
 
     run_id: int
     sources: int = 0
@@ -42,7 +53,11 @@ class AnnotateSummary:
     frames_gated: int = 0
     frames_empty: int = 0
     frames_action: int = 0
+    frames_reannotated: int = 0
     boxes: int = 0
+    boxes_kept: int = 0
+    boxes_replaced: int = 0
+    boxes_left_out: int = 0
     errors: list[SourceError] = field(default_factory=list)
     failed_sources: list[str] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
@@ -63,15 +78,48 @@ class AnnotateSummary:
         return out
 
 
-def build_detector(cfg: ProjectConfig) -> Detector:
-    """The detector the project file's ``detector`` section describes."""
+def build_detector(cfg: ProjectConfig, project_root: Path | None = None) -> Detector:
+    """The detector the project file's ``detector`` section describes.
+
+    The ``yolo`` backend without a ``model`` runs the newest detector exported in
+    ``project_root`` (the project being annotated), not in the current folder.
+    """
     d = cfg.detector
     kwargs: dict[str, Any] = dict(box_threshold=d.box_threshold, batch_size=d.batch_size)
     if d.backend != "mediapipe-hands":
-        kwargs.update(model=d.model, prompt=d.prompt, text_threshold=d.text_threshold,
+        model = d.model
+        if model is None and d.backend == "yolo" and project_root is not None:
+            model = str(project_root)
+        kwargs.update(model=model, prompt=d.prompt, text_threshold=d.text_threshold,
                       device=d.device)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None = backend default
     return create_detector(d.backend, **kwargs | d.options)
+
+
+# describe() keys that change how fast a detector runs, not which boxes it finds.
+RUNTIME_SETTINGS = frozenset({"threads", "spin", "providers", "device", "batch_size"})
+
+
+def detector_identity(described: Any) -> dict[str, Any] | None:
+    """What decides a detector's boxes, from its ``describe()`` (as a run records it): every
+    setting but the runtime ones; for a model file with a hash, the hash rather than the path,
+    so a project moved to another folder is not annotated again. None if unknown."""
+    if not isinstance(described, dict):
+        return None
+    out = {k: v for k, v in described.items() if k not in RUNTIME_SETTINGS}
+    if out.get("sha256"):
+        out.pop("model", None)
+    return json.loads(json.dumps(out, default=str))  # as stored in the run's config
+
+
+def same_detector(stored: Any, identity: dict[str, Any]) -> bool:
+    """Whether the detector a run recorded (``describe()``) finds what ``identity`` finds: same
+    backend and the same value for every setting both record (a setting an older lrihar did not
+    record yet does not send every frame back to the detector after an upgrade)."""
+    old = detector_identity(stored)
+    if old is None or old.get("backend") != identity.get("backend"):
+        return False
+    return all(old[k] == identity[k] for k in old.keys() & identity.keys())
 
 
 def open_sources(uris: list[str], cfg: ProjectConfig,
@@ -90,12 +138,15 @@ def open_sources(uris: list[str], cfg: ProjectConfig,
 
 def annotate(project: Project, uris: list[str] | None = None, *, config: ProjectConfig | None = None,
              detector: Detector | None = None, redo: bool = False, post: str | None = None,
-             recursive: bool = False, show_progress: bool = False) -> AnnotateSummary:
+             recursive: bool = False, reannotate: bool = True,
+             show_progress: bool = False) -> AnnotateSummary:
     """Detect hand actions in ``uris`` and store frames and boxes in the project.
 
-    Frames already in the store are skipped (resume) unless ``redo``. Each batch of frames is
-    committed with its detections, so an interrupted run loses at most one batch of work. One
-    annotate runs per project at a time (:meth:`Project.lock`).
+    Frames already stored by this detector (same settings, see :func:`same_detector`) are
+    skipped (resume). Frames stored by another detector are annotated again, keeping every box a
+    person drew or fixed, unless ``reannotate`` is off. ``redo`` forgets the inputs' frames
+    first. Each batch of frames is committed with its detections, so an interrupted run loses
+    at most one batch of work. One annotate runs per project at a time (:meth:`Project.lock`).
 
     Args:
         project: the opened project.
@@ -104,9 +155,13 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
             :func:`~lrihar.sources.expand_sources`); other files in it are skipped and listed.
         config: the resolved config (project file plus overrides); defaults to the project's.
         detector: a ready detector (else built from the config).
-        redo: forget these sources' stored frames first and process them afresh.
+        redo: forget these sources' stored frames first and process them afresh (refused
+            where a person drew or fixed boxes on them).
         post: the inspection post these inputs film (one of the project's ``posts``).
         recursive: read the sub-folders of folders too (each folder of images one source).
+        reannotate: annotate again the frames another detector stored (off: keep them as they
+            are and only annotate frames not stored yet). Frames of live streams cannot be read
+            again and are always kept.
         show_progress: draw a progress bar on stderr.
     """
     cfg = config or project.config
@@ -117,8 +172,8 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
     with project.lock("annotate"):
         if not redo:
             check_image_lists(project.store, sources)
-        return _annotate(project, cfg, sources, expanded, detector or build_detector(cfg), redo,
-                         post, show_progress)
+        return _annotate(project, cfg, sources, expanded, detector or build_detector(cfg, project.root),
+                         redo, reannotate, post, show_progress)
 
 
 def check_image_lists(store: Store, sources: list[FrameSource]) -> None:
@@ -150,12 +205,15 @@ def check_image_lists(store: Store, sources: list[FrameSource]) -> None:
 
 
 def _annotate(project: Project, cfg: ProjectConfig, sources: list[FrameSource], expanded: ExpandedInputs,
-              detector: Detector, redo: bool, post: str | None, show_progress: bool) -> AnnotateSummary:
+              detector: Detector, redo: bool, reannotate: bool, post: str | None,
+              show_progress: bool) -> AnnotateSummary:
     """The work of :func:`annotate`, done under the project lock."""
     gate = build_gate(cfg.gate)
     store = project.store
-    run_config = {"project": cfg.model_dump(mode="json", by_alias=True), "detector": detector.describe(),
-                  "inputs": [s.uri for s in sources]}
+    described = detector.describe()
+    identity = detector_identity(described) if reannotate else None
+    run_config = {"project": cfg.model_dump(mode="json", by_alias=True), "detector": described,
+                  "inputs": [s.uri for s in sources], "reannotate": reannotate}
     summary = AnnotateSummary(run_id=0, sources=len(sources), skipped_files=expanded.skipped,
                               folders_not_entered=expanded.not_entered)
 
@@ -170,8 +228,8 @@ def _annotate(project: Project, cfg: ProjectConfig, sources: list[FrameSource], 
         total = None if None in counts else sum(counts)
         with progress_bar("annotate", enabled=show_progress, total=total) as bar:
             for source in sources:
-                _annotate_source(source, store, run_id, detector, gate, summary, redo, post, bar,
-                                 project.root / "frames")
+                _annotate_source(source, store, run_id, detector, gate, summary, redo, identity, post,
+                                 bar, project.root / "frames")
     return summary
 
 
@@ -188,15 +246,25 @@ def keep_frame(folder: Path, frame: Frame) -> str:
 
 
 def _annotate_source(source: FrameSource, store: Store, run_id: int, detector: Detector, gate,
-                     summary: AnnotateSummary, redo: bool, post: str | None, bar,
-                     frames_root: Path) -> None:
+                     summary: AnnotateSummary, redo: bool, identity: dict[str, Any] | None,
+                     post: str | None, bar, frames_root: Path) -> None:
+    """Annotate one source; ``identity`` (None: keep stored frames) is the detector's, and stored
+    frames whose detector differs from it are annotated again."""
     source_id = store.source_id(source.uri, source.kind, post)
     # Frames of live streams are kept on disk (only those with actions) so that crops, review
     # and export can read them again; files and folders are re-read from where they are.
     keep_dir = frames_root / f"source-{source_id}" if source.kind == "stream" else None
     if redo:
         store.forget_source(source_id)
-    done = store.done_frames(source_id)
+    stored = store.frame_detectors(source_id)
+    again: set[int] = set()  # stored frames to annotate again; a stream cannot be read again
+    if identity is not None and source.kind != "stream":
+        same: dict[int, bool] = {}  # by run: frames of one run share its recorded detector
+        for index, described in stored.items():
+            if id(described) not in same:
+                same[id(described)] = same_detector(described, identity)
+            if not same[id(described)]:
+                again.add(index)
     detector.reset()
     gate.reset()
     pending: list[tuple[Frame, bool]] = []  # (frame, passed the gate) in decode order
@@ -215,16 +283,22 @@ def _annotate_source(source: FrameSource, store: Store, run_id: int, detector: D
             if keep_dir is not None and status == "action":
                 name = keep_frame(keep_dir, frame)
             batch.append((FrameRecord(frame.index, frame.timestamp, w, h, status, name), dets))
-            setattr(summary, f"frames_{status}", getattr(summary, f"frames_{status}") + 1)
-            summary.boxes += 0 if dets is None else len(dets)
-        store.write_frames(run_id, source_id, batch, detector.name, detector.thresholds)
+        written = store.write_frames(run_id, source_id, batch, detector.name, detector.thresholds,
+                                     replace=bool(again))
+        for (frame, _), result in zip(pending, written, strict=True):
+            setattr(summary, f"frames_{result.status}", getattr(summary, f"frames_{result.status}") + 1)
+            summary.frames_reannotated += frame.index in again
+            summary.boxes += result.added
+            summary.boxes_kept += result.kept
+            summary.boxes_replaced += result.replaced
+            summary.boxes_left_out += result.left_out
         pending.clear()
         n_detect = 0
 
     errors_before = len(source.errors)
     for frame in prefetch(source):
         summary.frames_read += 1
-        if frame.index in done:
+        if frame.index in stored and frame.index not in again:
             gate.observe(frame.image)
             summary.frames_resumed += 1
         else:

@@ -49,7 +49,12 @@ def annotate(
         "--motion-gate/--no-motion-gate", help="Frame-difference gate before the detector.")] = None,
     hand_gate: Annotated[bool | None, typer.Option(
         "--hand-gate/--no-hand-gate", help="MediaPipe Hands gate before the detector.")] = None,
-    redo: Annotated[bool, typer.Option(help="Forget stored frames of these inputs and redo them.")] = False,
+    redo: Annotated[bool, typer.Option(help="Forget stored frames of these inputs and redo them "
+                                            "(refused where a person drew or fixed boxes).")] = False,
+    reannotate: Annotated[bool, typer.Option(
+        "--reannotate/--keep-stored",
+        help="Annotate again the frames another detector (or other detector settings) stored, "
+             "keeping every box a person drew or fixed; --keep-stored leaves them as they are.")] = True,
     post: Annotated[str | None, typer.Option(help="Inspection post these inputs film.")] = None,
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", help="Also read the sub-folders of input folders.")] = False,
@@ -58,7 +63,9 @@ def annotate(
 ) -> None:
     """Detect operators' hand actions in raw footage, sift out frames with none, store the rest.
 
-    Rerunning the same command resumes: frames already stored are skipped.
+    Rerunning the same command resumes: frames already stored are skipped. Frames stored by
+    another detector (e.g. `--detector yolo` after the offline default) are annotated again:
+    boxes a person drew, moved, relabelled or marked wrong stay, the others are replaced.
     """
     from lrihar.annotate.pipeline import annotate as run_annotate
     from lrihar.config import with_overrides
@@ -71,7 +78,7 @@ def annotate(
     cfg = with_overrides(cfg, "sampling", stride=stride, fps=fps, max_image_pixels=max_image_pixels)
     cfg = with_overrides(cfg, "gate", motion=motion_gate, hands=hand_gate)
     summary = run_annotate(proj, sources, config=cfg, redo=redo, post=post, recursive=recursive,
-                           show_progress=progress)
+                           reannotate=reannotate, show_progress=progress)
     _print_annotate_summary(summary)
     if json_out:
         json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
@@ -87,9 +94,14 @@ def _print_annotate_summary(s) -> None:
     rows = [("sources", s.sources), ("frames read", s.frames_read),
             ("already done (resumed)", s.frames_resumed), ("sifted out by gate", s.frames_gated),
             ("sifted out: no action", s.frames_empty), ("frames with actions", s.frames_action),
-            ("boxes", s.boxes), ("errors", len(s.errors)),
-            ("gate pass-through", f"{s.gate['cascade']['pass_rate']:.1%}"),
-            ("time", f"{s.seconds:.1f} s ({rate} frames/s)")]
+            ("boxes", s.boxes)]
+    if s.frames_reannotated:
+        rows += [("re-annotated (stored by another detector)", s.frames_reannotated),
+                 ("  a person's boxes kept", s.boxes_kept),
+                 ("  earlier boxes replaced", s.boxes_replaced),
+                 ("  new boxes left out (on a person's box)", s.boxes_left_out)]
+    rows += [("errors", len(s.errors)), ("gate pass-through", f"{s.gate['cascade']['pass_rate']:.1%}"),
+             ("time", f"{s.seconds:.1f} s ({rate} frames/s)")]
     for key, value in rows:
         table.add_row(key, str(value))
     console = Console()

@@ -13,6 +13,19 @@ from lrihar.errors import BadInputError
 from lrihar.store.connection import Connection, now
 from lrihar.store.schema import FRAME_STATUSES
 
+MANUAL_BACKEND = "manual"
+"""``detections.backend`` of a box a person drew (review page, or imported from a labelling tool)."""
+
+# A person's box: drawn, marked wrong, with a corrected (or confirmed) label, or touched by any
+# review action that is not undone (a moved box keeps its automatic label, so the log tells).
+# Re-annotation keeps these as they are and ``--redo`` refuses to drop them.
+PERSON_BOX = (f"(d.backend = '{MANUAL_BACKEND}' OR d.rejected = 1"
+              " OR EXISTS (SELECT 1 FROM labels l WHERE l.detection_id = d.id AND l.provenance = 'corrected')"
+              " OR EXISTS (SELECT 1 FROM review_log r WHERE r.detection_id = d.id AND r.undone = 0))")
+
+KEEP_IOU = 0.5
+"""A new box overlapping a person's box (kept or rejected) at this IoU or more is not stored."""
+
 
 @dataclass(frozen=True)
 class FrameRecord:
@@ -24,6 +37,17 @@ class FrameRecord:
     height: int
     status: str
     name: str | None = None
+
+
+@dataclass(frozen=True)
+class FrameWrite:
+    """What writing one frame did: its final status and what happened to its boxes."""
+
+    status: str
+    added: int = 0
+    kept: int = 0
+    replaced: int = 0
+    left_out: int = 0
 
 
 @dataclass(frozen=True)
@@ -72,18 +96,33 @@ class FramesMixin(Connection):
         cur = self.db.execute("SELECT frame_index FROM frames WHERE source_id=?", (source_id,))
         return {r[0] for r in cur}
 
+    def frame_detectors(self, source_id: int) -> dict[int, Any]:
+        """Frame index -> the ``detector`` (its ``describe()``) recorded by the run that stored the
+        frame, None where that run recorded none."""
+        frames = self.db.execute("SELECT frame_index, run_id FROM frames WHERE source_id=?",
+                                 (source_id,)).fetchall()
+        detectors: dict[int, Any] = {}
+        for run_id in {r for _, r in frames}:
+            row = self.db.execute("SELECT config FROM runs WHERE id=?", (run_id,)).fetchone()
+            config = json.loads(row[0]) if row and row[0] else {}
+            detectors[run_id] = config.get("detector") if isinstance(config, dict) else None
+        return {index: detectors[run_id] for index, run_id in frames}
+
     def forget_source(self, source_id: int) -> None:
         """Drop a source's frames and detections (with their embeddings and labels).
 
-        Refused while a person's corrected labels hang on those detections: they would be lost.
+        Refused while boxes a person drew or fixed (see :data:`PERSON_BOX`: reviewed labels,
+        drawn, moved or rejected boxes) are among them: they would be lost.
         """
-        corrected = self.db.execute(
-            "SELECT COUNT(*) FROM labels l JOIN detections d ON d.id = l.detection_id"
-            " WHERE d.source_id=? AND l.provenance='corrected'", (source_id,)).fetchone()[0]
-        if corrected:
+        person = self.db.execute(f"SELECT COUNT(*) FROM detections d WHERE d.source_id=? AND {PERSON_BOX}",
+                                 (source_id,)).fetchone()[0]
+        if person:
             uri = self.db.execute("SELECT uri FROM sources WHERE id=?", (source_id,)).fetchone()[0]
-            raise BadInputError(f"{uri}: {corrected} reviewed labels belong to its detections; "
-                                "redoing it would lose them (export or back up the store first)")
+            raise BadInputError(
+                f"{uri}: {person} boxes a person drew or fixed (reviewed labels, drawn, moved or "
+                "rejected boxes) belong to its frames; --redo would lose them. Rerun without --redo "
+                "to re-annotate with a new detector while keeping them (or export and back up the "
+                "store first)")
         with self.transaction():
             self.db.execute("DELETE FROM detections WHERE source_id=?", (source_id,))
             self.db.execute("DELETE FROM frames WHERE source_id=?", (source_id,))
@@ -95,25 +134,51 @@ class FramesMixin(Connection):
         batch: Sequence[tuple[FrameRecord, Any]],
         backend: str,
         thresholds: tuple[float | None, float | None] = (None, None),
-    ) -> None:
-        """Commit frames and their ``supervision.Detections`` in one transaction."""
+        replace: bool = False,
+    ) -> list[FrameWrite]:
+        """Commit frames and their ``supervision.Detections`` in one transaction.
+
+        With ``replace``, frames already stored are annotated again: a person's boxes on them
+        (:data:`PERSON_BOX`) stay exactly as they are, every other box is replaced by the new
+        ones, except new boxes that overlap a person's box (kept or rejected) at IoU ≥
+        :data:`KEEP_IOU` (the person's box wins; a box marked wrong is not proposed again). The
+        status is recomputed: ``action`` while a box that is not rejected remains. Without
+        ``replace`` a frame already stored is an error (``sqlite3.IntegrityError``).
+        """
+        upsert = (" ON CONFLICT (source_id, frame_index) DO UPDATE SET timestamp=excluded.timestamp,"
+                  " width=excluded.width, height=excluded.height, name=excluded.name,"
+                  " status=excluded.status, run_id=excluded.run_id") if replace else ""
+        out = []
         with self.transaction():
             for rec, dets in batch:
                 if rec.status not in FRAME_STATUSES:
                     raise ValueError(f"unknown frame status {rec.status!r}")
+                old = self.db.execute(
+                    f"SELECT d.id, d.x1, d.y1, d.x2, d.y2, d.rejected, {PERSON_BOX} FROM detections d"
+                    " WHERE d.source_id=? AND d.frame_index=?", (source_id, rec.index)).fetchall()
+                kept = [r for r in old if r[6]]
+                rows = list(_detection_values(dets)) if dets is not None else []
+                new = _not_on(rows, [r[1:5] for r in kept])
+                status = ("action" if new or any(not r[5] for r in kept)
+                          else "empty" if rec.status == "action" else rec.status)
                 self.db.execute(
-                    "INSERT INTO frames VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (source_id, rec.index, rec.timestamp, rec.width, rec.height, rec.name,
-                     rec.status, run_id),
+                    "INSERT INTO frames VALUES (?, ?, ?, ?, ?, ?, ?, ?)" + upsert,
+                    (source_id, rec.index, rec.timestamp, rec.width, rec.height, rec.name, status, run_id),
                 )
-                if dets is not None and len(dets):
-                    self.db.executemany(
-                        "INSERT INTO detections (source_id, frame_index, x1, y1, x2, y2, score,"
-                        " text_score, label, backend, box_threshold, text_threshold, handedness,"
-                        " landmarks, world_landmarks, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        [(source_id, rec.index, *row, backend, *thresholds, *extra, run_id)
-                         for row, extra in _detection_values(dets)],
-                    )
+                self.db.executemany(
+                    "INSERT INTO detections (source_id, frame_index, x1, y1, x2, y2, score,"
+                    " text_score, label, backend, box_threshold, text_threshold, handedness,"
+                    " landmarks, world_landmarks, run_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(source_id, rec.index, *row, backend, *thresholds, *extra, run_id)
+                     for row, extra in new],
+                )
+                # Dropped after the new rows went in, so their ids are not handed out again at once
+                # (a review page still showing an old box then finds it gone, not another box).
+                # Their labels and embeddings go with them (ON DELETE CASCADE).
+                dropped = [(r[0],) for r in old if not r[6]]
+                self.db.executemany("DELETE FROM detections WHERE id=?", dropped)
+                out.append(FrameWrite(status, len(new), len(kept), len(dropped), len(rows) - len(new)))
+        return out
 
     def counts(self) -> dict[str, int]:
         """Row counts: sources, frames (by status), detections (rejected), labels (by provenance),
@@ -170,6 +235,16 @@ class FramesMixin(Connection):
         )
         for uri, kind, idx, ts, w, h, status, name in cur:
             yield uri, kind, FrameRecord(idx, ts, w, h, status, name)
+
+
+def _not_on(rows: list[tuple[tuple, tuple]], boxes: list[tuple]) -> list[tuple[tuple, tuple]]:
+    """``rows`` (of :func:`_detection_values`) whose box overlaps none of ``boxes`` at :data:`KEEP_IOU`."""
+    if not rows or not boxes:
+        return rows
+    from lrihar.evaluate.metrics import box_iou
+
+    iou = box_iou(np.array([row[:4] for row, _ in rows], float), np.array(boxes, float))
+    return [r for r, best in zip(rows, iou.max(axis=1), strict=True) if best < KEEP_IOU]
 
 
 def _detection_values(dets: Any) -> Iterator[tuple[tuple, tuple]]:

@@ -112,6 +112,7 @@ CREATE TABLE IF NOT EXISTS review_log (
     undone INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS review_log_by_action ON review_log(action_id);
+CREATE INDEX IF NOT EXISTS review_log_by_detection ON review_log(detection_id);
 CREATE TABLE IF NOT EXISTS errors (
     id INTEGER PRIMARY KEY,
     run_id INTEGER REFERENCES runs(id),

@@ -98,7 +98,7 @@ def test_interrupted_embedding_resumes(gloves_project):
     from lrihar.classify.pipeline import build_encoder
 
     store = gloves_project.store
-    encoder = build_encoder(gloves_project.config)
+    encoder = build_encoder(gloves_project.config, "mobilenet-v2")
     key = store.register_encoder(encoder.describe())
     ids = sorted(r[0] for r in store.db.execute("SELECT id FROM detections"))
     embed_detections(store, encoder, key, 0.0, [], only=set(ids[:5]))  # the part done before a crash

@@ -17,13 +17,14 @@ from lrihar.evaluate.confusion import Confusion
 
 def template_matcher_row(project, confusions: dict[str, Confusion], sample: int = 30) -> dict[str, Any]:
     """Accuracy from ``confusions`` and the per-crop call time (embed + match, batch 1)."""
-    from lrihar.classify.pipeline import build_encoder, matcher_for
+    from lrihar.classify.auto import resolve_encoder
+    from lrihar.classify.pipeline import matcher_for
     from lrihar.classify.templates import build_bank, class_folders
     from lrihar.crops import iter_crops
 
     cfg = project.config
     store = project.store
-    encoder = build_encoder(cfg)
+    encoder, _ = resolve_encoder(store, cfg, class_folders(cfg))
     key = store.register_encoder(encoder.describe())
     start = time.perf_counter()
     bank = build_bank(store, encoder, key, class_folders(cfg))

@@ -44,6 +44,8 @@ class Encoder(ABC):
     batch_size: int = 32
     #: True for encoders that read ``Crop.world_landmarks`` (pose, fusion).
     uses_landmarks: bool = False
+    #: False for encoders that never look at ``Crop.image`` (pose): no frame is decoded for them.
+    uses_pixels: bool = True
 
     @abstractmethod
     def _embed_batch(self, crops: list[Crop]) -> np.ndarray:

@@ -80,7 +80,7 @@ def _has_signal(vectors: np.ndarray) -> np.ndarray:
     return np.any(vectors != 0, axis=1)
 
 
-def _joined(appearance: np.ndarray, pose: np.ndarray, w: float) -> tuple[np.ndarray, list | None]:
+def candidate_vectors(appearance: np.ndarray, pose: np.ndarray, w: float) -> tuple[np.ndarray, list | None]:
     """Vectors and parts of the candidate with pose weight ``w`` (fusion = both side by side)."""
     if w <= 0:
         return appearance, None
@@ -123,7 +123,7 @@ def rank_candidates(appearance: np.ndarray, pose: np.ndarray, template_class: np
         if w > 0 and pose_unavailable:
             row.left_out = pose_unavailable
             continue
-        vectors, parts = _joined(appearance, pose, w)
+        vectors, parts = candidate_vectors(appearance, pose, w)
         best, _ = leave_one_out(vectors, template_class, n_classes, reduce, k, parts)
         row.templates_accuracy = float((best == template_class).mean())  # no landmarks: NG, wrong
         estimate = row.templates_accuracy
@@ -135,7 +135,7 @@ def rank_candidates(appearance: np.ndarray, pose: np.ndarray, template_class: np
             appearance_estimate = estimate
         row.score = estimate
         if n_r:
-            r_vectors, _ = _joined(reviewed[0], reviewed[1], w)
+            r_vectors, _ = candidate_vectors(reviewed[0], reviewed[1], w)
             matcher = Matcher(vectors, template_class, n_classes, -np.inf, reduce, k, parts)
             label = matcher.assign(r_vectors).label
             row.reviewed_accuracy = float((label == reviewed[2]).mean())

@@ -113,7 +113,8 @@ def embed_detections(store: Store, encoder: Encoder, encoder_key: str, padding: 
     with progress_bar("embed", unit="crops", enabled=show_progress, total=len(todo)) as bar:
         while batch := list(itertools.islice(crops, encoder.batch_size)):
             items = [Crop(img, None if row.world_landmarks is None else np.asarray(row.world_landmarks),
-                          row.handedness) for row, img in batch]
+                          row.handedness, None if row.landmarks is None else np.asarray(row.landmarks))
+                     for row, img in batch]
             store.put_detection_embeddings(encoder_key, [row.id for row, _ in batch], encoder.embed(items))
             done += len(batch)
             bar.update(done)

@@ -18,11 +18,13 @@ class Crop:
         image: RGB ``uint8`` pixels of the crop.
         world_landmarks: (21, 3) MediaPipe world landmarks in metres, or None.
         handedness: "Left" / "Right" as MediaPipe reports it, or None.
+        landmarks: (21, 3) landmarks in image pixels (z in the scale of x), or None.
     """
 
     image: np.ndarray
     world_landmarks: np.ndarray | None = None
     handedness: str | None = None
+    landmarks: np.ndarray | None = None
 
 
 def as_crops(items: Sequence[Crop | np.ndarray]) -> list[Crop]:

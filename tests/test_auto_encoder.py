@@ -175,3 +175,16 @@ def test_rank_candidates_hand_computed(kwargs, chosen, scores):
     label, rows = rank_candidates(args.pop("appearance"), args.pop("pose"), CLASS, 2, **args)
     assert label == chosen
     assert [r.score for r in rows] == [None if x is None else pytest.approx(x) for x in scores]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"pose_weights": [0.5, 1.5]}, "classify.options.pose_weights"),
+    ({"appearance": "hand-pose"}, "classify.options.appearance: name an image encoder"),
+])
+def test_bad_auto_options_are_bad_input(tmp_path, capsys, options, message):
+    for name in ("a", "b"):
+        (tmp_path / "p" / "templates" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "p" / "templates" / name / "x.png")
+    root = make_project(tmp_path / "p", classify={"templates": "templates", "options": options})
+    assert main(["classify", "-p", str(root), "--no-progress"]) == 2
+    assert message in capsys.readouterr().err

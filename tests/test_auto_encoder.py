@@ -110,12 +110,21 @@ def test_fusion_embeddings_are_the_cached_parts_side_by_side(asl_project):
 
     store = asl_project.store
     fusion = build_encoder(asl_project.config, "fusion", {"pose_weight": 0.4})
+    appearance_key = store.register_encoder(fusion.appearance.describe())
+    embed_detections(store, fusion.appearance, appearance_key, 0.0, [])
+    ids, appearance = store.detection_embeddings(appearance_key)
+    # a stored appearance part that differs from what the network gives shows it is reused
+    marked = np.roll(appearance[0], 1)
+    store.put_detection_embeddings(appearance_key, [int(ids[0])], marked[None])
     key = store.register_encoder(fusion.describe())
-    assert embed_detections(store, fusion, key, 0.0, []) == store.counts()["detections"] > 0
-    ids, stored = store.detection_embeddings(key)
-    row, crop = next(iter_crops(store, only={int(ids[0])}))
+    assert embed_detections(store, fusion, key, 0.0, []) == len(ids) > 1
+    fused_ids, fused = store.detection_embeddings(key)
+    assert np.array_equal(fused_ids, ids)
+    assert np.array_equal(fused[0, :fusion.appearance.dim], marked)
+    store.put_detection_embeddings(appearance_key, [int(ids[0])], appearance[:1])  # the module's project
+    row, crop = next(iter_crops(store, only={int(ids[1])}))
     direct = fusion.embed([Crop(crop, np.asarray(row.world_landmarks), row.handedness)])[0]
-    assert np.allclose(stored[0], direct, atol=1e-5)
+    assert np.allclose(fused[1], direct, atol=1e-5)  # the parts side by side = the fusion embedding
 
 
 def test_auto_picks_appearance_or_fusion_on_gloves(gloves_project):

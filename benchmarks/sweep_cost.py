@@ -6,7 +6,11 @@ grid point and runs it on every image. Also checks both give the same recall/acc
 they must (Grounding DINO semantics are exact; see evaluate/sweep.py). Target: ≥ 20× faster.
 
 Uses the tiny random-weight Grounding DINO (the paper's sweep is over GD's box/text pair) on
-the mmpose dev images, or synthetic frames where they are absent.
+the mmpose dev images, or synthetic frames where they are absent. ``lrihar sweep`` has no
+default detector (``--detector`` is required), so the target is judged on this one. With 100
+grid points the speed-up is 100 × D / (D + S) for a detector pass D and the offline sweep S:
+the tiny model has the smallest D, so its speed-up is a lower bound for the real checkpoint
+(2.7 s per frame here).
 
 Usage: python benchmarks/sweep_cost.py  -> benchmarks/results/sweep_cost.json
 """
@@ -62,7 +66,8 @@ def main() -> None:
     result = {"grid": f"{len(grid_a)}x{len(grid_b)}", "images": len(images), "rows": len(rows),
               "offline_s": round(offline_s, 2), "naive_rerun_s": round(naive_s, 2),
               "speedup": round(speedup, 1), "box_count_mismatches": mismatches,
-              "target": ">= 20x", "met": speedup >= 20}
+              "target": ">= 20x", "judged_on": "tiny Grounding DINO: a lower bound for the real model",
+              "met": speedup >= 20}
     print(result)
     print("wrote", write_result("sweep_cost", result))
 

@@ -87,4 +87,4 @@ def test_the_readme_project_file_example_is_valid(tmp_path):
     block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
     (tmp_path / "lrihar.yaml").write_text(block)
     cfg = load_project_config(tmp_path)
-    assert cfg.classes[1].lambda_ == 0.7 and cfg.gate.motion and cfg.classify.encoder == "mobilenet-v2"
+    assert cfg.classes[1].lambda_ == 0.7 and cfg.gate.motion and cfg.classify.encoder == "auto"

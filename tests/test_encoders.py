@@ -96,6 +96,21 @@ def test_hand_pose_is_invariant_to_scale_and_mirrors_left_hands():
     assert not np.allclose(a, pose_descriptor(curled, "Right"), atol=1e-2)
 
 
+def test_fingertip_distances_tell_a_pinch_from_an_open_hand():
+    from lrihar.models.encoders.hand_pose import fingertip_distances
+
+    open_hand = hand_landmarks()
+    pinch = open_hand.copy()
+    pinch[4] = open_hand[8]  # thumb tip on the index tip
+    assert fingertip_distances(pinch)[0] == 0 < fingertip_distances(open_hand)[0]  # pair (4, 8) first
+
+    def cos(tip_weight: float) -> float:
+        a, b = (pose_descriptor(p, "Right", tip_weight=tip_weight) for p in (open_hand, pinch))
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    assert cos(3.0) < cos(0.0) - 0.01  # the distances widen the gap the coordinates leave
+
+
 def test_hand_pose_without_landmarks_matches_nothing():
     v = create_encoder("hand-pose").embed([Crop(np.zeros((8, 8, 3), np.uint8))])
     assert not v.any()

@@ -122,7 +122,7 @@ class GateConfig(_Frozen):
 class ClassifyConfig(_Frozen):
     """Template matching (paper 3.1.2): encoder, λ and how class scores are reduced."""
 
-    encoder: str = "mobilenet-v2"
+    encoder: str = "auto"
     model: str | None = Field(default=None, description="HF id or local dir for hub encoders")
     device: str = "cpu"
     batch_size: int = Field(default=32, ge=1)
@@ -333,8 +333,9 @@ gate:
 # Template matching (paper 3.1.2): each crop gets the class of its most similar templates,
 # or NG when the best cosine similarity is below lambda (per class: classes[].lambda).
 classify:
-  encoder: mobilenet-v2     # offline default; or blip2 (paper), clip, siglip, dinov2,
-                            # hand-pose (landmark geometry), fusion (appearance + pose)
+  encoder: auto             # default: mobilenet-v2, hand-pose or fusion, whichever labels the
+                            # templates best; or name one: mobilenet-v2 (offline), blip2 (paper),
+                            # clip, siglip, dinov2, hand-pose (landmarks), fusion (appearance + pose)
   model: null               # HF id or local directory for blip2 / clip / siglip / dinov2
   lambda: 0.6               # NG threshold; estimate it with `lrihar calibrate-lambda`
   reduce: max               # class score: best template (max) or mean of k best (topk-mean)

@@ -41,12 +41,19 @@ class Calibration:
     suggested: float
     sweeps: list[LambdaSweep] = field(default_factory=list)
     loo_accuracy_without_ng: float = 0.0
+    encoder: dict = field(default_factory=dict)
+    #: what ``encoder: auto`` measured and chose (see classify/auto.py), else None
+    encoder_selection: dict | None = None
 
 
 def leave_one_out(vectors: np.ndarray, template_class: np.ndarray, n_classes: int,
                   reduce: str = "max", k: int = 3,
                   parts: list[tuple[int, float]] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Best class and score of each template matched against all the others."""
+    """Best class and score of each template matched against all the others.
+
+    A template with an all-zero embedding (no landmarks for hand-pose) gets NG, as
+    ``Matcher.assign`` gives it.
+    """
     sims = similarity(vectors, vectors, parts)
     best = np.empty(len(vectors), dtype=int)
     score = np.empty(len(vectors), dtype=np.float32)
@@ -57,6 +64,7 @@ def leave_one_out(vectors: np.ndarray, template_class: np.ndarray, n_classes: in
         scores = m.class_scores_from_similarities(sims[i:i + 1, keep])[0]
         best[i] = int(np.argmax(scores))
         score[i] = scores[best[i]]
+    best[~np.any(np.asarray(vectors) != 0, axis=1)] = NG
     return best, score
 
 
@@ -114,25 +122,30 @@ def calibrate_project(project, *, config=None, templates: Path | None = None, en
         project: an opened :class:`lrihar.project.Project`.
         config: resolved config (default the project's).
         templates: templates root overriding the project file.
-        encoder: a ready encoder (else built from the config).
+        encoder: a ready encoder (else the config's; ``auto`` chooses as ``classify`` does).
         keep: share of correctly matched templates the suggested λ keeps accepting.
         grid: λ values to sweep (default 0.00 … 1.00 by 0.01).
     """
-    from lrihar.classify.pipeline import build_encoder, embed_detections
+    from lrihar.classify.auto import resolve_encoder
+    from lrihar.classify.pipeline import embed_detections
     from lrihar.classify.templates import build_bank, class_folders
 
     cfg = config or project.config
     store = project.store
     grid = np.round(np.arange(0.0, 1.0001, 0.01), 2) if grid is None else grid
     folders = class_folders(cfg, templates)
-    encoder = encoder or build_encoder(cfg)
+    choice = None
+    if encoder is None:
+        encoder, choice = resolve_encoder(store, cfg, folders)
     key = store.register_encoder(encoder.describe())
     bank = build_bank(store, encoder, key, folders)
     best, score = leave_one_out(bank.vectors, bank.template_class, len(bank.classes),
                                 cfg.classify.reduce, cfg.classify.k, encoder.parts)
     truth = bank.template_class
     result = Calibration(suggested=suggest_lambda(truth, best, score, keep),
-                         loo_accuracy_without_ng=float((best == truth).mean()))
+                         loo_accuracy_without_ng=float((best == truth).mean()),
+                         encoder=encoder.describe(),
+                         encoder_selection=choice.as_dict() if choice is not None else None)
     result.sweeps.append(sweep("templates (leave-one-out)", truth, best, score, grid))
 
     reviewed = {i: v["label"] for i, v in store.labels("corrected").items()

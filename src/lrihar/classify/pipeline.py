@@ -51,6 +51,8 @@ class ClassifySummary:
     errors: list[SourceError] = field(default_factory=list)
     sheets: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: what ``encoder: auto`` measured and chose (None when the encoder was named)
+    encoder_selection: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -58,15 +60,22 @@ class ClassifySummary:
         return out
 
 
-def build_encoder(cfg: ProjectConfig) -> Encoder:
-    """The encoder the project file's ``classify`` section describes."""
+def build_encoder(cfg: ProjectConfig, name: str | None = None, options: dict | None = None) -> Encoder:
+    """The encoder the project file's ``classify`` section describes.
+
+    ``name`` and ``options`` stand in for ``classify.encoder`` and ``classify.options`` (how
+    ``auto`` builds its candidates); ``auto`` itself is resolved by ``classify.auto``.
+    """
     c = cfg.classify
+    name = name or c.encoder
+    if name == "auto":
+        raise ValueError("encoder 'auto' is chosen per project: use classify.auto.resolve_encoder")
     kwargs: dict[str, Any] = {"batch_size": c.batch_size}
-    if c.encoder != "hand-pose":  # landmark geometry has no weights and no device
+    if name != "hand-pose":  # landmark geometry has no weights and no device
         kwargs["device"] = c.device
         if c.model is not None:
             kwargs["model"] = c.model
-    return create_encoder(c.encoder, **kwargs | c.options)
+    return create_encoder(name, **kwargs | (c.options if options is None else options))
 
 
 def class_lambdas(cfg: ProjectConfig, classes: list[str]) -> np.ndarray:
@@ -93,16 +102,44 @@ def embed_detections(store: Store, encoder: Encoder, encoder_key: str, padding: 
     todo = wanted - store.embedded_detections(encoder_key)
     if not todo:
         return 0
+    components = getattr(encoder, "components", None)
+    if components:
+        return _join_components(store, encoder, encoder_key, components, padding, errors, show_progress, todo)
     done = 0
-    crops = iter_crops(store, padding, errors, only=todo)
+    if encoder.uses_pixels:
+        crops = iter_crops(store, padding, errors, only=todo)
+    else:  # landmark geometry: no frame needs decoding
+        crops = ((row, _NO_PIXELS) for row in store.detections() if row.id in todo)
     with progress_bar("embed", unit="crops", enabled=show_progress, total=len(todo)) as bar:
         while batch := list(itertools.islice(crops, encoder.batch_size)):
             items = [Crop(img, None if row.world_landmarks is None else np.asarray(row.world_landmarks),
-                          row.handedness) for row, img in batch]
+                          row.handedness, None if row.landmarks is None else np.asarray(row.landmarks))
+                     for row, img in batch]
             store.put_detection_embeddings(encoder_key, [row.id for row, _ in batch], encoder.embed(items))
             done += len(batch)
             bar.update(done)
     return done
+
+
+_NO_PIXELS = np.zeros((0, 0, 3), dtype=np.uint8)
+
+
+def _join_components(store: Store, encoder: Encoder, encoder_key: str, components: list[Encoder],
+                     padding: float, errors: list[SourceError], show_progress: bool, todo: set[int]) -> int:
+    """Fusion: embed each part under its own key (shared with the plain encoders, so nothing is
+    embedded twice), then store the parts side by side under the fusion's key."""
+    stored = []
+    for part in components:
+        key = store.register_encoder(part.describe())
+        embed_detections(store, part, key, padding, errors, show_progress, only=todo)
+        stored.append(store.detection_embeddings(key))
+    ids = np.array(sorted(todo), dtype=int)
+    for part_ids, _ in stored:
+        ids = np.intersect1d(ids, part_ids)
+    if len(ids):
+        joined = np.concatenate([vectors[np.isin(part_ids, ids)] for part_ids, vectors in stored], axis=1)
+        store.put_detection_embeddings(encoder_key, ids.tolist(), joined)
+    return len(ids)
 
 
 def classify(project: Project, *, config: ProjectConfig | None = None, templates: Path | None = None,
@@ -122,14 +159,19 @@ def classify(project: Project, *, config: ProjectConfig | None = None, templates
     cfg = config or project.config
     store = project.store
     folders = class_folders(cfg, templates)
-    encoder = encoder or build_encoder(cfg)
+    choice = None
+    if encoder is None:
+        from lrihar.classify.auto import resolve_encoder
+
+        encoder, choice = resolve_encoder(store, cfg, folders)
     key = store.register_encoder(encoder.describe())
     bank = build_bank(store, encoder, key, folders)
     matcher = matcher_for(bank, encoder, cfg)
     lambdas = {name: round(float(lam), 4) for name, lam in zip(bank.classes, matcher.lambdas, strict=True)}
+    selection = choice.as_dict() if choice is not None else None
     run_config = {"project": cfg.model_dump(mode="json", by_alias=True),
-                  "encoder": encoder.describe(), "templates": bank.counts()}
-    summary = ClassifySummary(0, encoder.name, lambdas, bank.counts())
+                  "encoder": encoder.describe(), "templates": bank.counts(), "encoder_selection": selection}
+    summary = ClassifySummary(0, encoder.name, lambdas, bank.counts(), encoder_selection=selection)
 
     def close(seconds: float) -> dict:
         summary.seconds = seconds

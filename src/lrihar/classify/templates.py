@@ -164,7 +164,8 @@ def template_crops(files: list[TemplateFile], with_landmarks: bool) -> list[Crop
         dets = detector(img)
         if len(dets):
             best = int(np.argmax(dets.confidence))
-            crops.append(Crop(img, dets.data["world_landmarks"][best], str(dets.data["handedness"][best])))
+            crops.append(Crop(img, dets.data["world_landmarks"][best], str(dets.data["handedness"][best]),
+                              dets.data["landmarks"][best]))
         else:
             crops.append(Crop(img))
     return crops

@@ -16,7 +16,8 @@ def classify(
     project: ProjectOpt = Path("."),
     templates: Annotated[Path | None, typer.Option(
         help="Templates root: one sub-folder of crops per class (overrides the project file).")] = None,
-    encoder: Annotated[str | None, typer.Option(help="Encoder backend (see `lrihar encoders`).")] = None,
+    encoder: Annotated[str | None, typer.Option(
+        help="Encoder backend (see `lrihar encoders`); auto (default) picks one per project.")] = None,
     model: Annotated[str | None, typer.Option(help="Encoder model id, local dir or weights file.")] = None,
     lambda_: Annotated[float | None, typer.Option("--lambda", help="NG threshold λ for every class.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N.")] = None,
@@ -44,11 +45,41 @@ def classify(
     if json_out:
         json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
 
+def print_encoder_choice(selection: dict | None) -> None:
+    """The table ``encoder: auto`` measured, and its choice (nothing when the encoder was named)."""
+    if not selection:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    reviewed = selection["reviewed"]
+    table = Table("candidate", "leave-one-out", f"reviewed (n={reviewed})", "score", "note",
+                  title=f"encoder: auto, accuracy on {selection['templates']} templates")
+    pct = "{:.1%}".format
+    left_out: dict[str, list[str]] = {}
+    for row in selection["candidates"]:
+        chosen = row["label"] == selection["chosen"]
+        cells = ["–" if row[k] is None else pct(row[k])
+                 for k in ("templates_accuracy", "reviewed_accuracy", "score")]
+        if row["left_out"]:
+            left_out.setdefault(row["left_out"], []).append(row["label"])
+        table.add_row(row["label"], *cells, "left out" if row["left_out"] else ("chosen" if chosen else ""),
+                      style="bold" if chosen else None)
+    Console().print(table)
+    for reason, labels in left_out.items():  # below the table: long reasons would wrap inside it
+        typer.echo(f"left out: {', '.join(labels)}: {reason}")
+    share = selection["detections_with_landmarks"]
+    landmarks = "" if share is None else f"; detections with hand landmarks: {share:.0%}"
+    typer.echo(f"encoder: auto -> {selection['chosen']} (best accuracy, ties to appearance){landmarks}")
+
+
 def _print_classify_summary(s) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("label", "crops", "share", title=f"classify run {s.run_id} ({s.encoder})")
+    print_encoder_choice(s.encoder_selection)
+    encoder = s.encoder_selection["chosen"] if s.encoder_selection else s.encoder
+    table = Table("label", "crops", "share", title=f"classify run {s.run_id} ({encoder})")
     total = sum(s.counts.values()) or 1
     for name, n in s.counts.items():
         table.add_row(name, str(n), f"{n / total:.1%}")
@@ -64,7 +95,7 @@ def _print_classify_summary(s) -> None:
 def calibrate_lambda(
     project: ProjectOpt = Path("."),
     templates: Annotated[Path | None, typer.Option(help="Templates root (overrides the project).")] = None,
-    encoder: Annotated[str | None, typer.Option(help="Encoder backend.")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Encoder; auto chooses as classify does.")] = None,
     keep: Annotated[float, typer.Option(help="Share of correct templates the suggested λ keeps.")] = 0.95,
     plot: Annotated[Path | None, typer.Option(help="PNG of accuracy and NG rate vs λ.")] = None,
     step: Annotated[float, typer.Option(help="λ step of the printed table.")] = 0.05,
@@ -81,6 +112,7 @@ def calibrate_lambda(
     proj = Project.open(project)
     cfg = with_overrides(proj.config, "classify", encoder=encoder)
     result = calibrate_project(proj, config=cfg, templates=templates, keep=keep)
+    print_encoder_choice(result.encoder_selection)
     console = Console()
     for sw in result.sweeps:
         table = Table("λ", "accuracy", "NG rate", title=f"{sw.name} (n={sw.n})")
@@ -94,15 +126,17 @@ def calibrate_lambda(
     if plot:
         typer.echo(f"plot: {plot_sweeps(result, plot)}")
     if json_out:
-        doc = {"suggested": result.suggested, "keep": keep,
+        doc = {"suggested": result.suggested, "keep": keep, "encoder": result.encoder,
+               "encoder_selection": result.encoder_selection,
                "loo_accuracy_without_ng": result.loo_accuracy_without_ng,
                "sweeps": {sw.name: sw.rows() for sw in result.sweeps}}
         json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 @app.command("encoders")
 def list_encoder_backends() -> None:
-    """List the registered crop encoder backends."""
+    """List the registered crop encoder backends (and auto, which picks one per project)."""
     from lrihar.models.encoders import list_encoders
 
     for name in list_encoders():
         typer.echo(name)
+    typer.echo("auto (default: picks the appearance encoder, hand-pose or fusion by leave-one-out accuracy)")

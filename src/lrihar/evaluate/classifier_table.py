@@ -17,19 +17,23 @@ from lrihar.evaluate.confusion import Confusion
 
 def template_matcher_row(project, confusions: dict[str, Confusion], sample: int = 30) -> dict[str, Any]:
     """Accuracy from ``confusions`` and the per-crop call time (embed + match, batch 1)."""
-    from lrihar.classify.pipeline import build_encoder, matcher_for
+    from lrihar.classify.auto import resolve_encoder
+    from lrihar.classify.pipeline import matcher_for
     from lrihar.classify.templates import build_bank, class_folders
     from lrihar.crops import iter_crops
+    from lrihar.models.encoders import Crop
 
     cfg = project.config
     store = project.store
-    encoder = build_encoder(cfg)
+    encoder, _ = resolve_encoder(store, cfg, class_folders(cfg))
     key = store.register_encoder(encoder.describe())
     start = time.perf_counter()
     bank = build_bank(store, encoder, key, class_folders(cfg))
     setup_s = time.perf_counter() - start
     matcher = matcher_for(bank, encoder, cfg)
-    crops = [img for _, img in itertools.islice(iter_crops(store), sample)]
+    # with their landmarks: hand-pose and fusion (which auto may pick) read them
+    crops = [Crop(img, None if row.world_landmarks is None else np.asarray(row.world_landmarks),
+                  row.handedness) for row, img in itertools.islice(iter_crops(store), sample)]
     times = []
     for crop in crops[:1] + crops:  # the first call warms up
         t0 = time.perf_counter()

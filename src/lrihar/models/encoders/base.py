@@ -18,11 +18,13 @@ class Crop:
         image: RGB ``uint8`` pixels of the crop.
         world_landmarks: (21, 3) MediaPipe world landmarks in metres, or None.
         handedness: "Left" / "Right" as MediaPipe reports it, or None.
+        landmarks: (21, 3) landmarks in image pixels (z in the scale of x), or None.
     """
 
     image: np.ndarray
     world_landmarks: np.ndarray | None = None
     handedness: str | None = None
+    landmarks: np.ndarray | None = None
 
 
 def as_crops(items: Sequence[Crop | np.ndarray]) -> list[Crop]:
@@ -44,6 +46,8 @@ class Encoder(ABC):
     batch_size: int = 32
     #: True for encoders that read ``Crop.world_landmarks`` (pose, fusion).
     uses_landmarks: bool = False
+    #: False for encoders that never look at ``Crop.image`` (pose): no frame is decoded for them.
+    uses_pixels: bool = True
 
     @abstractmethod
     def _embed_batch(self, crops: list[Crop]) -> np.ndarray:

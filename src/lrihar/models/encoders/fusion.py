@@ -25,15 +25,15 @@ class FusionEncoder(Encoder):
         pose_weight: ``w`` in [0, 1]; the appearance part gets ``1 - w``.
         appearance: the appearance encoder's name (default the offline default).
         appearance_options: keyword options for it (model, device, ...).
-        angle_weight: passed to the hand-pose encoder.
+        angle_weight, tip_weight: passed to the hand-pose encoder.
     """
 
     name = "fusion"
     uses_landmarks = True
 
     def __init__(self, pose_weight: float = 0.5, appearance: str = DEFAULT_ENCODER,
-                 appearance_options: dict | None = None, angle_weight: float = 1.0,
-                 **shared: Any) -> None:
+                 appearance_options: dict | None = None, angle_weight: float = 2.0,
+                 tip_weight: float = 3.0, **shared: Any) -> None:
         if not 0.0 <= pose_weight <= 1.0:
             raise BadInputError(f"classify.options.pose_weight: {pose_weight} is not in [0, 1]")
         if appearance in ("fusion", "hand-pose"):
@@ -41,11 +41,16 @@ class FusionEncoder(Encoder):
                                 f"{appearance!r}")
         self.pose_weight = pose_weight
         self.appearance = create_encoder(appearance, **shared | (appearance_options or {}))
-        self.pose = create_encoder("hand-pose", angle_weight=angle_weight)
+        self.pose = create_encoder("hand-pose", angle_weight=angle_weight, tip_weight=tip_weight)
 
     @property
     def dim(self) -> int:
         return self.appearance.dim + self.pose.dim
+
+    @property
+    def components(self) -> list[Encoder]:
+        """The encoders whose embeddings, side by side, are this one's (in ``parts`` order)."""
+        return [self.appearance, self.pose]
 
     @property
     def parts(self) -> list[tuple[int, float]]:

@@ -31,6 +31,11 @@ WEAK = "low confidence: weakest box 0.20"
 
 @pytest.fixture
 def root(tmp_path) -> Path:
+    return queue_project(tmp_path)
+
+
+def queue_project(tmp_path: Path) -> Path:
+    """The project described in the module docstring, under ``tmp_path / "p"``."""
     import supervision as sv
 
     from lrihar.store import FrameRecord, Store
@@ -126,7 +131,7 @@ def test_a_box_drawn_on_a_frame_with_no_box_is_a_persons_clipped_logged_and_undo
     busy = client.get("/api/queue").json()["items"][1]
     ref = {"source": busy["source_id"], "frame_index": busy["frame_index"]}
     assert client.get(f"/api/sources/{ref['source']}/frames/0/boxes").json() == \
-        {"width": W, "height": H, "items": []}
+        {"width": W, "height": H, "items": [], "check": {"verdict": None}}
     r = client.post("/api/add-to-frame", json={**ref, "xyxy": [100, -20, 400, 60], "label": "gloved_hand",
                                                "reviewer": "ana"})
     assert r.status_code == 200, r.text

@@ -102,8 +102,10 @@ def export(
                                                                              errors=errors)
         for err in errors[:20]:
             echo_err(f"warning: {err.source_id}: {err.message}")
+        # CVAT lists every image, looked at or not: only the user can say an empty one was checked
+        checked = " [--empty-checked: the images you leave with no box hold no hand]" if fmt == "cvat" else ""
         typer.echo(f"wrote {path} and the frames in {out / 'images'}; import the corrected export with "
-                   f"`lrihar import -p {project} FILE --from {fmt}`")
+                   f"`lrihar import -p {project} FILE --from {fmt}{checked}`")
         return
     summary = export_dataset(proj, out, fmt, split, seed, include_ng, classes, padding, negatives=negatives)
     for name in ("train", "val", "test"):

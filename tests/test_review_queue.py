@@ -214,6 +214,8 @@ def test_lrihar_review_queue_uncertain_serves_the_ranked_frames(root):
 
 
 def test_browser_draws_a_missed_hand_on_an_empty_suggested_frame_undo_then_export(root, tmp_path):
+    from playwright.sync_api import expect
+
     from lrihar.review.server import create_app
 
     port = _free_port()
@@ -233,8 +235,9 @@ def test_browser_draws_a_missed_hand_on_an_empty_suggested_frame_undo_then_expor
         busy.click()
         page.keyboard.press("f")
         page.wait_for_selector("#frame.open")
-        page.wait_for_function("document.getElementById('frame-img').complete"
-                               " && document.getElementById('frame-img').naturalWidth > 0")
+        # a locator assertion, not wait_for_function: that evaluates a string, which the page's CSP
+        # refuses (unsafe-eval) whenever the condition is not already true
+        expect(page.locator("#frame-img")).to_have_js_property("naturalWidth", W)
 
         def draw() -> None:
             r = page.locator("#frame-svg").bounding_box()

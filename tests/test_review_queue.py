@@ -31,6 +31,11 @@ WEAK = "low confidence: weakest box 0.20"
 
 @pytest.fixture
 def root(tmp_path) -> Path:
+    return queue_project(tmp_path)
+
+
+def queue_project(tmp_path: Path) -> Path:
+    """The project described in the module docstring, under ``tmp_path / "p"``."""
     import supervision as sv
 
     from lrihar.store import FrameRecord, Store
@@ -126,7 +131,7 @@ def test_a_box_drawn_on_a_frame_with_no_box_is_a_persons_clipped_logged_and_undo
     busy = client.get("/api/queue").json()["items"][1]
     ref = {"source": busy["source_id"], "frame_index": busy["frame_index"]}
     assert client.get(f"/api/sources/{ref['source']}/frames/0/boxes").json() == \
-        {"width": W, "height": H, "items": []}
+        {"width": W, "height": H, "items": [], "check": {"verdict": None}}
     r = client.post("/api/add-to-frame", json={**ref, "xyxy": [100, -20, 400, 60], "label": "gloved_hand",
                                                "reviewer": "ana"})
     assert r.status_code == 200, r.text
@@ -209,6 +214,8 @@ def test_lrihar_review_queue_uncertain_serves_the_ranked_frames(root):
 
 
 def test_browser_draws_a_missed_hand_on_an_empty_suggested_frame_undo_then_export(root, tmp_path):
+    from playwright.sync_api import expect
+
     from lrihar.review.server import create_app
 
     port = _free_port()
@@ -228,8 +235,9 @@ def test_browser_draws_a_missed_hand_on_an_empty_suggested_frame_undo_then_expor
         busy.click()
         page.keyboard.press("f")
         page.wait_for_selector("#frame.open")
-        page.wait_for_function("document.getElementById('frame-img').complete"
-                               " && document.getElementById('frame-img').naturalWidth > 0")
+        # a locator assertion, not wait_for_function: that evaluates a string, which the page's CSP
+        # refuses (unsafe-eval) whenever the condition is not already true
+        expect(page.locator("#frame-img")).to_have_js_property("naturalWidth", W)
 
         def draw() -> None:
             r = page.locator("#frame-svg").bounding_box()

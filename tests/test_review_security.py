@@ -86,7 +86,7 @@ def _snapshot(root: Path) -> list:
     store = Store(root / "lrihar.db")
     try:
         return [store.db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
-                for table in ("labels", "detections", "review_log", "review_sessions")]
+                for table in ("labels", "detections", "review_log", "review_sessions", "frame_reviews")]
     finally:
         store.close()
 
@@ -275,6 +275,9 @@ def test_a_cross_origin_box_on_a_frame_is_refused(client, project):
     assert r.status_code == 403 and _snapshot(project) == before
     foreign = client.post("/api/add-to-frame", json=body, headers={"host": "evil.example:8765"})
     assert foreign.status_code == 400
+    empty = {"source": 1, "frame_index": 0, "empty": False, "reviewer": "x"}
+    r = client.post("/api/mark-empty", json=empty, headers={"origin": "http://evil.example"})
+    assert r.status_code == 403
     assert _snapshot(project) == before
 
 
@@ -355,6 +358,7 @@ def test_the_printed_address_carries_the_token_only_beyond_loopback():
     ("/api/add-to-frame", {"source": 1, "frame_index": 0.0, "xyxy": [10, 10, 50, 50], "label": "NG",
                            "reviewer": "x"}),
     ("/api/promote", {"id": True, "reviewer": "x"}),
+    ("/api/mark-empty", {"source": 1, "frame_index": 1.0, "reviewer": "x"}),
     ("/api/wrong", {"ids": [1], "reviewer": "x", "session": True}),
 ])
 def test_ids_must_be_integers(client, project, route, body):
@@ -409,7 +413,8 @@ def test_boxes_are_finite(client, project, number):
 
 @pytest.mark.parametrize("route,body", [
     ("/api/accept", {"ids": [3]}), ("/api/relabel", {"ids": [3], "label": "NG"}),
-    ("/api/add-to-frame", {"source": 1, "frame_index": 0, "label": "NG", "xyxy": [10, 10, 50, 60]})])
+    ("/api/add-to-frame", {"source": 1, "frame_index": 0, "label": "NG", "xyxy": [10, 10, 50, 60]}),
+    ("/api/mark-empty", {"source": 1, "frame_index": 0, "empty": False})])
 def test_an_unknown_review_session_is_a_clear_400(client, project, route, body):
     before = _snapshot(project)
     r = client.post(route, json=body | {"reviewer": "x", "session": 2**31})
@@ -473,9 +478,10 @@ VALID = {"/api/session": {"reviewer": "fuzz"},
          "/api/add": {"like": 1, "xyxy": [10, 10, 50, 60], "label": "NG", "reviewer": "fuzz"},
          "/api/add-to-frame": {"source": 1, "frame_index": 1, "xyxy": [10, 10, 50, 60], "label": "NG",
                                "reviewer": "fuzz"},
-         "/api/promote": {"id": 2, "reviewer": "fuzz"}, "/api/undo": {"reviewer": "fuzz"}}
+         "/api/promote": {"id": 2, "reviewer": "fuzz"}, "/api/undo": {"reviewer": "fuzz"},
+         "/api/mark-empty": {"source": 1, "frame_index": 1, "reviewer": "fuzz"}}
 FIELDS = ["ids", "id", "like", "source", "frame_index", "label", "reviewer", "session", "seen", "xyxy",
-          "extra"]
+          "empty", "extra"]
 
 
 def _junk(rng: random.Random, depth: int = 0):

@@ -77,20 +77,35 @@ def export(
     negatives: Annotated[float, typer.Option(
         help="Share (0-1) of the frames the detector found empty to add as background images "
              "with empty labels (yolo, coco).")] = 0.0,
+    frames: Annotated[Path | None, typer.Option(
+        help="labelstudio, cvat: only the frames this JSON list names (`lrihar suggest -o FILE`), in its "
+             "order, also those with no box yet. Default: every frame that holds a box.")] = None,
 ) -> None:
     """Establish the dataset: YOLO / ImageFolder / COCO split by source, or pre-annotations for
     Label Studio / CVAT. A hand detector set (the yolo default) needs no classify run."""
     from lrihar.dataset.export import check_out_folder, export_dataset, make_folder
+    from lrihar.errors import BadInputError
     from lrihar.project import Project
 
+    tool = fmt in ("labelstudio", "cvat")
+    if frames is not None and not tool:
+        raise BadInputError("--frames: it picks the frames of a labelling tool's export (-f labelstudio or "
+                            "cvat); a dataset takes every reviewed box")
     proj = Project.open(project)
-    if fmt in ("labelstudio", "cvat"):
-        from lrihar.review.interchange import export_cvat, export_labelstudio
+    if tool:
+        from lrihar.review.interchange import export_cvat, export_labelstudio, load_frame_list
 
+        listed = load_frame_list(proj, frames) if frames is not None else None
         make_folder(check_out_folder(out))
-        path = (export_labelstudio if fmt == "labelstudio" else export_cvat)(proj, out)
+        errors: list = []
+        path = (export_labelstudio if fmt == "labelstudio" else export_cvat)(proj, out, frames=listed,
+                                                                             errors=errors)
+        for err in errors[:20]:
+            echo_err(f"warning: {err.source_id}: {err.message}")
+        # CVAT lists every image, looked at or not: only the user can say an empty one was checked
+        checked = " [--empty-checked: the images you leave with no box hold no hand]" if fmt == "cvat" else ""
         typer.echo(f"wrote {path} and the frames in {out / 'images'}; import the corrected export with "
-                   f"`lrihar import -p {project} FILE --from {fmt}`")
+                   f"`lrihar import -p {project} FILE --from {fmt}{checked}`")
         return
     summary = export_dataset(proj, out, fmt, split, seed, include_ng, classes, padding, negatives=negatives)
     for name in ("train", "val", "test"):
@@ -114,13 +129,17 @@ def import_(
     from_: Annotated[str, typer.Option("--from", help="labelstudio, cvat or coco.")] = "labelstudio",
     allow_unknown: Annotated[bool, typer.Option(
         help="Skip unknown images / labels instead of failing.")] = False,
+    empty_checked: Annotated[bool, typer.Option(
+        help="cvat, coco: an image the file lists with no box is a frame you looked at that holds no "
+             "hand (Label Studio: always so for the tasks you submitted).")] = False,
 ) -> None:
     """Apply corrections made in Label Studio, CVAT or any COCO tool to the store (all or nothing)."""
     from lrihar.project import Project
     from lrihar.review.interchange import import_corrections
 
-    s = import_corrections(Project.open(project), file, from_, allow_unknown)
+    s = import_corrections(Project.open(project), file, from_, allow_unknown, empty_checked=empty_checked)
     typer.echo(f"{s.images} images: {s.relabelled} relabelled, {s.moved} boxes moved, {s.confirmed} "
-               f"confirmed, {s.added} added, {s.rejected} marked wrong")
+               f"confirmed, {s.added} added, {s.rejected} marked wrong, {s.checked_empty} marked as "
+               "holding no hand")
     if s.unknown_images or s.unknown_labels:
         echo_err(f"skipped: {len(s.unknown_images)} unknown images, unknown labels {s.unknown_labels}")

@@ -131,8 +131,9 @@ function frameCard(it, i) {
   const reasons = el("ul", "reasons");
   reasons.replaceChildren(...it.reasons.map(r => el("li", "", r)));
   const boxes = it.boxes.filter(b => !b.rejected).length;
+  const checked = it.check && it.check.verdict === "empty" ? " · checked: no hand" : "";
   node.append(thumb, el("div", "lab", `#${it.rank} · ${Number(it.score).toFixed(2)}`), reasons,
-    el("div", "meta", `${it.name} · ${it.status} · ${boxes} box${boxes === 1 ? "" : "es"}`));
+    el("div", "meta", `${it.name} · ${it.status} · ${boxes} box${boxes === 1 ? "" : "es"}${checked}`));
   node.onclick = () => select(i, false);
   node.ondblclick = () => openFrame();
   return node;
@@ -212,12 +213,13 @@ function rect(b, selId, width) {
 // -- the frame view: any stored frame (with or without boxes), by source id and frame index ------
 // ref: {source_id, frame_index, width, height}; sel: the selected box's id (null: none);
 // changed: something was saved, so the grid is reloaded when the view closes.
-const F = { ref: null, boxes: [], sel: null, start: null, changed: false };
+// check: the person's verdict on the whole frame ({verdict: "empty"|null, reviewer, at}).
+const F = { ref: null, boxes: [], check: { verdict: null }, sel: null, start: null, changed: false };
 const frameOpen = () => $("frame").classList.contains("open");
 
 async function drawFrameBoxes() {
   const data = await api(`${frameUrl(F.ref)}/boxes`);
-  F.boxes = data.items;
+  F.boxes = data.items; F.check = data.check;
   if (!F.boxes.some(b => b.id === F.sel)) F.sel = null;
   const svg = $("frame-svg");
   svg.setAttribute("viewBox", `0 0 ${Number(F.ref.width)} ${Number(F.ref.height)}`);
@@ -225,6 +227,7 @@ async function drawFrameBoxes() {
   svg.replaceChildren(...F.boxes.map(b => rect(b, F.sel, F.ref.width)));
   const live = F.boxes.filter(b => !b.rejected).length;
   $("frame-info").textContent = `${F.ref.name} · ${live} box${live === 1 ? "" : "es"}` +
+    (F.check.verdict === "empty" ? ` · checked: no hand (${F.check.reviewer})` : "") +
     (F.sel === null ? "" : ` · box #${F.sel} selected`);
 }
 
@@ -292,10 +295,21 @@ async function frameWrong() {
   } catch (e) { say(e.message); }
 }
 
+// e: "I looked, there is no hand here" (again: take it back). Refused while a box is left on it.
+async function frameEmpty() {
+  const empty = F.check.verdict !== "empty";
+  try {
+    await ensureSession();
+    await api("/api/mark-empty", { source: F.ref.source_id, frame_index: F.ref.frame_index, empty });
+    F.changed = true; say(empty ? "checked: no hand here" : "no-hand mark taken back"); await drawFrameBoxes();
+  } catch (e) { say(e.message); }
+}
+
 function frameKey(ev) {
   const k = ev.key;
   if (k === "Escape") closeFrame();
   else if (k === "w") frameWrong();
+  else if (k === "e") frameEmpty();
   else if (k === "u" || (k === "z" && (ev.ctrlKey || ev.metaKey))) { F.changed = true; undo(); }
   else if (/^[0-9]$/.test(k)) {
     const name = k === "0" ? NG : S.meta.classes[+k - 1];

@@ -3,7 +3,8 @@
 A label row carries a ``version``; an action on it may state the version it was shown, and is
 refused (``ReviewConflict``) if someone changed the row since, so two people editing at once
 never silently overwrite each other. Each action is one transaction and one ``action_id`` in
-``review_log`` (with the state before and after), which :func:`undo_last` reverts.
+``review_log`` (with the state before and after), which :func:`undo_last` reverts. A verdict on a
+whole frame (``empty``: a person looked, there is no hand) is logged the same way, by frame.
 
 Example:
     >>> session = start_session(store, "ana")  # doctest: +SKIP
@@ -91,6 +92,40 @@ def log_change(db: sqlite3.Connection, action_id: int, reviewer: str, session_id
                 None if before is None else json.dumps(before), None if after is None else json.dumps(after)))
 
 
+def frame_check(db: sqlite3.Connection, frame: tuple[int, int]) -> dict[str, Any]:
+    """A person's verdict on ``frame`` (source id, frame index): ``{"verdict": "empty", "reviewer",
+    "at"}`` (looked, really no hand), or ``{"verdict": None}``."""
+    row = db.execute("SELECT verdict, reviewer, at FROM frame_reviews WHERE source_id=? AND frame_index=?",
+                     frame).fetchone()
+    return {"verdict": None} if row is None else {"verdict": row[0], "reviewer": row[1], "at": row[2]}
+
+
+def _put_frame_check(db: sqlite3.Connection, frame: tuple[int, int], check: dict[str, Any]) -> None:
+    """Make ``check`` (as :func:`frame_check` returns it) the frame's verdict."""
+    if check["verdict"] is None:
+        db.execute("DELETE FROM frame_reviews WHERE source_id=? AND frame_index=?", frame)
+    else:
+        db.execute("INSERT OR REPLACE INTO frame_reviews (source_id, frame_index, verdict, reviewer, at)"
+                   " VALUES (?,?,?,?,?)", (*frame, check["verdict"], check["reviewer"], check["at"]))
+
+
+def set_frame_check(db: sqlite3.Connection, action_id: int, reviewer: str, session_id: int | None,
+                    frame: tuple[int, int], verdict: str | None) -> bool:
+    """Mark ``frame`` as holding no hand (``verdict="empty"``) or clear the mark (None), logged under
+    ``action_id`` as ``empty`` / ``unmark``; False (nothing logged) when it already was so."""
+    before = frame_check(db, frame)
+    if before["verdict"] == verdict:
+        return False
+    after = {"verdict": None} if verdict is None else {"verdict": verdict, "reviewer": reviewer,
+                                                      "at": _now().isoformat()}
+    _put_frame_check(db, frame, after)
+    db.execute("INSERT INTO review_log (action_id, at, reviewer, session_id, action, source_id, frame_index,"
+               " before, after) VALUES (?,?,?,?,?,?,?,?,?)",
+               (action_id, _now().isoformat(), reviewer, session_id, "unmark" if verdict is None else "empty",
+                *frame, json.dumps(before), json.dumps(after)))
+    return True
+
+
 def next_action_id(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT COALESCE(MAX(action_id), 0) + 1 FROM review_log").fetchone()[0])
 
@@ -137,11 +172,6 @@ def insert_frame_box(db: sqlite3.Connection, frame: tuple[int, int], xyxy: Seque
     det_id = int(cur.lastrowid)
     set_label(db, det_id, label)
     return det_id
-
-
-def insert_manual_box(db: sqlite3.Connection, like_det_id: int, xyxy: Sequence[float], label: str) -> int:
-    """A box a person drew, on the frame of ``like_det_id``, with its label; returns its id."""
-    return insert_frame_box(db, frame_of_detection(db, like_det_id), xyxy, label)
 
 
 def _apply(store: Store, action: str, ids: Sequence[int], reviewer: str, session_id: int | None,
@@ -264,10 +294,31 @@ def add_frame_box(store: Store, frame: tuple[int, int], xyxy: Sequence[float], l
     box = _valid_frame_box(store, frame, xyxy)
     with store.transaction() as db:
         touch_session(db, session_id)
+        action_id = next_action_id(db)
         det_id = insert_frame_box(db, frame, box, label)
         after = state(db, det_id)
-        log_change(db, next_action_id(db), reviewer, session_id, "add", det_id, None, after)
+        log_change(db, action_id, reviewer, session_id, "add", det_id, None, after)
+        set_frame_check(db, action_id, reviewer, session_id, frame, None)  # a hand after all
     return {"id": det_id, **after}
+
+
+def mark_frame_empty(store: Store, frame: tuple[int, int], reviewer: str, session_id: int | None = None,
+                     empty: bool = True) -> dict:
+    """Record that a person looked at ``frame`` (source id, frame index) and it holds no hand, or
+    (``empty=False``) take that back; logged, undone by :func:`undo_last`. A frame that still holds
+    a box is refused: mark its boxes wrong first. Returns the frame's verdict and ``changed``."""
+    with store.transaction() as db:
+        if db.execute("SELECT 1 FROM frames WHERE source_id=? AND frame_index=?", frame).fetchone() is None:
+            raise BadInputError(f"frame {frame[1]} of source {frame[0]} is not in the store")
+        boxes = db.execute("SELECT COUNT(*) FROM detections WHERE source_id=? AND frame_index=?"
+                           " AND rejected=0", frame).fetchone()[0]
+        if empty and boxes:
+            raise BadInputError(f"frame {frame[1]} of source {frame[0]} still holds {boxes} box(es): mark "
+                                "the wrong ones wrong first (w), then mark the frame as holding no hand")
+        touch_session(db, session_id)
+        changed = set_frame_check(db, next_action_id(db), reviewer, session_id, frame,
+                                  "empty" if empty else None)
+        return {"source_id": frame[0], "frame_index": frame[1], **frame_check(db, frame), "changed": changed}
 
 
 def undo_last(store: Store, reviewer: str) -> list[dict]:
@@ -277,10 +328,15 @@ def undo_last(store: Store, reviewer: str) -> list[dict]:
                          " action != 'undo'", (reviewer,)).fetchone()
         if row[0] is None:
             raise BadInputError(f"nothing to undo for {reviewer!r}")
-        entries = db.execute("SELECT detection_id, action, before, after FROM review_log WHERE action_id=?"
-                             " ORDER BY id DESC", (row[0],)).fetchall()
+        entries = db.execute("SELECT detection_id, action, before, after, source_id, frame_index"
+                             " FROM review_log WHERE action_id=? ORDER BY id DESC", (row[0],)).fetchall()
         restored = []
-        for det_id, action, before_json, after_json in entries:
+        for det_id, action, before_json, after_json, source_id, frame_index in entries:
+            if det_id is None:  # a verdict on a whole frame
+                _put_frame_check(db, (source_id, frame_index), json.loads(before_json))
+                restored.append({"source_id": source_id, "frame_index": frame_index,
+                                 **frame_check(db, (source_id, frame_index))})
+                continue
             if action == "promote":  # the template file goes; the detection never changed
                 Path(json.loads(after_json)["template"]).unlink(missing_ok=True)
             if action == "add":

@@ -1,15 +1,19 @@
 """Round trips with the labelling tools people already use: Label Studio, CVAT, COCO.
 
 Export writes the frames that hold detections as JPEG (``images/``) plus pre-annotations:
-Label Studio tasks with ``predictions`` and a labelling config, or a CVAT-for-images 1.1 XML.
+Label Studio tasks with ``predictions`` and a labelling config, or a CVAT-for-images 1.1 XML. Given
+a frame list (``lrihar suggest -o``), it writes just those frames, in that order, also the ones
+with no box (the hands a detector missed are drawn there).
 Frame files are named from their source and frame index, so an import finds each image's
 stored frame again by file name whatever URL or folder the tool used.
 
-Import matches the tool's boxes on each frame to the stored ones (IoU ≥ 0.5, one to one):
-a matched box takes the tool's label (and its corners if they moved); a tool box with no stored
-match is added as a manual box; a stored box the tool no longer has is marked wrong. All of it
-is one transaction, logged as review actions of reviewer ``import:<tool>``. Unknown images or
-labels are listed and nothing is changed unless ``allow_unknown`` skips them.
+Import matches the tool's boxes on each stored frame (with boxes or not) to the stored ones
+(IoU ≥ 0.5, one to one): a matched box takes the tool's label (and its corners if they moved); a
+tool box with no stored match is added as a person's box; a stored box the tool no longer has is
+marked wrong; a frame left with no box at all can be marked "no hand" (``empty_checked``). All of
+it is one transaction, logged as review actions of reviewer ``import:<tool>`` (so
+:func:`lrihar.review.actions.undo_last` reverts it). Unknown images or labels are listed and
+nothing is changed unless ``allow_unknown`` skips them.
 
 Every box must be four finite numbers with ordered corners and a valid class name; it is then
 clipped to its frame as the review page clips a drawn box (:func:`lrihar.review.actions.clip_box`).
@@ -22,7 +26,7 @@ import json
 import reprlib
 import xml.etree.ElementTree as ET
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +35,14 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
-from lrihar.crops import frame_stem, iter_frames
+from lrihar.crops import FrameRef, frame_stem, read_frames
 from lrihar.errors import BadInputError
 from lrihar.evaluate.metrics import box_iou
 from lrihar.naming import check_class_name
 from lrihar.project import Project
 from lrihar.review import actions
 from lrihar.review.actions import box_numbers, finite_number
+from lrihar.sources import SourceError
 from lrihar.store import DetectionRow
 
 NG = "NG"
@@ -54,6 +59,7 @@ class ImportSummary:
     confirmed: int = 0
     added: int = 0
     rejected: int = 0
+    checked_empty: int = 0
     unknown_images: list[str] = field(default_factory=list)
     unknown_labels: list[str] = field(default_factory=list)
 
@@ -62,26 +68,70 @@ def _classes(project: Project) -> list[str]:
     return project.classes
 
 
-def _write_frames(project: Project, out: Path) -> list[tuple[str, list, tuple[int, int]]]:
-    """Frame JPEGs with their stored (non-rejected) detections: [(file name, rows, (w, h))]."""
+def _write_frames(project: Project, out: Path, frames: Sequence[FrameRef] | None = None,
+                  errors: list[SourceError] | None = None
+                  ) -> list[tuple[str, FrameRef, list[DetectionRow], tuple[int, int]]]:
+    """Frame JPEGs with their stored (non-rejected) detections: [(file name, frame, rows, (w, h))].
+
+    ``frames``: these frames, in this order, with or without boxes (see :func:`load_frame_list`);
+    default every frame that holds a box, in store order. Unreadable frames go to ``errors``.
+    """
     from PIL import Image
 
+    by_frame: dict[tuple[str, int], list[DetectionRow]] = defaultdict(list)
+    for row in project.store.detections():
+        by_frame[(row.source_uri, row.frame_index)].append(row)
+    if frames is None:
+        frames = [FrameRef(r[0].source_uri, r[0].frame_index, r[0].frame_name) for r in by_frame.values()]
     (out / "images").mkdir(parents=True, exist_ok=True)
-    frames = []
-    for rows, image in iter_frames(project.store):
-        name = f"{frame_stem(rows[0])}.jpg"
+    written = {}
+    for ref, image in read_frames(sorted(frames, key=lambda f: (f.source_uri, f.frame_index)), errors):
+        key = (ref.source_uri, ref.frame_index)
+        name = f"{frame_stem(ref)}.jpg"
         Image.fromarray(image).save(out / "images" / name, quality=95)
-        frames.append((name, rows, (image.shape[1], image.shape[0])))
-    if not frames:
-        raise BadInputError("nothing to export: the project has no readable detections")
-    return frames
+        written[key] = (name, ref, by_frame.get(key, []), (image.shape[1], image.shape[0]))
+    if not written:
+        raise BadInputError("nothing to export: " + ("none of the listed frames could be read" if frames
+                                                      else "the project has no readable detections"))
+    return [written[key] for key in dict.fromkeys((f.source_uri, f.frame_index) for f in frames)
+            if key in written]
 
 
-def export_labelstudio(project: Project, out: Path, image_url: str = "/data/local-files/?d=images/") -> Path:
-    """``tasks.json`` (with predictions) and ``labeling-config.xml`` for Label Studio."""
+def load_frame_list(project: Project, path: str | Path) -> list[FrameRef]:
+    """The stored frames a JSON list names, in its order (repeats once): each item an object with
+    ``source`` (the source as stored) and ``frame_index``, as ``lrihar suggest -o`` writes them.
+    A bad item or a frame this project does not hold stops it, naming the item."""
+    path = Path(path)
+    items = _load_json(path, "frame list")
+    if not isinstance(items, list) or not items:
+        raise BadInputError(f"{path}: not a frame list: expected a non-empty JSON list of "
+                            '{"source": ..., "frame_index": N} objects, as `lrihar suggest -o` writes')
+    stored = {(uri, rec.index): FrameRef(uri, rec.index, rec.name) for uri, _, rec in project.store.frames()}
+    problems, out = _Problems(path, "nothing exported", "Fix the list (or write it again with `lrihar "
+                                                        "suggest -p PROJECT -o FILE`)."), {}
+    for i, item in enumerate(items):
+        with problems.record(f"item {i}"):
+            uri, index = _text(_field(item, "source"), "source"), _field(item, "frame_index")
+            if isinstance(index, bool) or not isinstance(index, int):
+                raise ValueError(f"frame_index {reprlib.repr(index)} is not a whole number")
+            if (uri, index) not in stored:
+                raise ValueError(f"frame {index} of {uri!r} is not in this project's store (a list made "
+                                 "for another project?)")
+            out.setdefault((uri, index), stored[(uri, index)])
+    problems.check()
+    return list(out.values())
+
+
+def export_labelstudio(project: Project, out: Path, image_url: str = "/data/local-files/?d=images/",
+                       frames: Sequence[FrameRef] | None = None,
+                       errors: list[SourceError] | None = None) -> Path:
+    """``tasks.json`` (with predictions) and ``labeling-config.xml`` for Label Studio.
+
+    ``frames``: only these, in this order, boxes or not (see :func:`_write_frames`).
+    """
     classes = [*_classes(project), NG]
     tasks = []
-    for name, rows, (w, h) in _write_frames(project, out):
+    for name, ref, rows, (w, h) in _write_frames(project, out, frames, errors):
         result = []
         for r in rows:
             x1, y1, x2, y2 = r.xyxy
@@ -93,7 +143,7 @@ def export_labelstudio(project: Project, out: Path, image_url: str = "/data/loca
                           "rectanglelabels": [r.action or NG]},
                 "score": r.action_score if r.action_score is not None else r.score,
             })
-        frame = f"{rows[0].source_uri}#{rows[0].frame_index}"
+        frame = f"{ref.source_uri}#{ref.frame_index}"
         tasks.append({"data": {"image": image_url + name, "lrihar_frame": frame},
                       "predictions": [{"model_version": "lrihar", "result": result}]})
     (out / "tasks.json").write_text(json.dumps(tasks, indent=1) + "\n")
@@ -104,15 +154,17 @@ def export_labelstudio(project: Project, out: Path, image_url: str = "/data/loca
     return out / "tasks.json"
 
 
-def export_cvat(project: Project, out: Path) -> Path:
-    """``annotations.xml`` in CVAT for images 1.1, beside the frame images."""
+def export_cvat(project: Project, out: Path, frames: Sequence[FrameRef] | None = None,
+                errors: list[SourceError] | None = None) -> Path:
+    """``annotations.xml`` in CVAT for images 1.1, beside the frame images (``frames``: as for
+    :func:`export_labelstudio`)."""
     root = ET.Element("annotations")
     ET.SubElement(root, "version").text = "1.1"
     meta = ET.SubElement(ET.SubElement(root, "meta"), "task")
     labels = ET.SubElement(meta, "labels")
     for c in [*_classes(project), NG]:
         ET.SubElement(ET.SubElement(labels, "label"), "name").text = c
-    for i, (name, rows, (w, h)) in enumerate(_write_frames(project, out)):
+    for i, (name, _ref, rows, (w, h)) in enumerate(_write_frames(project, out, frames, errors)):
         img = ET.SubElement(root, "image", id=str(i), name=name, width=str(w), height=str(h))
         for r in rows:
             x1, y1, x2, y2 = r.xyxy
@@ -152,10 +204,11 @@ class _JsonConstant:
 
 class _Problems:
     """Bad records of one file, collected so the user sees them together; nothing is imported
-    while there is one."""
+    (or exported) while there is one."""
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.items = path, []
+    def __init__(self, path: Path, outcome: str = "nothing imported",
+                 fix: str = "Fix them in the tool (or the file) and import again.") -> None:
+        self.path, self.items, self.outcome, self.fix = path, [], outcome, fix
 
     @contextmanager
     def record(self, where: str) -> Iterator[None]:
@@ -170,9 +223,8 @@ class _Problems:
     def check(self) -> None:
         if self.items:
             more = f"; ... and {len(self.items) - 10} more" if len(self.items) > 10 else ""
-            raise BadInputError(f"{self.path}: nothing imported; {len(self.items)} bad record(s): "
-                                + "; ".join(self.items[:10]) + more
-                                + ". Fix them in the tool (or the file) and import again.")
+            raise BadInputError(f"{self.path}: {self.outcome}; {len(self.items)} bad record(s): "
+                                + "; ".join(self.items[:10]) + more + f". {self.fix}")
 
 
 def _load_json(path: Path, what: str) -> object:
@@ -343,8 +395,13 @@ PARSERS = {"labelstudio": parse_labelstudio, "cvat": parse_cvat, "coco": parse_c
 
 
 def import_corrections(project: Project, path: str | Path, tool: str, allow_unknown: bool = False,
-                       match_iou: float = 0.5) -> ImportSummary:
-    """Apply a tool's corrected export to the store (all or nothing); see the module doc."""
+                       match_iou: float = 0.5, empty_checked: bool = False) -> ImportSummary:
+    """Apply a tool's corrected export to the store (all or nothing); see the module doc.
+
+    ``empty_checked``: an image the file lists with no box marks its frame as holding no hand
+    (always so for Label Studio, whose export lists a task only once a person submitted it; CVAT
+    and COCO files list every image, looked at or not).
+    """
     if tool not in PARSERS:
         raise BadInputError(f"--from: unknown tool {tool!r}; choose one of {', '.join(TOOLS)}")
     path = Path(path)
@@ -353,9 +410,7 @@ def import_corrections(project: Project, path: str | Path, tool: str, allow_unkn
     imported = PARSERS[tool](path)
     store = project.store
     classes = _classes(project)
-    frames: dict[str, DetectionRow] = {}
-    for row in store.detections(include_rejected=True):
-        frames.setdefault(f"{frame_stem(row)}.jpg", row)
+    frames = _stored_frames(store)
     summary = ImportSummary(images=len(imported))
     summary.unknown_images = sorted(n for n in imported if n not in frames)
     summary.unknown_labels = sorted({b.label for boxes in imported.values() for b in boxes
@@ -389,12 +444,41 @@ def import_corrections(project: Project, path: str | Path, tool: str, allow_unkn
             actions.log_change(db, action_id, reviewer, None, kind, det_id, before, actions.state(db, det_id))
 
         for name, boxes in clipped.items():
-            rows = stored.get((frames[name].source_uri, frames[name].frame_index), [])
-            _apply_frame(db, rows, boxes, match_iou, summary, log)
+            frame = frames[name]
+            rows = stored.get((frame.uri, frame.key[1]), [])
+            _apply_frame(db, frame.key, rows, boxes, match_iou, summary, log)
+            # The tool's word on the whole frame: a hand clears an earlier "no hand"; no box at all
+            # is a person's "no hand" where the file says someone looked.
+            empty = not imported[name] and (empty_checked or tool == "labelstudio")
+            verdict = None if boxes else "empty" if empty else frame.verdict
+            if actions.set_frame_check(db, action_id, reviewer, None, frame.key, verdict):
+                summary.checked_empty += verdict == "empty"
     return summary
 
 
-def _apply_frame(db, rows, boxes, match_iou, summary: ImportSummary, log) -> None:
+@dataclass(frozen=True)
+class _StoredFrame:
+    """A stored frame an import can land on: (source id, frame index), size, source, verdict."""
+
+    key: tuple[int, int]
+    uri: str
+    width: int
+    height: int
+    verdict: str | None
+
+
+def _stored_frames(store) -> dict[str, _StoredFrame]:
+    """Every stored frame (with a box or not) by the file name the exports give its image."""
+    cur = store.db.execute(
+        "SELECT f.source_id, f.frame_index, s.uri, f.name, f.width, f.height, r.verdict FROM frames f"
+        " JOIN sources s ON s.id = f.source_id LEFT JOIN frame_reviews r"
+        " ON r.source_id = f.source_id AND r.frame_index = f.frame_index")
+    return {f"{frame_stem(FrameRef(uri, index, name))}.jpg": _StoredFrame((sid, index), uri, w, h, verdict)
+            for sid, index, uri, name, w, h, verdict in cur}
+
+
+def _apply_frame(db, frame: tuple[int, int], rows, boxes, match_iou, summary: ImportSummary, log) -> None:
+    """Match the tool's ``boxes`` on ``frame`` to its stored live ``rows``; see the module doc."""
     iou = box_iou(np.array([r.xyxy for r in rows], float), np.array([b for b, _ in boxes], float))
     taken_rows: set[int] = set()
     matched: dict[int, int] = {}
@@ -421,9 +505,7 @@ def _apply_frame(db, rows, boxes, match_iou, summary: ImportSummary, log) -> Non
             actions.set_label(db, row.id, label)
             log("import", row.id, before)
         else:
-            if not rows:
-                continue  # a frame the project holds only as rejected boxes: nothing to attach to
-            log("add", actions.insert_manual_box(db, rows[0].id, box, label), None)
+            log("add", actions.insert_frame_box(db, frame, box, label), None)
             summary.added += 1
     for i, row in enumerate(rows):
         if i not in taken_rows:

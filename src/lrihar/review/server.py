@@ -10,7 +10,7 @@ before a route runs.
 Two queues: ``all`` lists every crop, lowest score first, with filters; ``uncertain`` lists the
 frames :func:`lrihar.train.suggest.suggest_frames` ranked highest (computed once, at launch), in
 that order, with their reasons, so a person fixes the frames most worth it, drawing the missed
-hands on frames that may hold no box yet.
+hands on frames that may hold no box yet, or marking a frame as holding no hand at all.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
 
 from lrihar.errors import BadInputError, LriharError
 from lrihar.naming import MAX_CLASS_NAME
@@ -113,6 +113,14 @@ class FrameAddBody(Who):
     frame_index: FrameIndex
     xyxy: tuple[Coordinate, Coordinate, Coordinate, Coordinate]
     label: Annotated[str, Field(min_length=1, max_length=MAX_CLASS_NAME)]
+
+
+class MarkEmptyBody(Who):
+    """A person looked at a frame and saw no hand (``empty`` true), or takes that back (false)."""
+
+    source: Id
+    frame_index: FrameIndex
+    empty: StrictBool = True
 
 
 def validation_message(errors: Any) -> str:
@@ -308,7 +316,8 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
                                  (source_id, frame_index)).fetchone()
         if row is None:
             raise HTTPException(404, f"frame {frame_index} of source {source_id} is not in the store")
-        return {"width": row[0], "height": row[1], "items": boxes_on(source_id, frame_index)}
+        return {"width": row[0], "height": row[1], "items": boxes_on(source_id, frame_index),
+                "check": actions.frame_check(store().db, (source_id, frame_index))}
 
     @app.get("/api/queue")
     def uncertain_queue(offset: int = Query(0, ge=0, le=MAX_ID),
@@ -319,10 +328,12 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
         items = []
         for item in queue[offset:offset + limit]:
             boxes = boxes_on(item["source_id"], item["frame_index"])
-            # live: a frame a person has corrected since launch stays in the queue, marked done
-            reviewed = any(b["rejected"] or b["provenance"] == "corrected"
-                           or b["backend"] == actions.MANUAL_BACKEND for b in boxes)
-            items.append(item | {"boxes": boxes, "reviewed": reviewed})
+            check = actions.frame_check(store().db, (item["source_id"], item["frame_index"]))
+            # live: a frame a person has corrected (or found empty) since launch stays, marked done
+            reviewed = check["verdict"] is not None or any(
+                b["rejected"] or b["provenance"] == "corrected" or b["backend"] == actions.MANUAL_BACKEND
+                for b in boxes)
+            items.append(item | {"boxes": boxes, "check": check, "reviewed": reviewed})
         return {"queue": "uncertain", "total": len(queue), "items": items}
     @app.post("/api/relabel")
     def relabel(body: RelabelBody) -> dict[str, Any]:
@@ -350,6 +361,11 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
     def add_to_frame(body: FrameAddBody) -> dict[str, Any]:
         return actions.add_frame_box(store(), (body.source, body.frame_index), body.xyxy, body.label,
                                      body.reviewer, body.session, classes)
+
+    @app.post("/api/mark-empty")
+    def mark_empty(body: MarkEmptyBody) -> dict[str, Any]:
+        return actions.mark_frame_empty(store(), (body.source, body.frame_index), body.reviewer, body.session,
+                                        body.empty)
 
     @app.post("/api/promote")
     def promote(body: OneBody) -> dict[str, Any]:

@@ -11,7 +11,8 @@ Example:
 
 One module per table group: :mod:`~lrihar.store.schema` (tables, version, upgrades),
 :mod:`~lrihar.store.connection`, :mod:`~lrihar.store.runs`, :mod:`~lrihar.store.frames`,
-:mod:`~lrihar.store.embeddings`, :mod:`~lrihar.store.labels`.
+:mod:`~lrihar.store.embeddings`, :mod:`~lrihar.store.labels`,
+:mod:`~lrihar.store.frame_reviews`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from lrihar.store.embeddings import EmbeddingsMixin
+from lrihar.store.frame_reviews import FrameReviewsMixin
 from lrihar.store.frames import DetectionRow, FrameRecord, FramesMixin
 from lrihar.store.labels import LabelsMixin
 from lrihar.store.runs import RunsMixin
 from lrihar.store.schema import FRAME_STATUSES, SCHEMA_VERSION
 
 
-class Store(RunsMixin, FramesMixin, EmbeddingsMixin, LabelsMixin):
+class Store(RunsMixin, FramesMixin, EmbeddingsMixin, LabelsMixin, FrameReviewsMixin):
     """SQLite project store. Safe to open from several processes (WAL, busy timeout)."""
 
     def __init__(self, path: str | Path) -> None:

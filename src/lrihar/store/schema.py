@@ -7,10 +7,32 @@ from pathlib import Path
 
 from lrihar.errors import BadInputError
 
-SCHEMA_VERSION = 5  # 2: embeddings, labels; 3: text_score, auto_label, post; 4: review; 5: run pid
+SCHEMA_VERSION = 6
+# 2: embeddings, labels; 3: text_score, auto_label, post; 4: review; 5: run pid;
+# 6: frame_reviews, review_log rows about a frame (detection_id NULL, source_id + frame_index)
 
 FRAME_STATUSES = ("action", "empty", "gated")
-SCHEMA = """
+# A review action changes a detection (detection_id) or a whole frame (detection_id NULL; source_id
+# and frame_index name the frame, e.g. a person's "no hand here"). No foreign keys to detections or
+# frames: the log outlives what it describes (an undone add, a redone source).
+REVIEW_LOG_COLUMNS = """
+    id INTEGER PRIMARY KEY,
+    action_id INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    session_id INTEGER REFERENCES review_sessions(id),
+    action TEXT NOT NULL,
+    detection_id INTEGER,
+    before TEXT,
+    after TEXT,
+    undone INTEGER NOT NULL DEFAULT 0,
+    source_id INTEGER,
+    frame_index INTEGER,
+    CHECK (detection_id IS NOT NULL OR frame_index IS NOT NULL)
+"""
+# frame_reviews: a person's verdict on a whole frame ('empty': looked, really no hand). Keyed by the
+# frame but without a foreign key, so a verdict survives `annotate --redo` of its source.
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sources (
     id INTEGER PRIMARY KEY,
@@ -99,20 +121,17 @@ CREATE TABLE IF NOT EXISTS review_sessions (
     last_at TEXT NOT NULL,
     seconds REAL NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS review_log (
-    id INTEGER PRIMARY KEY,
-    action_id INTEGER NOT NULL,
-    at TEXT NOT NULL,
-    reviewer TEXT NOT NULL,
-    session_id INTEGER REFERENCES review_sessions(id),
-    action TEXT NOT NULL,
-    detection_id INTEGER NOT NULL,
-    before TEXT,
-    after TEXT,
-    undone INTEGER NOT NULL DEFAULT 0
-);
+CREATE TABLE IF NOT EXISTS review_log ({REVIEW_LOG_COLUMNS});
 CREATE INDEX IF NOT EXISTS review_log_by_action ON review_log(action_id);
 CREATE INDEX IF NOT EXISTS review_log_by_detection ON review_log(detection_id);
+CREATE TABLE IF NOT EXISTS frame_reviews (
+    source_id INTEGER NOT NULL,
+    frame_index INTEGER NOT NULL,
+    verdict TEXT NOT NULL CHECK (verdict IN ('empty')),
+    reviewer TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (source_id, frame_index)
+);
 CREATE TABLE IF NOT EXISTS errors (
     id INTEGER PRIMARY KEY,
     run_id INTEGER REFERENCES runs(id),
@@ -154,4 +173,20 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
         # Runs still 'running' from before schema 5 have no pid to check: almost surely
         # killed long ago (a live one would set its status again when it ends).
         db.execute("UPDATE runs SET status='interrupted' WHERE status='running' AND pid IS NULL")
+        _upgrade_review_log(db)
         db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+
+
+def _upgrade_review_log(db: sqlite3.Connection) -> None:
+    """Before schema 6 every log row named a detection (``detection_id NOT NULL``). SQLite cannot
+    relax a column in place, so the table is rebuilt with the frame columns, keeping every row."""
+    info = {r[1]: r for r in db.execute("PRAGMA table_info(review_log)")}
+    if "source_id" in info and not info["detection_id"][3]:  # [3]: notnull
+        return
+    kept = ", ".join(c for c in info if c not in ("source_id", "frame_index"))
+    db.execute(f"CREATE TABLE review_log_v6 ({REVIEW_LOG_COLUMNS})")
+    db.execute(f"INSERT INTO review_log_v6 ({kept}) SELECT {kept} FROM review_log")
+    db.execute("DROP TABLE review_log")  # its indexes go with it
+    db.execute("ALTER TABLE review_log_v6 RENAME TO review_log")
+    db.execute("CREATE INDEX review_log_by_action ON review_log(action_id)")
+    db.execute("CREATE INDEX review_log_by_detection ON review_log(detection_id)")

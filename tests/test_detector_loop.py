@@ -186,10 +186,6 @@ def test_corrections_of_the_suggested_frames_are_what_the_next_training_learns(t
             assert _same_boxes(got, boxes) == (len(boxes) == 1), name
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "`lrihar import` knows only frames that hold a stored box, so a hand drawn on a frame the "
-    "detector found empty (the 'no box found' frames suggest ranks) is refused as an unknown image; "
-    "needs the import to add boxes by frame (review.actions.insert_frame_box)"))
 def test_a_hand_drawn_on_a_frame_the_detector_found_empty_is_imported(tmp_path):
     from detector_fixtures import annotated_project, draw_frames
 

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from live_server import browser_page, free_port, serving
 from lrihar.cli import main
 from lrihar.crops import FrameRef, frame_stem
 from lrihar.review import actions
 from lrihar.store import SCHEMA_VERSION, Store
 from test_review_queue import H, W, _client, _log, _manual_boxes, _suggestions, queue_project
-from test_review_security import _browser_page, _free_port, _serving
 
 
 @pytest.fixture
@@ -316,8 +316,8 @@ def test_browser_e_marks_a_suggested_empty_frame_as_holding_no_hand_and_u_takes_
 
     from lrihar.review.server import create_app
 
-    port = _free_port()
-    with _serving(create_app(root, port=port, suggestions=_suggestions(root)), port), _browser_page() as page:
+    port = free_port()
+    with serving(create_app(root, port=port, suggestions=_suggestions(root)), port), browser_page() as page:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -3,8 +3,6 @@ and a real browser relabelling with the keyboard (number keys, and the type-ahea
 
 from __future__ import annotations
 
-import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -12,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import CLASSES, make_project
+from live_server import browser_page, free_port, serving
 from lrihar.errors import BadInputError
 from lrihar.review import actions
-from test_review_security import _browser_page, _serving
 
 
 @pytest.fixture
@@ -158,58 +156,30 @@ def test_session_time_and_touched_items_are_logged(client, gloves_project):
         actions.start_session(gloves_project.store, " ")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_browser_relabel_with_the_keyboard_survives_a_reload(client, gloves_project):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not chromium:
-        pytest.skip("no chromium on this machine (scripts/install.sh installs it): browser test not run")
-    import uvicorn
-    from playwright.sync_api import sync_playwright
-
     from lrihar.review.server import create_app
 
-    port = _free_port()
-    app = create_app(gloves_project.root, port=port)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run"])
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_selector(".card")
-            page.fill("#reviewer", "browser-test")
-            first = page.locator(".card").first
-            det_id = int(first.get_attribute("data-id"))
-            target = CLASSES[1]
-            first.click()
-            page.keyboard.press("2")  # class 2 = bare_hand
-            page.locator("#status", has_text="saved").wait_for()  # the page's CSP forbids eval()
-            page.reload()
-            page.wait_for_selector(".card")
-            page.select_option("#f-status", "reviewed")
-            page.wait_for_selector(f'.card[data-id="{det_id}"]')
-            shown = page.locator(f'.card[data-id="{det_id}"] .lab').inner_text()
-            browser.close()
-        assert shown == target and errors == []
-        row = gloves_project.store.labels()[det_id]
-        assert (row["label"], row["provenance"]) == (target, "corrected")
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    port = free_port()
+    with serving(create_app(gloves_project.root, port=port), port), browser_page() as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector(".card")
+        page.fill("#reviewer", "browser-test")
+        first = page.locator(".card").first
+        det_id = int(first.get_attribute("data-id"))
+        target = CLASSES[1]
+        first.click()
+        page.keyboard.press("2")  # class 2 = bare_hand
+        page.locator("#status", has_text="saved").wait_for()  # the page's CSP forbids eval()
+        page.reload()
+        page.wait_for_selector(".card")
+        page.select_option("#f-status", "reviewed")
+        page.wait_for_selector(f'.card[data-id="{det_id}"]')
+        shown = page.locator(f'.card[data-id="{det_id}"] .lab').inner_text()
+    assert shown == target and errors == []
+    row = gloves_project.store.labels()[det_id]
+    assert (row["label"], row["provenance"]) == (target, "corrected")
 
 
 def test_lrihar_review_command_serves_the_page(gloves_project):
@@ -217,7 +187,7 @@ def test_lrihar_review_command_serves_the_page(gloves_project):
     import sys
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "lrihar.cli", "review", "-p", str(gloves_project.root),
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -288,8 +258,8 @@ def test_browser_class_picker_reaches_all_26_classes_and_the_filter_counts(lette
     from lrihar.review.server import create_app
     from lrihar.store import Store
 
-    port = _free_port()
-    with _serving(create_app(letters_project, port=port), port), _browser_page() as page:
+    port = free_port()
+    with serving(create_app(letters_project, port=port), port), browser_page() as page:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # CSP refusals

@@ -20,8 +20,8 @@ import pytest
 from PIL import Image
 
 from conftest import make_project
+from live_server import browser_page, free_port, serving
 from lrihar.cli import main
-from test_review_security import _browser_page, _free_port, _serving
 
 W, H = 160, 120
 DISAGREE = "disagree: mediapipe-hands 1 boxes, yolo 1 boxes, 0 matched"
@@ -190,7 +190,7 @@ def test_review_command_refuses_a_bad_queue(root, capsys):
 
 
 def test_lrihar_review_queue_uncertain_serves_the_ranked_frames(root):
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "lrihar.cli", "review", "-p", str(root), "--port", str(port),
                "--queue", "uncertain", "-n", "2"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -218,8 +218,8 @@ def test_browser_draws_a_missed_hand_on_an_empty_suggested_frame_undo_then_expor
 
     from lrihar.review.server import create_app
 
-    port = _free_port()
-    with _serving(create_app(root, port=port, suggestions=_suggestions(root)), port), _browser_page() as page:
+    port = free_port()
+    with serving(create_app(root, port=port, suggestions=_suggestions(root)), port), browser_page() as page:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)  # CSP refusals

@@ -7,13 +7,8 @@ so each test takes milliseconds; the browser tests drive real headless Chromium.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import random
-import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import make_project
+from live_server import browser_page, free_port, serving
 
 MARKUP_CLASS = "<img src=x onerror=window.__pwnedClass=1>"  # a legal class name: no slash, short
 LINE = "<b onmouseover=window.__pwnedLine=1>line</b>"
@@ -93,57 +89,12 @@ def _snapshot(root: Path) -> list:
 
 # -- the page -----------------------------------------------------------------------------------
 
-def _chromium() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        pytest.skip("no chromium on this machine (scripts/install.sh installs it): browser test not run")
-    return path
-
-
-@contextlib.contextmanager
-def _serving(app, port: int):
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        yield
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-@contextlib.contextmanager
-def _browser_page():
-    from playwright.sync_api import sync_playwright
-
-    chromium = _chromium()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--no-first-run"])
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_markup_in_labels_and_class_names_runs_nothing_in_the_browser(project):
     from lrihar.review.server import create_app
 
     before = _snapshot(project)
-    port = _free_port()
-    with _serving(create_app(project, port=port), port), _browser_page() as page:
+    port = free_port()
+    with serving(create_app(project, port=port), port), browser_page() as page:
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_selector('.card[data-id="3"]')
         page.wait_for_load_state("networkidle")  # the crops' images have failed or loaded
@@ -179,8 +130,8 @@ def test_markup_in_suggested_frames_and_reasons_runs_nothing_in_the_browser(proj
     pick = Suggestion(frames, 1, f"{frames}/{AUTO_PAYLOAD}.jpg", "f1.jpg", "action", 0.5,
                       reasons=[FETCH_PAYLOAD])
     before = _snapshot(project)
-    port = _free_port()
-    with _serving(create_app(project, port=port, suggestions=[pick]), port), _browser_page() as page:
+    port = free_port()
+    with serving(create_app(project, port=port, suggestions=[pick]), port), browser_page() as page:
         page.goto(f"http://127.0.0.1:{port}/")
         page.wait_for_selector(".frame-card")
         page.wait_for_load_state("networkidle")
@@ -200,9 +151,9 @@ def test_markup_in_suggested_frames_and_reasons_runs_nothing_in_the_browser(proj
 def test_non_loopback_page_opens_with_its_token_link_and_keeps_working(project):
     from lrihar.review.server import create_app
 
-    port, token = _free_port(), "tok-" + "x" * 30
+    port, token = free_port(), "tok-" + "x" * 30
     app = create_app(project, host="0.0.0.0", port=port, token=token)
-    with _serving(app, port), _browser_page() as page:
+    with serving(app, port), browser_page() as page:
         refused = page.goto(f"http://127.0.0.1:{port}/")
         assert refused.status == 401 and "token" in refused.text()
         page.goto(f"http://127.0.0.1:{port}/?token={token}")

@@ -1,7 +1,8 @@
-"""Writing only where asked: a path built from user text must stay inside its folder."""
+"""Files on disk: paths built from user text stay inside their folder; file digests."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from lrihar.errors import BadInputError
@@ -23,3 +24,12 @@ def inside(root: str | Path, path: str | Path) -> Path:
         raise BadInputError(f"{path}: refusing to write outside {root}; a class or file name in the "
                             "project points elsewhere (rename it)")
     return path
+
+
+def sha256_of(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -11,7 +11,6 @@ figures are written next to it (``.json``) and into the store's run record.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lrihar.errors import BadInputError, LriharError
+from lrihar.paths import sha256_of
 from lrihar.project import Project, package_versions, recorded_run
 from lrihar.train.detector import check_yolo_data, images_in, offline_state, read_record, run_folder
 
@@ -57,14 +57,6 @@ class ExportSummary:
     bytes: int
     parity: Parity
     record: str
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_export_requirements(checks) -> None:

@@ -12,7 +12,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrihar.errors import BadInputError
+from lrihar.paths import sha256_of
 
 MANIFEST = "lrihar-model.json"
 ENV = "LRIHAR_MODELS_DIR"
@@ -39,14 +39,6 @@ def packed_path(model_id: str, models_dir: str | Path | None = None) -> Path | N
         return None
     path = Path(root) / folder_name(model_id)
     return path if (path / MANIFEST).is_file() else None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -82,7 +74,7 @@ def pack_models(model_ids: list[str], out: str | Path, download: bool = False,
             dst = tmp / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dst)  # follows the cache's symlinks to the real blobs
-            files[str(rel)] = _sha256(dst)
+            files[str(rel)] = sha256_of(dst)
         (tmp / MANIFEST).write_text(json.dumps({"model_id": model_id, "revision": snapshot.name,
                                                 "files": files}, indent=1, sort_keys=True) + "\n")
         shutil.rmtree(target, ignore_errors=True)
@@ -96,7 +88,7 @@ def verify(path: Path) -> list[str]:
     """Files of a packed model whose content no longer matches its manifest (empty = intact)."""
     manifest = json.loads((path / MANIFEST).read_text())
     return [f for f, digest in manifest["files"].items()
-            if not (path / f).is_file() or _sha256(path / f) != digest]
+            if not (path / f).is_file() or sha256_of(path / f) != digest]
 
 
 def list_packed(models_dir: str | Path) -> list[dict]:

@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import ast
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -217,9 +216,7 @@ def _sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path), st.st_mtime, st.st_size)
     if key not in _SHA_CACHE:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        _SHA_CACHE[key] = digest.hexdigest()
+        from lrihar.paths import sha256_of
+
+        _SHA_CACHE[key] = sha256_of(path)
     return _SHA_CACHE[key]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from lrihar.errors import BadInputError
 
-SCHEMA_VERSION = 5  # 2: embeddings, labels; 3: text_score, auto_label, post; 4: review; 5: run pid
+SCHEMA_VERSION = 6  # 2: embeddings, labels; 3: text_score, auto_label, post; 4: review; 5: run pid;
+# 6: label provenance 'model' (a trained classifier's label)
 
 FRAME_STATUSES = ("action", "empty", "gated")
 SCHEMA = """
@@ -87,7 +88,7 @@ CREATE TABLE IF NOT EXISTS labels (
     margin REAL,
     encoder_key TEXT,
     lambda REAL,
-    provenance TEXT NOT NULL CHECK (provenance IN ('auto', 'corrected')),
+    provenance TEXT NOT NULL CHECK (provenance IN ('auto', 'corrected', 'model')),
     run_id INTEGER REFERENCES runs(id),
     at TEXT NOT NULL,
     version INTEGER NOT NULL DEFAULT 0
@@ -153,4 +154,23 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
         # Runs still 'running' from before schema 5 have no pid to check: almost surely
         # killed long ago (a live one would set its status again when it ends).
         db.execute("UPDATE runs SET status='interrupted' WHERE status='running' AND pid IS NULL")
+        _allow_model_provenance(db)
         db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+
+
+def _allow_model_provenance(db: sqlite3.Connection) -> None:
+    """Schema 6: rebuild ``labels`` so that its CHECK admits 'model' (SQLite cannot alter a CHECK).
+
+    Nothing references ``labels``, so it is copied into a new table, dropped and replaced in
+    the caller's transaction: the rows, their ids and versions are kept as they are.
+    """
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='labels'").fetchone()[0]
+    if "'model'" in sql:
+        return
+    create = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS labels"):]
+    create = create[:create.index(";")].replace("IF NOT EXISTS labels", "labels_v6")
+    db.execute(create)
+    columns = ", ".join(r[1] for r in db.execute("PRAGMA table_info(labels)"))
+    db.execute(f"INSERT INTO labels_v6 ({columns}) SELECT {columns} FROM labels")
+    db.execute("DROP TABLE labels")
+    db.execute("ALTER TABLE labels_v6 RENAME TO labels")

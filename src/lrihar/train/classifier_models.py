@@ -158,7 +158,7 @@ def build_classifier(backbone: str, classes: list[str], input_size: int | None =
         size = input_size or DEFAULT_SIZE[backbone]
         if size % 16:
             raise BadInputError(f"--image-size: {size} is not a multiple of the ViT patch size 16")
-        config = ViTConfig(image_size=size, patch_size=16, num_labels=n, **VIT_SIZES[backbone],
+        config = ViTConfig(image_size=size, patch_size=16, **VIT_SIZES[backbone],
                            id2label=dict(enumerate(classes)), label2id={c: i for i, c in enumerate(classes)})
         spec = ClassifierSpec(backbone, "vit", "transformer", classes, size, (0.5,) * 3, (0.5,) * 3,
                               init="random", hf_config=config.to_dict())
@@ -188,7 +188,8 @@ def _hub_vit(source: str, classes: list[str], input_size: int | None) -> tuple[C
     from lrihar.models.hf import load_pretrained
 
     labels = dict(enumerate(classes))
-    net = load_pretrained(ViTForImageClassification, source, num_labels=len(classes), id2label=labels,
+    # id2label alone sets the number of labels (num_labels beside it is refused as a conflict)
+    net = load_pretrained(ViTForImageClassification, source, id2label=labels,
                           label2id={c: i for i, c in labels.items()}, ignore_mismatched_sizes=True)
     if net.config.model_type != "vit":
         raise ModelLoadError(f"--backbone {source}: a {net.config.model_type!r} model, not a ViT")

@@ -202,18 +202,18 @@ def write_history(run_dir: Path, history: list[dict[str, float]]) -> None:
 
 def plot_curve(run_dir: Path, history: list[dict[str, float]], title: str) -> Path:
     """Fig. 9: training and validation loss (left axis) and validation accuracy (right) per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in history]
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    fig = Figure(figsize=(6, 3.6), dpi=100)  # no pyplot: no global state, cheap enough per epoch
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss", color="tab:blue")
     ax.plot(epochs, [r["val_loss"] for r in history], "s--", label="val loss", color="tab:orange")
     ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("loss")
     acc_ax = ax.twinx()
     acc_ax.plot(epochs, [100 * r["val_acc"] for r in history], "^-", label="val accuracy", color="tab:green")
@@ -226,7 +226,6 @@ def plot_curve(run_dir: Path, history: list[dict[str, float]], title: str) -> Pa
     fig.tight_layout()
     path = run_dir / CURVE
     _atomic_save(lambda p: fig.savefig(p, format="png"), path)
-    plt.close(fig)
     return path
 
 

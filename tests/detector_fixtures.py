@@ -1,8 +1,9 @@
 """A tiny trained YOLO detector for tests: synthetic frames, a real project, one epoch, ONNX.
 
 The frames hold red rectangles ("hands") on a textured background. A colour-threshold detector
-(real, if simple) annotates them through the normal pipeline; the boxes are labelled ``hand``;
-``train-detector`` then trains for one epoch at 64 px and ``export-runtime`` writes the ONNX
+(real, if simple) annotates them through the normal pipeline (no classify run: the boxes have
+no label, as a hand detector set needs none); ``train-detector`` then trains for one epoch at
+64 px and ``export-runtime`` writes the ONNX
 model. All of it runs once per session, with every socket connection refused and recorded, so
 tests can prove that training and export never reached for the network.
 """
@@ -70,8 +71,9 @@ class ColourBoxDetector(Detector):
         return out
 
 
-def labelled_project(root: Path, frames: Path, **config):
-    """A project whose boxes come from the colour detector on ``frames``, all labelled ``hand``."""
+def annotated_project(root: Path, frames: Path, detector: Detector | None = None, **config):
+    """A project whose boxes come from the colour detector (or ``detector``) on ``frames``; no
+    box has a label (no classify run: a hand detector set needs none)."""
     import json
 
     from lrihar.annotate.pipeline import annotate
@@ -80,15 +82,8 @@ def labelled_project(root: Path, frames: Path, **config):
     root.mkdir(parents=True, exist_ok=True)
     (root / "lrihar.yaml").write_text(json.dumps({"classes": [{"name": "hand"}], **config}))
     project = Project.open(root)
-    annotate(project, [str(frames)], detector=ColourBoxDetector())
-    label_all(project)
+    annotate(project, [str(frames)], detector=detector or ColourBoxDetector())
     return project
-
-
-def label_all(project, label: str = "hand") -> None:
-    """Give every stored box an automatic label (what `lrihar classify` would store)."""
-    ids = [r.id for r in project.store.detections()]
-    project.store.write_auto_labels(1, [(i, label, 0.9, None, None, "test", 0.5) for i in ids])
 
 
 @contextmanager
@@ -130,7 +125,7 @@ def tiny_yolo(tmp_path_factory) -> dict:
 
     base = tmp_path_factory.mktemp("tiny-yolo")
     boxes = draw_frames(base / "frames", 12)
-    project = labelled_project(base / "project", base / "frames")
+    project = annotated_project(base / "project", base / "frames")
     with no_network() as attempts:
         trained = train_detector(project, DetectorTrainConfig(arch="yolo11n", **FAST), name="tiny",
                                  verbose=False)

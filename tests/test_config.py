@@ -15,9 +15,12 @@ def test_init_writes_an_example_that_validates(tmp_path):
     assert path.read_text() == EXAMPLE_PROJECT
     cfg = load_project_config(tmp_path / "proj")
     assert cfg.detector.backend == "mediapipe-hands"
-    assert [c.name for c in cfg.classes] == ["door_open", "insert_instructions"]
-    # template folders are resolved against the project folder
-    assert cfg.classes[0].templates == tmp_path / "proj" / "templates" / "door_open"
+    # no example classes whose templates do not exist: the template folders will be the classes
+    assert cfg.classes == []
+    assert "#     - name: door_open" in EXAMPLE_PROJECT  # kept as a commented example
+    # the templates folder is resolved against the project folder, and init creates it
+    assert cfg.classify.templates == tmp_path / "proj" / "templates"
+    assert cfg.classify.templates.is_dir() and not any(cfg.classify.templates.iterdir())
 
 
 def test_init_refuses_to_overwrite(tmp_path):

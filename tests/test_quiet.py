@@ -44,7 +44,7 @@ def test_verbose_requested(monkeypatch, argv, env, verbose):
 @pytest.mark.skipif(not (HANDS_DEV / "mmpose_hands").is_dir(), reason="needs ../shared/data/hands-dev")
 def test_annotate_prints_no_native_log_lines(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "LRIHAR_VERBOSE"}
-    images = HANDS_DEV / "mmpose_hands"
+    images = HANDS_DEV / "mmpose_hands" / "images"
 
     def annotate(*extra: str) -> subprocess.CompletedProcess:
         project = tmp_path / f"p{len(extra)}"

@@ -171,6 +171,32 @@ def test_markup_in_labels_and_class_names_runs_nothing_in_the_browser(project):
     assert _snapshot(project) == before  # nothing was marked wrong behind the reviewer's back
 
 
+def test_markup_in_suggested_frames_and_reasons_runs_nothing_in_the_browser(project, tmp_path):
+    from lrihar.review.server import create_app
+    from lrihar.train.suggest import Suggestion
+
+    frames = str(tmp_path / "frames")  # the fixture's source
+    pick = Suggestion(frames, 1, f"{frames}/{AUTO_PAYLOAD}.jpg", "f1.jpg", "action", 0.5,
+                      reasons=[FETCH_PAYLOAD])
+    before = _snapshot(project)
+    port = _free_port()
+    with _serving(create_app(project, port=port, suggestions=[pick]), port), _browser_page() as page:
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector(".frame-card")
+        page.wait_for_load_state("networkidle")
+        page.keyboard.press("f")  # the frame view lists the class names to draw as
+        page.wait_for_selector("#frame-svg rect")
+        draw_as = page.locator("#frame-class option").all_inner_texts()
+        page.keyboard.press("Escape")
+        flags = page.evaluate("[window.__pwned, window.__pwnedClass, window.__pwnedAuto, window.__pwnedLine]")
+        reasons = page.locator(".frame-card .reasons li").all_inner_texts()
+        meta = page.locator(".frame-card .meta").inner_text()
+    assert flags == [None, None, None, None]
+    assert reasons == [FETCH_PAYLOAD] and meta.startswith(f"{AUTO_PAYLOAD}.jpg · ")
+    assert draw_as == ["gloved_hand", MARKUP_CLASS, "NG"]
+    assert _snapshot(project) == before
+
+
 def test_non_loopback_page_opens_with_its_token_link_and_keeps_working(project):
     from lrihar.review.server import create_app
 
@@ -239,6 +265,16 @@ def test_a_cross_origin_write_is_refused(client, project, headers):
     before = _snapshot(project)
     r = client.post("/api/wrong", json={"ids": [4], "reviewer": "x"}, headers=headers)
     assert r.status_code == 403 and "may not change labels" in r.json()["detail"]
+    assert _snapshot(project) == before
+
+
+def test_a_cross_origin_box_on_a_frame_is_refused(client, project):
+    before = _snapshot(project)
+    body = {"source": 1, "frame_index": 0, "xyxy": [10, 10, 50, 60], "label": "NG", "reviewer": "x"}
+    r = client.post("/api/add-to-frame", json=body, headers={"origin": "http://evil.example"})
+    assert r.status_code == 403 and _snapshot(project) == before
+    foreign = client.post("/api/add-to-frame", json=body, headers={"host": "evil.example:8765"})
+    assert foreign.status_code == 400
     assert _snapshot(project) == before
 
 
@@ -314,6 +350,10 @@ def test_the_printed_address_carries_the_token_only_beyond_loopback():
     ("/api/relabel", {"ids": [True], "label": "NG", "reviewer": "x"}),
     ("/api/box", {"id": 1.9, "xyxy": [10, 10, 50, 50], "reviewer": "x"}),
     ("/api/add", {"like": True, "xyxy": [10, 10, 50, 50], "label": "NG", "reviewer": "x"}),
+    ("/api/add-to-frame", {"source": True, "frame_index": 0, "xyxy": [10, 10, 50, 50], "label": "NG",
+                           "reviewer": "x"}),
+    ("/api/add-to-frame", {"source": 1, "frame_index": 0.0, "xyxy": [10, 10, 50, 50], "label": "NG",
+                           "reviewer": "x"}),
     ("/api/promote", {"id": True, "reviewer": "x"}),
     ("/api/wrong", {"ids": [1], "reviewer": "x", "session": True}),
 ])
@@ -352,6 +392,9 @@ def test_boxes_are_four_numbers(client, project, xyxy):
     assert client.post("/api/box", json={"id": 1, "xyxy": xyxy, "reviewer": "x"}).status_code == 422
     added = client.post("/api/add", json={"like": 1, "xyxy": xyxy, "label": "NG", "reviewer": "x"})
     assert added.status_code == 422
+    drawn = client.post("/api/add-to-frame", json={"source": 1, "frame_index": 0, "xyxy": xyxy, "label": "NG",
+                                                   "reviewer": "x"})
+    assert drawn.status_code == 422
     assert _snapshot(project) == before
 
 
@@ -361,6 +404,16 @@ def test_boxes_are_finite(client, project, number):
     raw = b'{"id": 1, "reviewer": "x", "xyxy": [10, 10, 50, ' + number + b"]}"
     r = client.post("/api/box", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422 and "finite" in r.json()["detail"]
+    assert _snapshot(project) == before
+
+
+@pytest.mark.parametrize("route,body", [
+    ("/api/accept", {"ids": [3]}), ("/api/relabel", {"ids": [3], "label": "NG"}),
+    ("/api/add-to-frame", {"source": 1, "frame_index": 0, "label": "NG", "xyxy": [10, 10, 50, 60]})])
+def test_an_unknown_review_session_is_a_clear_400(client, project, route, body):
+    before = _snapshot(project)
+    r = client.post(route, json=body | {"reviewer": "x", "session": 2**31})
+    assert r.status_code == 400 and "review session 2147483648 does not exist" in r.json()["detail"]
     assert _snapshot(project) == before
 
 
@@ -418,8 +471,11 @@ VALID = {"/api/session": {"reviewer": "fuzz"},
          "/api/accept": {"ids": [3], "reviewer": "fuzz"}, "/api/wrong": {"ids": [2], "reviewer": "fuzz"},
          "/api/box": {"id": 1, "xyxy": [10, 10, 50, 60], "reviewer": "fuzz"},
          "/api/add": {"like": 1, "xyxy": [10, 10, 50, 60], "label": "NG", "reviewer": "fuzz"},
+         "/api/add-to-frame": {"source": 1, "frame_index": 1, "xyxy": [10, 10, 50, 60], "label": "NG",
+                               "reviewer": "fuzz"},
          "/api/promote": {"id": 2, "reviewer": "fuzz"}, "/api/undo": {"reviewer": "fuzz"}}
-FIELDS = ["ids", "id", "like", "label", "reviewer", "session", "seen", "xyxy", "extra"]
+FIELDS = ["ids", "id", "like", "source", "frame_index", "label", "reviewer", "session", "seen", "xyxy",
+          "extra"]
 
 
 def _junk(rng: random.Random, depth: int = 0):
@@ -449,7 +505,7 @@ def _junk(rng: random.Random, depth: int = 0):
 def test_no_route_answers_500_to_junk(client):
     rng = random.Random(8)
     statuses: dict[int, int] = {}
-    for _ in range(500):
+    for _ in range(800):  # enough for every route to meet both good and bad bodies
         route = rng.choice(list(VALID))
         body = json.loads(json.dumps(VALID[route]))
         if rng.random() < 0.1:
@@ -466,7 +522,9 @@ def test_no_route_answers_500_to_junk(client):
             r = client.post(route, content=cut, headers={"content-type": "application/json"})
             assert r.status_code < 500, (route, cut, r.text)
     for _ in range(100):
-        path = rng.choice(["/api/crops/{}.jpg", "/api/frames/{}.jpg", "/api/frames/{}/boxes"])
-        r = client.get(path.format(rng.choice(["1", "0", "-5", "1.5", "true", "x", str(2**70), "%00"])))
+        path = rng.choice(["/api/crops/{}.jpg", "/api/frames/{}.jpg", "/api/frames/{}/boxes",
+                           "/api/sources/{}/frames/{}.jpg", "/api/sources/{}/frames/{}/boxes"])
+        r = client.get(path.format(*(rng.choice(["1", "0", "-5", "1.5", "true", "x", str(2**70), "%00"])
+                                     for _ in range(path.count("{}")))))
         assert r.status_code < 500, (path, r.text)
     assert statuses.get(200, 0) > 20 and statuses.get(400, 0) > 20, statuses  # the actions ran, too

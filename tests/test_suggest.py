@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from detector_fixtures import ColourBoxDetector, draw_frames, label_all
+from detector_fixtures import ColourBoxDetector, draw_frames
 from lrihar.annotate.pipeline import annotate
 from lrihar.cli import main
 from lrihar.config import with_overrides
@@ -48,7 +48,6 @@ def project(tmp_path):
     annotate(proj, [str(tmp_path / "B")], detector=ColourBoxDetector(0.2))
     gated = with_overrides(proj.config, "gate", motion=True)
     annotate(proj, [str(tmp_path / "C")], config=gated, detector=ColourBoxDetector(0.9))
-    label_all(proj)
     return proj
 
 

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector_fixtures import FAST, ColourBoxDetector, draw_frames, labelled_project, no_network
+from detector_fixtures import FAST, annotated_project, draw_frames, no_network
 from lrihar.cli import main
 from lrihar.errors import BadInputError
 from lrihar.models.detectors import create_detector
 from lrihar.sources import read_image
+from lrihar.train.detector import read_record
 
 
 def _sha256(path: Path) -> str:
@@ -156,7 +157,7 @@ def test_ctrl_c_then_resume_finishes_the_run(tiny_yolo, monkeypatch):
 @pytest.fixture
 def small_project(tmp_path):
     draw_frames(tmp_path / "frames", 4)
-    return labelled_project(tmp_path / "p", tmp_path / "frames")
+    return annotated_project(tmp_path / "p", tmp_path / "frames")
 
 
 def _state(project) -> tuple[dict, list]:
@@ -189,19 +190,30 @@ def test_missing_data_yaml_and_a_set_without_labels(small_project, tmp_path, cap
     assert _state(small_project) == before  # no half-made run folder, no run recorded
 
 
-def test_project_without_labelled_boxes(tmp_path, capsys):
-    from lrihar.annotate.pipeline import annotate
-    from lrihar.project import Project
+def test_an_unclassified_project_trains(tmp_path):
+    """No classify run, no label at all: train-detector exports the boxes as `hand` and trains."""
+    draw_frames(tmp_path / "frames", 4)
+    project = annotated_project(tmp_path / "p", tmp_path / "frames")
+    counts = project.store.counts()
+    assert counts["detections"] == 6 and not any(k.startswith("labels_") for k in counts)
+    code = main(["train-detector", "-p", str(project.root), "--arch", "yolo11n", "--epochs", "1", "--imgsz",
+                 "64", "--batch", "4", "--workers", "0", "--no-plots", "--name", "plain"])
+    assert code == 0
+    run = project.root / "models" / "detector" / "plain"
+    labels = sorted((run / "data" / "labels").rglob("*.txt"))
+    lines = [line.split() for f in labels for line in f.read_text().splitlines()]
+    assert len(labels) == 4 and len(lines) == 6 and {cls for cls, *_ in lines} == {"0"}
+    assert read_record(run)["summary"]["status"] == "done" and (run / "weights" / "best.pt").is_file()
 
-    draw_frames(tmp_path / "frames", 3)
-    (tmp_path / "p").mkdir()
-    (tmp_path / "p" / "lrihar.yaml").write_text("{}")
-    project = Project.open(tmp_path / "p")
-    annotate(project, [str(tmp_path / "frames")], detector=ColourBoxDetector())
-    before = _state(project)
-    assert main(["train-detector", "-p", str(project.root)]) == 2
+
+def test_a_project_whose_boxes_are_all_marked_wrong(small_project, capsys):
+    from lrihar.review.actions import mark_wrong
+
+    mark_wrong(small_project.store, [r.id for r in small_project.store.detections()], reviewer="ann")
+    before = _state(small_project)
+    assert main(["train-detector", "-p", str(small_project.root)]) == 2
     assert "nothing to export" in capsys.readouterr().err
-    assert _state(project) == before and project.store.counts()["detections"] > 0
+    assert _state(small_project) == before and before[0]["detections_rejected"] == before[0]["detections"]
 
 
 def test_corrupt_onnx_is_a_clear_error_and_the_store_is_untouched(small_project, tmp_path, capsys):
@@ -252,7 +264,7 @@ def test_single_source_validates_on_train_and_says_so(tmp_path):
     from lrihar.train.detector import DetectorTrainConfig, _export_project
 
     draw_frames(tmp_path / "frames", 1)
-    project = labelled_project(tmp_path / "p", tmp_path / "frames")
+    project = annotated_project(tmp_path / "p", tmp_path / "frames")
     data = _export_project(project, tmp_path / "out", DetectorTrainConfig())
     import yaml
 
@@ -270,3 +282,76 @@ def test_cuda_without_a_gpu_is_bad_input(small_project, capsys):
     assert main(["train-detector", "-p", str(small_project.root), "--device", "cuda"]) == 2
     assert "no CUDA GPU is visible" in capsys.readouterr().err
     assert _state(small_project) == before
+
+
+# -- without a project: a YOLO data.yaml in, a run folder and an ONNX file out ------------------
+
+
+def _yolo_set(folder: Path, n: int = 6) -> Path:
+    """A one-class YOLO set of ``n`` synthetic frames (train = val), as a benchmark writes one."""
+    boxes = draw_frames(folder / "images" / "train", n)
+    (folder / "labels" / "train").mkdir(parents=True)
+    for name, these in boxes.items():
+        lines = [f"0 {(x1 + x2) / 192:.6f} {(y1 + y2) / 160:.6f} {(x2 - x1) / 96:.6f} {(y2 - y1) / 80:.6f}"
+                 for x1, y1, x2, y2 in these]
+        (folder / "labels" / "train" / f"{Path(name).stem}.txt").write_text("\n".join(lines) + "\n")
+    (folder / "data.yaml").write_text("train: images/train\nval: images/train\nnames:\n  0: hand\n")
+    return folder / "data.yaml"
+
+
+def test_fit_and_export_without_a_project_load_no_cli_or_detector_libraries(tmp_path):
+    """What a GPU machine with only torch and ultralytics runs: no project, no supervision,
+    mediapipe or typer imported for training, ImageNet weights given as a file."""
+    import subprocess
+    import sys
+
+    data = _yolo_set(tmp_path / "set")
+    code = f"""
+import sys
+from pathlib import Path
+from lrihar.train.detector import DetectorTrainConfig, fit_detector
+cfg = DetectorTrainConfig(arch="mobilenetv2-yolo", epochs=1, imgsz=64, batch=4, workers=0, plots=False)
+s = fit_detector(Path({str(data)!r}), Path({str(tmp_path / 'runs' / 'a')!r}), cfg,
+                 imagenet_weights=Path({str(_packaged_weights())!r}), verbose=False)
+print("STATUS", s.status, s.epochs_done, s.images)
+print("LOADED", sorted(m for m in ("supervision", "mediapipe", "typer", "lrihar.cli", "lrihar.dump")
+                       if m in sys.modules))
+"""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": src})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "STATUS done 1 {'train': 6, 'val': 6}" in done.stdout
+    assert "LOADED []" in done.stdout
+    run = tmp_path / "runs" / "a"
+    assert read_record(run)["summary"]["status"] == "done" and (run / "weights" / "best.pt").is_file()
+    # the ImageNet weights came from the given file, linked where torchvision looks
+    linked = tmp_path / "runs" / ".offline" / "torch" / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth"
+    assert linked.resolve() == _packaged_weights().resolve()
+
+    from lrihar.deploy.onnx_detector import export_onnx
+
+    exported = export_onnx(run / "weights" / "best.pt", run / "export", 64,
+                           sorted((tmp_path / "set" / "images" / "train").glob("*.png"))[:2])
+    assert exported.parity.ok and Path(exported.onnx).is_file()
+    assert create_detector("yolo", model=exported.onnx).imgsz == (64, 64)
+
+
+def _packaged_weights() -> Path:
+    from lrihar.models.encoders.mobilenet import packaged_weights
+
+    return packaged_weights()
+
+
+def test_fit_refuses_an_existing_folder_and_a_missing_weights_file(tmp_path):
+    from lrihar.errors import ModelLoadError
+    from lrihar.train.detector import DetectorTrainConfig, fit_detector
+    from lrihar.train.offline import prepare_state
+
+    data = _yolo_set(tmp_path / "set", 2)
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(BadInputError, match="exists"):
+        fit_detector(data, tmp_path / "taken", DetectorTrainConfig(epochs=1, imgsz=64))
+    with pytest.raises(ModelLoadError, match=r"nope\.pth: no such file"):
+        prepare_state(tmp_path / "state", torch_weights=True, weights_file=tmp_path / "nope.pth")
+    assert not (tmp_path / "state" / "torch" / "hub").exists()

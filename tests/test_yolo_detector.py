@@ -127,7 +127,8 @@ def test_sweep_runs_the_trained_detector_once(tiny_yolo, tmp_path):
 
     images = sorted(str(p) for p in tiny_yolo["frames"].glob("*.png"))
     boxes = {p: np.array(tiny_yolo["boxes"][Path(p).name], float) for p in images}
-    gt = GroundTruth(images, boxes, {p: ["hand"] * len(b) for p, b in boxes.items()}, ["hand"])
+    gt = GroundTruth(images, boxes, {p: ["hand"] * len(b) for p, b in boxes.items()}, ["hand"],
+                     dict.fromkeys(images, (96, 80)))
     result = run_sweep([DetectorSpec("yolo", str(tiny_yolo["onnx"]))], gt, tmp_path / "sweep",
                        grid_a=[0.0, 0.005, 0.5], grid_b=[0.5, 1.0])
     [rows] = result.rows.values()

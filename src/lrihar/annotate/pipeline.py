@@ -19,7 +19,15 @@ from lrihar.errors import BadInputError
 from lrihar.models.detectors import Detector, create_detector
 from lrihar.progress import progress_bar
 from lrihar.project import Project, recorded_run
-from lrihar.sources import Frame, FrameSource, SourceError, open_source, prefetch
+from lrihar.sources import (
+    ExpandedInputs,
+    Frame,
+    FrameSource,
+    SourceError,
+    expand_sources,
+    open_source,
+    prefetch,
+)
 from lrihar.store import FrameRecord, Store
 
 
@@ -37,6 +45,8 @@ class AnnotateSummary:
     boxes: int = 0
     errors: list[SourceError] = field(default_factory=list)
     failed_sources: list[str] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)
+    folders_not_entered: list[str] = field(default_factory=list)
     gate: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -64,20 +74,23 @@ def build_detector(cfg: ProjectConfig) -> Detector:
     return create_detector(d.backend, **kwargs | d.options)
 
 
-def open_sources(uris: list[str], cfg: ProjectConfig) -> list[FrameSource]:
-    """Open every input up front so a mistyped path fails before anything runs."""
+def open_sources(uris: list[str], cfg: ProjectConfig,
+                 recursive: bool = False) -> tuple[list[FrameSource], ExpandedInputs]:
+    """Expand folders into sources (:func:`~lrihar.sources.expand_sources`) and open every one up
+    front, so that a mistyped path fails before anything runs."""
     if not uris:
         raise BadInputError(
-            "no inputs: pass video files, image folders or stream URLs, or list them under "
-            "`sources:` in the project file"
+            "no inputs: pass video files, folders of videos or images, or stream URLs, or list "
+            "them under `sources:` in the project file"
         )
+    expanded = expand_sources(uris, recursive)
     s = cfg.sampling
-    return [open_source(u, s.stride, s.fps, s.max_image_pixels) for u in uris]
+    return [open_source(u, s.stride, s.fps, s.max_image_pixels) for u in expanded.uris], expanded
 
 
 def annotate(project: Project, uris: list[str] | None = None, *, config: ProjectConfig | None = None,
              detector: Detector | None = None, redo: bool = False, post: str | None = None,
-             show_progress: bool = False) -> AnnotateSummary:
+             recursive: bool = False, show_progress: bool = False) -> AnnotateSummary:
     """Detect hand actions in ``uris`` and store frames and boxes in the project.
 
     Frames already in the store are skipped (resume) unless ``redo``. Each batch of frames is
@@ -86,31 +99,65 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
 
     Args:
         project: the opened project.
-        uris: inputs; defaults to the project file's ``sources``.
+        uris: inputs; defaults to the project file's ``sources``. A folder gives each of its
+            videos as a source and its images as one more (see
+            :func:`~lrihar.sources.expand_sources`); other files in it are skipped and listed.
         config: the resolved config (project file plus overrides); defaults to the project's.
         detector: a ready detector (else built from the config).
         redo: forget these sources' stored frames first and process them afresh.
         post: the inspection post these inputs film (one of the project's ``posts``).
+        recursive: read the sub-folders of folders too (each folder of images one source).
         show_progress: draw a progress bar on stderr.
     """
     cfg = config or project.config
     if post is not None and post not in cfg.posts:
         raise BadInputError(f"--post: {post!r} is not one of the project's posts "
                             f"({', '.join(cfg.posts)}); add it to `posts` in the project file")
-    sources = open_sources(list(uris or cfg.sources), cfg)
+    sources, expanded = open_sources(list(uris or cfg.sources), cfg, recursive)
     with project.lock("annotate"):
-        return _annotate(project, cfg, sources, detector or build_detector(cfg), redo, post,
-                         show_progress)
+        if not redo:
+            check_image_lists(project.store, sources)
+        return _annotate(project, cfg, sources, expanded, detector or build_detector(cfg), redo,
+                         post, show_progress)
 
 
-def _annotate(project: Project, cfg: ProjectConfig, sources: list[FrameSource], detector: Detector,
-              redo: bool, post: str | None, show_progress: bool) -> AnnotateSummary:
+def check_image_lists(store: Store, sources: list[FrameSource]) -> None:
+    """Refuse to resume an image source whose files changed since they were stored.
+
+    An image's frame index is its place in the folder's sorted file list, so a file added in
+    the middle, removed or renamed would make resume skip or misname frames.
+
+    Raises:
+        BadInputError: a stored frame's file name is not the file now at its index.
+    """
+    for source in sources:
+        if source.kind != "images":
+            continue
+        stored = store.db.execute("SELECT f.frame_index, f.name FROM frames f JOIN sources s ON"
+                                  " s.id = f.source_id WHERE s.uri = ? ORDER BY f.frame_index",
+                                  (source.uri,)).fetchall()
+        if not stored:
+            continue
+        files = [str(p) for p in source.files()]
+        for index, name in stored:
+            now = files[index] if index < len(files) else "no file"
+            if name != now:
+                raise BadInputError(
+                    f"{source.uri}: its images changed since they were annotated (frame {index} "
+                    f"was {name}, now {now}); frames are numbered by sorted file name, so resuming "
+                    "would mix them up. Restore the files, or pass --redo to annotate this input "
+                    "afresh (nothing was changed)")
+
+
+def _annotate(project: Project, cfg: ProjectConfig, sources: list[FrameSource], expanded: ExpandedInputs,
+              detector: Detector, redo: bool, post: str | None, show_progress: bool) -> AnnotateSummary:
     """The work of :func:`annotate`, done under the project lock."""
     gate = build_gate(cfg.gate)
     store = project.store
     run_config = {"project": cfg.model_dump(mode="json", by_alias=True), "detector": detector.describe(),
                   "inputs": [s.uri for s in sources]}
-    summary = AnnotateSummary(run_id=0, sources=len(sources))
+    summary = AnnotateSummary(run_id=0, sources=len(sources), skipped_files=expanded.skipped,
+                              folders_not_entered=expanded.not_entered)
 
     def close(seconds: float) -> dict:
         summary.seconds = seconds

@@ -1,7 +1,8 @@
 """The template bank: a few labelled crops per class, embedded once and cached in the store.
 
-Templates live in one folder per class (``classes[].templates`` in the project file, or a
-``templates/`` root with a sub-folder per class name). Embeddings are cached by file content
+Templates live in one folder per class: a templates root (``classify.templates``, or
+``--templates``) with a sub-folder per class, whose names are the classes when the project file
+names none; or a class's own ``classes[].templates``. Embeddings are cached by file content
 (SHA-1) and encoder settings, so adding a template embeds only that file.
 """
 
@@ -47,22 +48,47 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def class_folders(cfg: ProjectConfig, templates_root: Path | None = None) -> dict[str, Path]:
-    """Class name -> template folder, from a templates root or the project's classes.
+NG_LABEL = "NG"
+"""The rejection label: never a class, so never a template folder."""
+
+
+def template_subfolders(root: Path) -> dict[str, Path]:
+    """Class name -> folder, for every sub-folder of a templates root.
+
+    Hidden folders (``.cache``, ``.ipynb_checkpoints``) are tools' clutter, not classes; every
+    other sub-folder name may become a class name, so it must be a valid one.
 
     Raises:
-        BadInputError: no classes, a class with no folder, a folder naming an unknown class.
+        BadInputError: the root is missing, or a sub-folder's name is not a valid class name.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise BadInputError(f"{root}: templates folder not found")
+    subdirs = {check_class_name(p.name, f"{root}: template folder"): p
+               for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    if NG_LABEL in subdirs:
+        raise BadInputError(f"{subdirs[NG_LABEL]}: 'NG' is reserved for the rejection class; rename "
+                            "that template folder")
+    return subdirs
+
+
+def class_folders(cfg: ProjectConfig, templates_root: Path | None = None) -> dict[str, Path]:
+    """Class name -> template folder.
+
+    The classes are those the project file names, else the sub-folders of the templates root
+    (``templates_root`` from the command line, else ``classify.templates``), named as the
+    folders. With a root, a class's folder is ``ROOT/<name>``; without one, its own
+    ``classes[].templates``.
+
+    Raises:
+        BadInputError: no classes, a class with no folder, a sub-folder naming no class of the
+            project or not a valid class name.
     """
     root = templates_root or cfg.classify.templates
     names = [c.name for c in cfg.classes]
     if root is not None:
         root = Path(root)
-        if not root.is_dir():
-            raise BadInputError(f"{root}: templates folder not found")
-        # Hidden folders (.cache, .ipynb_checkpoints) are tools' clutter, not classes; every
-        # other sub-folder name may become a class name, so it must be a valid one.
-        subdirs = {check_class_name(p.name, f"{root}: template folder"): p
-                   for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+        subdirs = template_subfolders(root)
         if not names:  # no classes in the project file: the sub-folders are the classes
             names = list(subdirs)
         unknown = sorted(set(subdirs) - set(names))
@@ -75,13 +101,38 @@ def class_folders(cfg: ProjectConfig, templates_root: Path | None = None) -> dic
         missing = [c.name for c in cfg.classes if c.templates is None]
         if missing:
             raise BadInputError(f"classes {', '.join(missing)}: no `templates` folder given in the "
-                                "project file (or pass --templates DIR)")
+                                "project file (set `classify.templates`, or pass --templates DIR)")
     if not folders:
-        raise BadInputError("no action classes: list them under `classes` in the project file, or "
-                            "pass --templates DIR with one sub-folder of template crops per class")
-    if "NG" in folders:
-        raise BadInputError("'NG' is reserved for the rejection class; rename that template folder")
+        if root is not None:
+            raise BadInputError(f"{root}: no class folders: make one sub-folder of a few template crops "
+                                "per action class (its name is the class name), or list the classes "
+                                "under `classes` in the project file")
+        raise BadInputError("no action classes: set `classify.templates` in the project file (or pass "
+                            "--templates DIR) to a folder with one sub-folder of template crops per "
+                            "class, or list them under `classes`")
     return folders
+
+
+def project_classes(cfg: ProjectConfig, store: Store | None = None, every_label: bool = False) -> list[str]:
+    """The project's action classes: the one answer the review page, export, evaluation and
+    interchange share (through :attr:`lrihar.project.Project.classes`).
+
+    The classes the project file names, else the sub-folders of ``classify.templates`` (none
+    while that folder does not exist yet), else the labels stored in ``store`` (a project
+    classified with ``--templates`` elsewhere). With ``every_label``, any other label stored
+    follows, sorted, so that evaluation and export leave no labelled box out. NG is never one.
+
+    Raises:
+        BadInputError: a template sub-folder's name is not a valid class name.
+    """
+    names = [c.name for c in cfg.classes]
+    root = cfg.classify.templates
+    if not names and root is not None and Path(root).is_dir():
+        names = list(template_subfolders(root))
+    if store is not None and (every_label or not names):
+        stored = store.db.execute("SELECT DISTINCT label FROM labels ORDER BY label")
+        names += [n for (n,) in stored if n != NG_LABEL and n not in names]
+    return names
 
 
 def discover_templates(folders: dict[str, Path]) -> list[TemplateFile]:

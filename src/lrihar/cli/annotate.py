@@ -23,12 +23,15 @@ def init(
     from lrihar.project import init_project
 
     path = init_project(directory, force=force)
-    typer.echo(f"wrote {path}; edit it, then run: lrihar annotate VIDEO... -p {directory}")
+    typer.echo(f"wrote {path}; edit it, then run: lrihar annotate VIDEOS_OR_FOLDER... -p {directory}\n"
+               f"for classify: put a few template crops per action class in "
+               f"{directory / 'templates'}/<class name>/")
 
 @app.command()
 def annotate(
     sources: Annotated[list[str] | None, typer.Argument(
-        help="Video files, image folders/files, rtsp:// or http:// URLs, camera index. "
+        help="Video files, images, folders of videos and images (each video one source, a "
+             "folder's images one more), rtsp:// or http:// URLs, camera index. "
              "Default: the project file's `sources`.")] = None,
     project: ProjectOpt = Path("."),
     detector: Annotated[str | None, typer.Option(help="Detector backend (see `lrihar detectors`).")] = None,
@@ -48,6 +51,8 @@ def annotate(
         "--hand-gate/--no-hand-gate", help="MediaPipe Hands gate before the detector.")] = None,
     redo: Annotated[bool, typer.Option(help="Forget stored frames of these inputs and redo them.")] = False,
     post: Annotated[str | None, typer.Option(help="Inspection post these inputs film.")] = None,
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-r", help="Also read the sub-folders of input folders.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -65,7 +70,8 @@ def annotate(
                          device=device, batch_size=batch_size)
     cfg = with_overrides(cfg, "sampling", stride=stride, fps=fps, max_image_pixels=max_image_pixels)
     cfg = with_overrides(cfg, "gate", motion=motion_gate, hands=hand_gate)
-    summary = run_annotate(proj, sources, config=cfg, redo=redo, post=post, show_progress=progress)
+    summary = run_annotate(proj, sources, config=cfg, redo=redo, post=post, recursive=recursive,
+                           show_progress=progress)
     _print_annotate_summary(summary)
     if json_out:
         json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
@@ -95,6 +101,13 @@ def _print_annotate_summary(s) -> None:
         echo_err(f"... and {len(s.errors) - 20} more (all are in the store's errors table)")
     for uri in s.failed_sources:
         echo_err(f"error: {uri}: could not be read; the other inputs were processed")
+    _print_left_out(s.skipped_files, "file(s) skipped: neither images nor videos")
+    _print_left_out(s.folders_not_entered, "sub-folder(s) not read (pass --recursive to read them)")
+
+def _print_left_out(paths: list[str], what: str, shown: int = 10) -> None:
+    if paths:
+        more = f", ... and {len(paths) - shown} more" if len(paths) > shown else ""
+        echo_err(f"note: {len(paths)} {what}: {', '.join(paths[:shown])}{more}")
 
 @app.command()
 def detections(

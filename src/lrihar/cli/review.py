@@ -9,6 +9,8 @@ import typer
 
 from lrihar.cli.app import ProjectOpt, app, echo_err
 
+QUEUES = ("all", "uncertain")
+
 
 @app.command()
 def review(
@@ -17,17 +19,44 @@ def review(
         help="Address to bind (default: this machine only). Any other address needs the printed link, "
              "which carries a fresh token.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8765,
+    queue: Annotated[str, typer.Option(
+        help="all: every crop, lowest score first, with filters. uncertain: the frames `lrihar suggest` "
+             "ranks highest (detectors disagree, weak boxes, busy frames with no box), best first, "
+             "with why; draw the missed hands there.")] = "all",
+    n: Annotated[int, typer.Option("-n", help="Frames in the uncertain queue.")] = 20,
+    compare: Annotated[str | None, typer.Option(
+        help="With --queue uncertain: a second detector run on the stored frames, NAME or NAME=MODEL "
+             "(as in `lrihar suggest`).")] = None,
+    compare_threshold: Annotated[float | None, typer.Option(
+        help="Box threshold of the --compare detector (default: its own).")] = None,
 ) -> None:
-    """Serve the review page: relabel crops, mark wrong boxes, draw boxes; every click is saved."""
+    """Serve the review page: relabel crops, mark wrong boxes, draw boxes; every click is saved.
+    With --queue uncertain it lists the frames most worth a correction first."""
+    from lrihar.errors import BadInputError
     from lrihar.project import Project
     from lrihar.review.server import launch_token, page_url, serve
 
-    Project.open(project)  # a bad project fails here, before the server starts
+    if queue not in QUEUES:
+        raise BadInputError(f"--queue: use all or uncertain, not {queue!r}")
+    if queue == "all" and compare:
+        raise BadInputError("--compare: it picks the uncertain frames; add --queue uncertain")
+    proj = Project.open(project)  # a bad project fails here, before the server starts
+    suggestions = None
+    if queue == "uncertain":
+        from lrihar.cli.train import _compare_detector  # the same NAME[=MODEL] as `lrihar suggest`
+        from lrihar.train.suggest import suggest_frames
+
+        other = _compare_detector(proj, compare, compare_threshold) if compare else None
+        suggestions = suggest_frames(proj, n, other, show_progress=True)
+        typer.echo(f"uncertain queue: {len(suggestions)} frames, best first")
+        if not suggestions:
+            echo_err("note: no frame needs a look (nothing disagrees, no weak box, no busy frame without a "
+                     "box); the page's queue menu still shows every crop")
     token = launch_token(host)
     typer.echo(f"review page: {page_url(host, port, token)}  (Ctrl-C stops it; every click is saved at once)")
     if token:
         echo_err(f"note: the page is served on {host}: only people given this link (its token) can open it")
-    serve(project, host, port, token)
+    serve(project, host, port, token, suggestions=suggestions)
 
 @app.command()
 def export(

@@ -179,7 +179,7 @@ def export_dataset(project: Project, out: str | Path, fmt: str = "yolo",
                 "nothing to export as action classes: no labelled detections (run `lrihar classify`, "
                 "or label boxes in `lrihar review`); for a hand detector set, which needs no labels, "
                 "use `-f yolo --yolo-classes hand`")
-        classes = [c.name for c in project.config.classes]
+        classes = project.classes
         classes += sorted({r.action for r in rows} - set(classes) - {NG})
         if include_ng:
             classes.append(NG)

@@ -153,48 +153,71 @@ def export_detector(project: Project, run: str | None = None, imgsz: int = 320, 
         LriharError: export requirements missing, or the parity check failed (the file is then
             removed so that nothing deploys it; the JSON report stays).
     """
+    from lrihar.train.offline import require_ultralytics
+
+    require_ultralytics()
+    _check_imgsz(imgsz)
+    run_dir = run_folder(project, run)
+    best = run_dir / "weights" / "best.pt"
+    config = {"run": run_dir.name, "weights": str(best), "imgsz": imgsz, "dynamic": dynamic,
+              "opset": OPSET, "parity_frames": parity_frames}
+    result: dict[str, Any] = {}
+    with recorded_run(project.store, "export-runtime", config, lambda s: result | {"seconds": s}):
+        return export_onnx(best, run_dir / "export", imgsz, sample_images(run_dir, parity_frames),
+                           offline_state(project), dynamic, parity_confidence, result)
+
+
+def export_onnx(best: Path, out_dir: Path, imgsz: int = 320, images: list[Path] | None = None,
+                state_dir: Path | None = None, dynamic: bool = False, parity_confidence: float = 0.001,
+                record: dict[str, Any] | None = None) -> ExportSummary:
+    """Export the weights ``best`` to ``out_dir/detector-<imgsz>[-dynamic].onnx``, check parity on
+    ``images``, write the report beside it; no project needed (see :func:`export_detector`).
+
+    ``state_dir`` holds ultralytics' offline config (default ``out_dir/.offline``); ``record``,
+    if given, receives the report's main fields even when the parity check fails.
+    """
     from lrihar.sources import read_image
     from lrihar.train.offline import require_ultralytics, ultralytics_offline
 
     require_ultralytics()
-    if imgsz < 32 or imgsz % 32:
-        raise BadInputError(f"--imgsz: {imgsz} is not a positive multiple of 32 (the model's stride)")
-    run_dir = run_folder(project, run)
-    best = run_dir / "weights" / "best.pt"
-    out_dir = run_dir / "export"
-    out_dir.mkdir(exist_ok=True)
+    _check_imgsz(imgsz)
+    best, out_dir = Path(best), Path(out_dir)
+    if not best.is_file():
+        raise BadInputError(f"{best}: no such weights file")
+    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"detector-{imgsz}{'-dynamic' if dynamic else ''}.onnx"
     record_path = target.with_suffix(".json")
-    images = [read_image(p) for p in sample_images(run_dir, parity_frames)]
-    config = {"run": run_dir.name, "weights": str(best), "imgsz": imgsz, "dynamic": dynamic,
-              "opset": OPSET, "parity_frames": parity_frames}
-    result: dict[str, Any] = {}
-    with recorded_run(project.store, "export-runtime", config, lambda s: result | {"seconds": s}), \
-            ultralytics_offline(offline_state(project)) as ul:
+    frames = [im for im in (read_image(Path(p)) for p in images or []) if im is not None]
+    with ultralytics_offline(state_dir or out_dir / ".offline") as ul:
         from ultralytics.utils import checks
 
         _check_export_requirements(checks)
         exported = ul.YOLO(str(best)).export(format="onnx", imgsz=imgsz, opset=OPSET, dynamic=dynamic,
                                              simplify=True, batch=1, device="cpu", nms=False)
         shutil.move(str(exported), target)
-        parity = parity_check(best, target, [im for im in images if im is not None], imgsz, ul,
-                              confidence=parity_confidence)
-        doc = {"onnx": target.name, "sha256": sha256_of(target), "bytes": target.stat().st_size,
-               "imgsz": imgsz, "dynamic": dynamic, "opset": OPSET, "run": run_dir.name,
-               "weights": str(best), "weights_sha256": sha256_of(best), "parity": asdict(parity),
-               "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-               "versions": package_versions() | _export_versions()}
-        record_path.write_text(json.dumps(doc, indent=2) + "\n")
-        result.update({k: doc[k] for k in ("onnx", "sha256", "bytes", "parity")} | {"path": str(target)})
-        if not parity.ok:
-            target.unlink()
-            raise LriharError(f"{target.name}: the ONNX model disagrees with the PyTorch model on "
-                              f"{parity.torch_boxes - parity.matched} of {parity.torch_boxes} boxes "
-                              f"({'; '.join(parity.problems[:3])}); the file was removed, the report is "
-                              f"in {record_path}")
-    return ExportSummary(run=run_dir.name, onnx=str(target), sha256=doc["sha256"], imgsz=imgsz,
+        parity = parity_check(best, target, frames, imgsz, ul, confidence=parity_confidence)
+    doc = {"onnx": target.name, "sha256": sha256_of(target), "bytes": target.stat().st_size,
+           "imgsz": imgsz, "dynamic": dynamic, "opset": OPSET, "run": best.parent.parent.name,
+           "weights": str(best), "weights_sha256": sha256_of(best), "parity": asdict(parity),
+           "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+           "versions": package_versions() | _export_versions()}
+    record_path.write_text(json.dumps(doc, indent=2) + "\n")
+    if record is not None:
+        record.update({k: doc[k] for k in ("onnx", "sha256", "bytes", "parity")} | {"path": str(target)})
+    if not parity.ok:
+        target.unlink()
+        raise LriharError(f"{target.name}: the ONNX model disagrees with the PyTorch model on "
+                          f"{parity.torch_boxes - parity.matched} of {parity.torch_boxes} boxes "
+                          f"({'; '.join(parity.problems[:3])}); the file was removed, the report is "
+                          f"in {record_path}")
+    return ExportSummary(run=doc["run"], onnx=str(target), sha256=doc["sha256"], imgsz=imgsz,
                          dynamic=dynamic, opset=OPSET, bytes=doc["bytes"], parity=parity,
                          record=str(record_path))
+
+
+def _check_imgsz(imgsz: int) -> None:
+    if imgsz < 32 or imgsz % 32:
+        raise BadInputError(f"--imgsz: {imgsz} is not a positive multiple of 32 (the model's stride)")
 
 
 def _export_versions() -> dict[str, str]:

@@ -13,7 +13,6 @@ checked frames feed the cost table; the frames with the most of them feed the re
 
 from __future__ import annotations
 
-import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,15 +133,10 @@ def check_frames(store: Store, gt: GroundTruth) -> list[FrameCheck]:
 
 
 def project_classes(project) -> list[str]:
-    """The project's classes: those of its file (or its template folders), then other labels stored."""
-    from lrihar.classify.templates import class_folders
-    from lrihar.errors import BadInputError
+    """The project's classes, then every other label stored: no labelled box is left out."""
+    from lrihar.classify.templates import project_classes as resolve
 
-    names = [c.name for c in project.config.classes]
-    with contextlib.suppress(BadInputError):  # no template folders yet: the file and the labels tell
-        names += list(class_folders(project.config))
-    stored = (r[0] for r in project.store.db.execute("SELECT DISTINCT label FROM labels ORDER BY label"))
-    return list(dict.fromkeys([*names, *(n for n in stored if n != NG)]))
+    return resolve(project.config, project.store, every_label=True)
 
 
 def labels_checkable(gt: GroundTruth | None, classes: Sequence[str]) -> bool:

@@ -26,6 +26,9 @@ from lrihar.naming import safe_file_name
 from lrihar.progress import progress_bar
 from lrihar.sources import read_image
 
+# score-nms backends with an ``nms_iou`` option of their own (OWLv2 applies no NMS).
+NMS_BACKENDS = frozenset({"yolo", "mediapipe-hands"})
+
 
 @dataclass(frozen=True)
 class DetectorSpec:
@@ -58,12 +61,17 @@ def predict_once(spec: DetectorSpec, images: Sequence[str], a_min: float, b_min:
                  source: str = "ground truth") -> list[ImagePredictions]:
     """Boxes and scores of every image at the lowest thresholds (cached in ``cache``).
 
-    The image files are needed only when the cache does not hold these predictions yet.
+    A ``score-nms`` backend that merges overlapping boxes itself (``yolo``; ``mediapipe-hands``
+    across its views) runs with ``nms_iou=1.0``, i.e. none, so the offline NMS at each grid
+    point starts from every box, as a rerun there would. The image files are needed only when
+    the cache does not hold these predictions yet.
     """
     from lrihar.models.detectors import create_detector
 
     kind = sweep_kind(spec.backend)
-    key = hashlib.sha1(json.dumps([spec.backend, spec.model, a_min, b_min, list(images)]).encode())
+    no_nms = kind == "score-nms" and spec.backend in NMS_BACKENDS
+    key = hashlib.sha1(json.dumps([spec.backend, spec.model, a_min, b_min, list(images),
+                                   {"nms_iou": 1.0} if no_nms else {}]).encode())
     if cache is not None and cache.exists():
         doc = json.loads(cache.read_text())
         if doc.get("key") == key.hexdigest():
@@ -74,6 +82,8 @@ def predict_once(spec: DetectorSpec, images: Sequence[str], a_min: float, b_min:
         kwargs["model"] = spec.model
     if kind == "box-text":
         kwargs["text_threshold"] = b_min
+    if no_nms:
+        kwargs["nms_iou"] = 1.0
     detector = create_detector(spec.backend, **kwargs)
     preds = []
     with progress_bar(f"sweep {spec.backend}", unit="images", enabled=show_progress,

@@ -2,7 +2,9 @@
 // textContent, DOM properties and attributes only, never as markup (class names are user text).
 "use strict";
 // sel: the current card; anchor: where a shift-selection started (null: only the current card).
-const S = { meta: null, items: [], sel: 0, anchor: null, offset: 0, limit: 48, total: 0, session: null };
+// mode: "crops" (every crop, filters) or "queue" (the frames most worth a correction, server-ranked).
+const S = { meta: null, items: [], sel: 0, anchor: null, offset: 0, limit: 48, total: 0, session: null,
+  mode: "crops" };
 const $ = id => document.getElementById(id);
 const reviewer = () => $("reviewer").value.trim();
 const SVG = "http://www.w3.org/2000/svg";
@@ -24,7 +26,7 @@ async function api(path, body) {
   }
   return data;
 }
-function say(msg) { $("status").textContent = msg; }
+function say(msg) { $("status").textContent = msg; $("frame-status").textContent = msg; }
 
 async function ensureSession() {
   if (!reviewer()) { say("type your name first"); $("reviewer").focus(); throw new Error("no reviewer"); }
@@ -58,12 +60,17 @@ async function refreshCounts() {
 }
 
 async function load() {
-  const q = new URLSearchParams({ status: $("f-status").value, offset: S.offset, limit: S.limit });
-  if ($("f-label").selectedIndex > 0) q.set("label", $("f-label").value);
-  if ($("f-post").value) q.set("post", $("f-post").value);
-  if ($("f-min").value) q.set("min_score", $("f-min").value);
-  if ($("f-max").value) q.set("max_score", $("f-max").value);
-  const data = await api("/api/crops?" + q);
+  let data;
+  if (S.mode === "queue") {
+    data = await api("/api/queue?" + new URLSearchParams({ offset: S.offset, limit: S.limit }));
+  } else {
+    const q = new URLSearchParams({ status: $("f-status").value, offset: S.offset, limit: S.limit });
+    if ($("f-label").selectedIndex > 0) q.set("label", $("f-label").value);
+    if ($("f-post").value) q.set("post", $("f-post").value);
+    if ($("f-min").value) q.set("min_score", $("f-min").value);
+    if ($("f-max").value) q.set("max_score", $("f-max").value);
+    data = await api("/api/crops?" + q);
+  }
   S.items = data.items; S.total = data.total; S.sel = Math.min(S.sel, Math.max(0, S.items.length - 1));
   S.anchor = null;
   render();
@@ -102,11 +109,52 @@ function card(it, i, picked) {
   return node;
 }
 
+// -- the uncertain queue: one card per suggested frame, its boxes drawn over it, and why --------
+const frameUrl = ref => `/api/sources/${encodeURIComponent(ref.source_id)}/frames/${encodeURIComponent(ref.frame_index)}`;
+
+function frameCard(it, i) {
+  const node = el("div", "card frame-card");
+  node.classList.toggle("sel", i === S.sel);
+  node.classList.toggle("corrected", Boolean(it.reviewed));
+  node.dataset.source = String(it.source_id);
+  node.dataset.frame = String(it.frame_index);
+  const thumb = el("div", "thumb");
+  const img = el("img");
+  img.loading = "lazy";
+  img.src = `${frameUrl(it)}.jpg?max_side=480`;
+  img.alt = `frame ${it.name}`;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", `0 0 ${Number(it.width)} ${Number(it.height)}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.replaceChildren(...it.boxes.map(b => rect(b, null, it.width)));
+  thumb.append(img, svg);
+  const reasons = el("ul", "reasons");
+  reasons.replaceChildren(...it.reasons.map(r => el("li", "", r)));
+  const boxes = it.boxes.filter(b => !b.rejected).length;
+  node.append(thumb, el("div", "lab", `#${it.rank} · ${Number(it.score).toFixed(2)}`), reasons,
+    el("div", "meta", `${it.name} · ${it.status} · ${boxes} box${boxes === 1 ? "" : "es"}`));
+  node.onclick = () => select(i, false);
+  node.ondblclick = () => openFrame();
+  return node;
+}
+
 function render() {
   const picked = new Set(selectedIndices());
-  $("grid").replaceChildren(...S.items.map((it, i) => card(it, i, picked)));
+  const queue = S.mode === "queue";
+  $("grid").classList.toggle("frames", queue);
+  $("grid").replaceChildren(...S.items.map((it, i) => (queue ? frameCard(it, i) : card(it, i, picked))));
   $("grid").children[S.sel]?.scrollIntoView({ block: "nearest" });
-  $("pageinfo").textContent = S.total ? `${S.offset + 1}–${S.offset + S.items.length} of ${S.total}` : "nothing here";
+  const empty = queue ? "no frame needs a look" : "nothing here";
+  $("pageinfo").textContent = S.total ? `${S.offset + 1}–${S.offset + S.items.length} of ${S.total}` : empty;
+}
+
+function setMode(mode) {
+  S.mode = mode; S.offset = 0; S.sel = 0; S.anchor = null;
+  $("crop-filters").hidden = mode === "queue";
+  $("accept").hidden = mode === "queue";
+  $("help-crops").hidden = mode === "queue";
+  $("help-queue").hidden = mode !== "queue";
+  return load();
 }
 
 function update(rows) {
@@ -119,6 +167,7 @@ function update(rows) {
 const seen = ids => Object.fromEntries(ids.map(id => [id, S.items.find(x => x.id === id).version]));
 
 async function act(kind, extra) {
+  if (S.mode === "queue") return;  // the queue lists frames: their boxes are acted on in the frame view
   try {
     await ensureSession();
     const it = S.items[S.sel]; if (!it && kind !== "accept") return;
@@ -141,45 +190,123 @@ async function act(kind, extra) {
 }
 
 async function undo() {
-  try { const r = await api("/api/undo", {}); say(`undone (${r.items.length})`); await load(); }
-  catch (e) { say(e.message); }
+  try {
+    const r = await api("/api/undo", {}); say(`undone (${r.items.length})`);
+    if (frameOpen()) await drawFrameBoxes(); else await load();
+  } catch (e) { say(e.message); }
 }
 
-function rect(b, it) {
+function rect(b, selId, width) {
   const node = document.createElementNS(SVG, "rect");
   const attrs = { x: b.x1, y: b.y1, width: b.x2 - b.x1, height: b.y2 - b.y1, fill: "none",
-    stroke: b.id === it.id ? "#f0c040" : (b.rejected ? "#777" : "#4fc3f7"),
-    "stroke-width": Math.max(2, it.width / 300) };
+    stroke: b.id === selId ? "#f0c040" : (b.rejected ? "#777" : (b.backend === "manual" ? "#66bb6a" : "#4fc3f7")),
+    "stroke-width": Math.max(2, width / 300) };
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, typeof v === "number" ? String(Number(v)) : v);
+  node.dataset.id = String(b.id);
+  const title = document.createElementNS(SVG, "title");  // hover: which detector (or a person), how sure
+  title.textContent = `#${b.id} ${b.backend} ${Number(b.score).toFixed(2)}${b.label ? " · " + b.label : ""}`;
+  node.append(title);
   return node;
+}
+
+// -- the frame view: any stored frame (with or without boxes), by source id and frame index ------
+// ref: {source_id, frame_index, width, height}; sel: the selected box's id (null: none);
+// changed: something was saved, so the grid is reloaded when the view closes.
+const F = { ref: null, boxes: [], sel: null, start: null, changed: false };
+const frameOpen = () => $("frame").classList.contains("open");
+
+async function drawFrameBoxes() {
+  const data = await api(`${frameUrl(F.ref)}/boxes`);
+  F.boxes = data.items;
+  if (!F.boxes.some(b => b.id === F.sel)) F.sel = null;
+  const svg = $("frame-svg");
+  svg.setAttribute("viewBox", `0 0 ${Number(F.ref.width)} ${Number(F.ref.height)}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.replaceChildren(...F.boxes.map(b => rect(b, F.sel, F.ref.width)));
+  const live = F.boxes.filter(b => !b.rejected).length;
+  $("frame-info").textContent = `${F.ref.name} · ${live} box${live === 1 ? "" : "es"}` +
+    (F.sel === null ? "" : ` · box #${F.sel} selected`);
 }
 
 async function openFrame() {
   const it = S.items[S.sel]; if (!it) return;
-  $("frame-img").src = `/api/frames/${encodeURIComponent(it.id)}.jpg`;
-  const boxes = (await api(`/api/frames/${encodeURIComponent(it.id)}/boxes`)).items;
-  const svg = $("frame-svg");
-  svg.setAttribute("viewBox", `0 0 ${Number(it.width)} ${Number(it.height)}`);
-  svg.setAttribute("preserveAspectRatio", "none");
-  svg.replaceChildren(...boxes.map(b => rect(b, it)));
+  const crop = S.mode === "crops";
+  F.ref = { source_id: it.source_id, frame_index: it.frame_index, width: it.width, height: it.height,
+    name: crop ? `#${it.id}` : it.name };
+  F.sel = crop ? it.id : null;
+  if (crop && it.label) $("frame-class").value = it.label;  // a box drawn from a crop takes its class
+  $("frame-img").src = `${frameUrl(F.ref)}.jpg`;
   $("frame").classList.add("open");
-  let start = null;
-  const pt = ev => { const r = svg.getBoundingClientRect();
-    return [(ev.clientX - r.left) * it.width / r.width, (ev.clientY - r.top) * it.height / r.height]; };
-  svg.onmousedown = ev => { start = pt(ev); ev.preventDefault(); };
-  svg.onmouseup = async ev => {
-    if (!start) return; const end = pt(ev);
-    const xyxy = [start[0], start[1], end[0], end[1]]; start = null;
-    try {
-      await ensureSession();
-      if (ev.shiftKey) { const r = await api("/api/box", { id: it.id, xyxy, seen: seen([it.id]) }); update([r]); }
-      else { await api("/api/add", { like: it.id, xyxy, label: it.label || "NG" }); }
-      say("box saved"); closeFrame(); load();
-    } catch (e) { say(e.message); }
-  };
+  try { await drawFrameBoxes(); } catch (e) { say(e.message); }
 }
-const frameOpen = () => $("frame").classList.contains("open");
-function closeFrame() { $("frame").classList.remove("open"); }
+
+function closeFrame() {
+  $("frame").classList.remove("open");
+  if (F.changed) { F.changed = false; load().catch(e => say(e.message)); }
+}
+
+function framePoint(ev) {
+  const r = $("frame-svg").getBoundingClientRect();
+  return [(ev.clientX - r.left) * F.ref.width / r.width, (ev.clientY - r.top) * F.ref.height / r.height];
+}
+
+// A press and release within a few screen pixels is a click (select the box under it), else a drag.
+async function frameMouseUp(ev) {
+  if (!F.start) return;
+  const [start, end] = [F.start, framePoint(ev)]; F.start = null;
+  const r = $("frame-svg").getBoundingClientRect();
+  const moved = Math.max(Math.abs(end[0] - start[0]) * r.width / F.ref.width,
+    Math.abs(end[1] - start[1]) * r.height / F.ref.height);
+  if (moved < 4) {
+    const under = F.boxes.filter(b => b.x1 <= end[0] && end[0] <= b.x2 && b.y1 <= end[1] && end[1] <= b.y2)
+      .sort((a, b) => (a.x2 - a.x1) * (a.y2 - a.y1) - (b.x2 - b.x1) * (b.y2 - b.y1));
+    F.sel = under.length ? under[0].id : null;
+    await drawFrameBoxes();
+    return;
+  }
+  const xyxy = [start[0], start[1], end[0], end[1]];
+  try {
+    await ensureSession();
+    if (ev.shiftKey) {
+      const box = F.boxes.find(b => b.id === F.sel);
+      if (!box) { say("click a box first, then shift-drag to move it"); return; }
+      await api("/api/box", { id: box.id, xyxy, seen: { [box.id]: box.version } });
+    } else {
+      const r2 = await api("/api/add-to-frame", { source: F.ref.source_id, frame_index: F.ref.frame_index, xyxy,
+        label: $("frame-class").value || NG });
+      F.sel = r2.id;
+    }
+    F.changed = true;
+    say("box saved");
+    await drawFrameBoxes();
+  } catch (e) { say(e.message); }
+}
+
+async function frameWrong() {
+  const box = F.boxes.find(b => b.id === F.sel);
+  if (!box) { say("click a box first"); return; }
+  try {
+    await ensureSession();
+    await api("/api/wrong", { ids: [box.id], seen: { [box.id]: box.version } });
+    F.changed = true; say("wrong: saved"); await drawFrameBoxes();
+  } catch (e) { say(e.message); }
+}
+
+function frameKey(ev) {
+  const k = ev.key;
+  if (k === "Escape") closeFrame();
+  else if (k === "w") frameWrong();
+  else if (k === "u" || (k === "z" && (ev.ctrlKey || ev.metaKey))) { F.changed = true; undo(); }
+  else if (/^[0-9]$/.test(k)) {
+    const name = k === "0" ? NG : S.meta.classes[+k - 1];
+    if (name !== undefined) { $("frame-class").value = name; say(`draw as ${name}`); }
+  } else if (k === "ArrowRight" || k === "ArrowLeft") {
+    const next = S.sel + (k === "ArrowRight" ? 1 : -1);
+    if (next < 0 || next >= S.items.length) { say("no more frames on this page"); return; }
+    select(next, false); openFrame();
+  } else return;
+  ev.preventDefault();
+}
 
 // -- the class picker: type a few letters, arrows, Enter ----------------------------------------
 const P = { matches: [], active: 0 };
@@ -257,9 +384,18 @@ function pickerKey(ev) {
 
 document.addEventListener("keydown", ev => {
   if (ev.target.tagName === "INPUT") return;
-  if (frameOpen()) { if (ev.key === "Escape") closeFrame(); return; }
   const k = ev.key;
   if ((ev.ctrlKey || ev.metaKey || ev.altKey) && k !== "z") return;  // leave the browser's own keys alone
+  if (frameOpen()) { if (ev.target.tagName !== "SELECT" || k === "Escape") frameKey(ev); return; }
+  if (S.mode === "queue") {  // a frame list: select, open, undo
+    if (k === "ArrowRight") select(S.sel + 1, false);
+    else if (k === "ArrowLeft") select(S.sel - 1, false);
+    else if (k === "f" || k === "Enter") openFrame();
+    else if (k === "u" || (k === "z" && (ev.ctrlKey || ev.metaKey))) undo();
+    else return;
+    ev.preventDefault();
+    return;
+  }
   if (k === "ArrowRight") select(S.sel + 1, ev.shiftKey);
   else if (k === "ArrowLeft") select(S.sel - 1, ev.shiftKey);
   else if (k === "l" || k === "/") openPicker();
@@ -281,6 +417,9 @@ async function init() {
   S.meta = await api("/api/meta");
   $("title").textContent = "lrihar review · " + S.meta.line;
   fillLabelFilter();
+  $("frame-class").replaceChildren(...classNames().map(name => new Option(name, name)));
+  $("frame-class").value = NG;  // until the reviewer picks a class (1-9 in the frame view)
+  $("frame-class").onchange = () => $("frame-class").blur();  // keys go back to the frame view
   for (const p of S.meta.posts) $("f-post").add(new Option(p, p));
   for (const id of ["f-label", "f-status", "f-post", "f-min", "f-max"]) $(id).onchange = () => { S.offset = 0; load(); };
   $("prev").onclick = () => { S.offset = Math.max(0, S.offset - S.limit); load(); };
@@ -288,9 +427,24 @@ async function init() {
   $("accept").onclick = () => act("accept");
   $("undo").onclick = undo;
   $("frame").onclick = ev => { if (ev.target.id === "frame") closeFrame(); };
+  const svg = $("frame-svg");
+  svg.onmousedown = ev => { F.start = framePoint(ev); ev.preventDefault(); };
+  svg.onmousemove = ev => {  // the box being drawn, dashed, until the button is released
+    if (!F.start) return;
+    const end = framePoint(ev);
+    let ghost = $("frame-ghost");
+    if (!ghost) { ghost = document.createElementNS(SVG, "rect"); ghost.id = "frame-ghost"; svg.append(ghost); }
+    const attrs = { x: Math.min(F.start[0], end[0]), y: Math.min(F.start[1], end[1]),
+      width: Math.abs(end[0] - F.start[0]), height: Math.abs(end[1] - F.start[1]),
+      "stroke-width": Math.max(2, F.ref.width / 300) };
+    for (const [k, v] of Object.entries(attrs)) ghost.setAttribute(k, String(Number(v)));
+  };
+  svg.onmouseup = ev => { $("frame-ghost")?.remove(); frameMouseUp(ev); };
+  $("queue-choice").hidden = S.meta.queue !== "uncertain";
+  $("f-queue").onchange = () => setMode($("f-queue").value === "uncertain" ? "queue" : "crops");
   $("picker-q").oninput = () => { P.matches = pickerMatches($("picker-q").value); P.active = 0; renderPicker(); };
   $("picker-q").onkeydown = pickerKey;
   $("picker-q").onblur = () => { if (pickerOpen()) closePicker(); };
-  await load();
+  await setMode(S.meta.queue === "uncertain" ? "queue" : "crops");
 }
 init().catch(e => say(e.message));

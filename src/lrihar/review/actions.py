@@ -27,6 +27,8 @@ from lrihar.errors import BadInputError, LriharError
 from lrihar.store import Store
 
 NG = "NG"
+MANUAL_BACKEND = "manual"
+"""The ``backend`` of a box a person drew (review page or import)."""
 # A break longer than this between two actions is not counted as review time.
 IDLE_SECONDS = 120.0
 
@@ -113,15 +115,33 @@ def reject(db: sqlite3.Connection, det_id: int) -> None:
     db.execute("UPDATE labels SET version=version+1 WHERE detection_id=?", (det_id,))
 
 
-def insert_manual_box(db: sqlite3.Connection, like_det_id: int, xyxy: Sequence[float], label: str) -> int:
-    """A box a person drew, on the frame of ``like_det_id``, with its label; returns its id."""
+def frame_of_detection(db: sqlite3.Connection, det_id: int) -> tuple[int, int]:
+    """The (source id, frame index) a detection lies on."""
+    row = db.execute("SELECT source_id, frame_index FROM detections WHERE id=?", (det_id,)).fetchone()
+    if row is None:
+        raise BadInputError(f"detection {det_id} does not exist")
+    return int(row[0]), int(row[1])
+
+
+def insert_frame_box(db: sqlite3.Connection, frame: tuple[int, int], xyxy: Sequence[float],
+                     label: str) -> int:
+    """A box a person drew on ``frame`` (source id, frame index), with its label; returns its id.
+
+    The frame needs no stored box: a hand the detector missed on a frame it found empty is
+    exactly what a person draws. The frame keeps its status (what the detector found).
+    """
     run = db.execute("SELECT MAX(id) FROM runs").fetchone()[0]
     cur = db.execute("INSERT INTO detections (source_id, frame_index, x1, y1, x2, y2, score, label, backend,"
-                     " run_id) SELECT source_id, frame_index, ?, ?, ?, ?, 1.0, 'hand', 'manual', ?"
-                     " FROM detections WHERE id=?", (*xyxy, run, like_det_id))
+                     " run_id) VALUES (?, ?, ?, ?, ?, ?, 1.0, 'hand', ?, ?)",
+                     (*frame, *xyxy, MANUAL_BACKEND, run))
     det_id = int(cur.lastrowid)
     set_label(db, det_id, label)
     return det_id
+
+
+def insert_manual_box(db: sqlite3.Connection, like_det_id: int, xyxy: Sequence[float], label: str) -> int:
+    """A box a person drew, on the frame of ``like_det_id``, with its label; returns its id."""
+    return insert_frame_box(db, frame_of_detection(db, like_det_id), xyxy, label)
 
 
 def _apply(store: Store, action: str, ids: Sequence[int], reviewer: str, session_id: int | None,
@@ -129,6 +149,7 @@ def _apply(store: Store, action: str, ids: Sequence[int], reviewer: str, session
     """Run ``change(db, det_id)`` for each id in one transaction, logging before/after."""
     with store.transaction() as db:
         _check_versions(db, ids, seen)
+        touch_session(db, session_id)  # first: an unknown session is a clear error, not a foreign-key one
         action_id = next_action_id(db)
         out = []
         for det_id in ids:
@@ -137,7 +158,6 @@ def _apply(store: Store, action: str, ids: Sequence[int], reviewer: str, session
             after = state(db, det_id)
             log_change(db, action_id, reviewer, session_id, action, det_id, before, after)
             out.append({"id": det_id, **after})
-        touch_session(db, session_id)
     return out
 
 
@@ -177,11 +197,15 @@ def move_box(store: Store, det_id: int, xyxy: Sequence[float], reviewer: str,
 
 
 def _valid_box(store: Store, det_id: int, xyxy: Sequence[float]) -> tuple[float, float, float, float]:
-    row = store.db.execute("SELECT f.width, f.height FROM detections d JOIN frames f ON"
-                           " f.source_id = d.source_id AND f.frame_index = d.frame_index WHERE d.id=?",
-                           (det_id,)).fetchone()
+    return _valid_frame_box(store, frame_of_detection(store.db, det_id), xyxy)
+
+
+def _valid_frame_box(store: Store, frame: tuple[int, int], xyxy: Sequence[float]
+                     ) -> tuple[float, float, float, float]:
+    row = store.db.execute("SELECT width, height FROM frames WHERE source_id=? AND frame_index=?",
+                           frame).fetchone()
     if row is None:
-        raise BadInputError(f"detection {det_id} does not exist")
+        raise BadInputError(f"frame {frame[1]} of source {frame[0]} is not in the store")
     return clip_box(xyxy, row[0], row[1])
 
 
@@ -227,14 +251,22 @@ def clip_box(xyxy: object, width: int, height: int, where: str = "box") -> tuple
 def add_box(store: Store, like_det_id: int, xyxy: Sequence[float], label: str, reviewer: str,
             session_id: int | None = None, classes: Sequence[str] | None = None) -> dict:
     """Draw a new box (on the frame of ``like_det_id``) the detector missed, with its label."""
+    return add_frame_box(store, frame_of_detection(store.db, like_det_id), xyxy, label, reviewer, session_id,
+                         classes)
+
+
+def add_frame_box(store: Store, frame: tuple[int, int], xyxy: Sequence[float], label: str, reviewer: str,
+                  session_id: int | None = None, classes: Sequence[str] | None = None) -> dict:
+    """Draw a box the detector missed on ``frame`` (source id, frame index), which may hold no box
+    yet, with its label: clipped to the frame, logged as ``add``, undone by :func:`undo_last`."""
     if classes is not None and label not in (*classes, NG):
         raise BadInputError(f"label {label!r} is not a class of the project ({', '.join(classes)}) nor NG")
-    box = _valid_box(store, like_det_id, xyxy)
+    box = _valid_frame_box(store, frame, xyxy)
     with store.transaction() as db:
-        det_id = insert_manual_box(db, like_det_id, box, label)
+        touch_session(db, session_id)
+        det_id = insert_frame_box(db, frame, box, label)
         after = state(db, det_id)
         log_change(db, next_action_id(db), reviewer, session_id, "add", det_id, None, after)
-        touch_session(db, session_id)
     return {"id": det_id, **after}
 
 
@@ -308,8 +340,8 @@ def promote_template(store: Store, cfg, det_id: int, frame: Any, box: Sequence[f
     x1, y1, x2, y2 = padded_box(tuple(box), padding, frame.shape[1], frame.shape[0])
     Image.fromarray(frame[y1:y2, x1:x2]).save(path, quality=95)
     with store.transaction() as db:
+        touch_session(db, session_id)
         now = state(db, det_id)
         log_change(db, next_action_id(db), reviewer, session_id, "promote", det_id, now,
              now | {"template": str(path)})
-        touch_session(db, session_id)
     return path

@@ -59,7 +59,7 @@ class ImportSummary:
 
 
 def _classes(project: Project) -> list[str]:
-    return [c.name for c in project.config.classes]
+    return project.classes
 
 
 def _write_frames(project: Project, out: Path) -> list[tuple[str, list, tuple[int, int]]]:

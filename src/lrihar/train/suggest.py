@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from lrihar.crops import FrameRef, frame_stem
 from lrihar.dump import frame_file_name
 from lrihar.errors import BadInputError
 from lrihar.models.detectors.base import Detector
@@ -45,7 +46,11 @@ MANUAL_BACKEND = "manual"  # boxes a person drew in the review page
 
 @dataclass
 class Suggestion:
-    """One frame worth a look, with why."""
+    """One frame worth a look, with why.
+
+    ``frame`` is the image path (or ``video#frame=N``); ``file`` the frame's file name in
+    ``lrihar export -f labelstudio|cvat``, which ``lrihar import`` matches corrections by.
+    """
 
     source: str
     frame_index: int
@@ -56,17 +61,10 @@ class Suggestion:
     reasons: list[str] = field(default_factory=list)
     boxes: int = 0
     compare_boxes: int | None = None
+    file: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class _Ref:
-    """The two fields of a stored row that the frame reader of :mod:`lrihar.crops` needs."""
-
-    frame_index: int
-    frame_name: str | None
 
 
 def match_count(a: np.ndarray, b: np.ndarray, iou: float) -> int:
@@ -114,20 +112,20 @@ def _reviewed(rows: list[DetectionRow]) -> bool:
 
 def _compare_boxes(detector: Detector, frames: Iterable[tuple[str, int, str | None]],
                    show_progress: bool = False) -> dict[tuple[str, int], Any]:
-    """Run ``detector`` on the given stored frames (each source decoded once)."""
-    from lrihar.crops import _frames_for  # the store's frame reader (stills read, videos decoded once)
+    """Run ``detector`` on the given stored frames (each source decoded once, unreadable frames
+    skipped)."""
+    from lrihar.crops import read_frames
     from lrihar.progress import progress_bar
 
     out: dict[tuple[str, int], Any] = {}
-    errors: list = []
-    frames = sorted(frames, key=lambda f: (f[0], f[1]))
+    refs = sorted((FrameRef(uri, idx, name) for uri, idx, name in frames),
+                  key=lambda r: (r.source_uri, r.frame_index))
     with progress_bar(f"suggest: {detector.name}", unit="frames", enabled=show_progress,
-                      total=len(frames)) as bar:
-        for uri, group in itertools.groupby(frames, key=lambda f: f[0]):
-            refs = [_Ref(idx, name) for _, idx, name in group]
-            detector.reset()
-            for ref, image in _frames_for(uri, refs, errors):
-                out[(uri, ref.frame_index)] = detector(image)
+                      total=len(refs)) as bar:
+        for _uri, group in itertools.groupby(read_frames(refs), key=lambda pair: pair[0].source_uri):
+            detector.reset()  # a tracking detector must not carry one source's state into the next
+            for ref, image in group:
+                out[(ref.source_uri, ref.frame_index)] = detector(image)
                 bar.update(len(out))
     return out
 
@@ -150,7 +148,7 @@ def score_frames(project: Project, compare: Detector | None = None, iou: float =
     for uri, rec in frames:
         rows = [r for r in by_frame.get((uri, rec.index), []) if not r.rejected]
         s = Suggestion(uri, rec.index, rec.name, frame_file_name(uri, rec.index, rec.name), rec.status,
-                       0.0, boxes=len(rows))
+                       0.0, boxes=len(rows), file=f"{frame_stem(FrameRef(uri, rec.index, rec.name))}.jpg")
         parts: list[tuple[float, str]] = []
         backends = sorted({r.backend for r in rows})
         stored = {b: np.array([r.xyxy for r in rows if r.backend == b], float).reshape(-1, 4)

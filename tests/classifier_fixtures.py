@@ -1,5 +1,5 @@
 """Helpers for the classifier tests: a tiny ViT saved like a hub checkpoint, toy ImageFolder sets,
-and the ASL letters cut into an ImageFolder split by source photo."""
+a toy project (the hands-dev splits are cut by benchmarks/_handsets.py)."""
 
 from __future__ import annotations
 
@@ -45,27 +45,6 @@ def write_toy_imagefolder(root: Path, per_class: dict[str, int] | None = None, v
             for k in range(n):
                 Image.fromarray(toy_image(TOY_CLASSES.index(name), rng)).save(folder / f"{k}.png")
     return root
-
-
-def write_asl_imagefolder(asl: Path, out: Path, letters: tuple[str, ...], held_out: int = 2) -> Path:
-    """ASL letter crops (ground-truth boxes): ``train`` = Roboflow train + valid minus ``held_out``
-    valid photos per letter (-> ``val``), ``test`` = Roboflow test. Every image is its own
-    ``source_photo``, so no photo lands in two splits."""
-    images = json.loads((asl / "gt.json").read_text())["images"]
-    images = [im for im in images if im["label"] in letters]
-    held: dict[str, list[str]] = {}
-    for im in sorted(images, key=lambda i: i["source_photo"]):
-        if im["split"] == "valid" and len(held.setdefault(im["label"], [])) < held_out:
-            held[im["label"]].append(im["source_photo"])
-    held_photos = {p for photos in held.values() for p in photos}
-    for im in images:
-        split = "test" if im["split"] == "test" else "val" if im["source_photo"] in held_photos else "train"
-        x1, y1, x2, y2 = (round(v) for v in im["hands"][0])
-        folder = out / split / im["label"]
-        folder.mkdir(parents=True, exist_ok=True)
-        with Image.open(asl / im["file"]) as photo:
-            photo.convert("RGB").crop((x1, y1, x2, y2)).save(folder / f"{im['source_photo']}.jpg", quality=95)
-    return out
 
 
 def toy_project(root: Path, per_class: int = 6, labelled: bool = True, unlabelled: int = 0,

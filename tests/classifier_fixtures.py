@@ -51,14 +51,20 @@ def toy_project(root: Path, per_class: int = 6, labelled: bool = True, unlabelle
                 seed: int = 0) -> Path:
     """A project whose store holds one still per crop (an image folder source): a toy crop pasted
     into a grey 64×64 frame, its box stored as a detection, labelled with its colour class as the
-    matcher would (provenance auto) when ``labelled``; ``unlabelled`` more boxes carry no label."""
+    matcher would (provenance auto) when ``labelled``; ``unlabelled`` more boxes carry no label.
+    Two template crops per class sit in ``templates/<class>/``."""
     import supervision as sv
 
     from lrihar.store import FrameRecord, Store
 
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
-    (root / "lrihar.yaml").write_text(json.dumps({"classes": [{"name": c} for c in TOY_CLASSES]}))
+    classes = [{"name": c, "templates": f"templates/{c}"} for c in TOY_CLASSES]
+    (root / "lrihar.yaml").write_text(json.dumps({"classes": classes, "classify": {"lambda": 0.0}}))
+    for c in TOY_CLASSES:  # two template crops per class for the template matcher
+        (root / "templates" / c).mkdir(parents=True)
+        for k in range(2):
+            Image.fromarray(toy_image(TOY_CLASSES.index(c), rng)).save(root / "templates" / c / f"{k}.png")
     frames = root / "stills"
     frames.mkdir()
     store = Store(root / "lrihar.db")

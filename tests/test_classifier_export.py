@@ -173,3 +173,25 @@ def test_a_schema_5_store_is_upgraded_to_accept_model_labels_without_losing_rows
     assert (got[second]["provenance"], got[second]["label"]) == ("model", "b")
     assert (got[first]["provenance"], got[first]["label"]) == ("corrected", "a")
     assert got[first]["auto_label"] == "b"
+
+
+def test_table_4_puts_the_template_matcher_beside_every_trained_classifier(trained, tmp_path):
+    from lrihar.deploy.onnx_classifier import export_classifier as export
+
+    export(Project.open(trained), "cnn")
+    out = tmp_path / "t4.json"
+    assert main(["evaluate", "-p", str(trained), "--classifiers", "--json", str(out)]) == 0
+    t4 = json.loads(out.read_text())
+    names = [r["classifier"] for r in t4["rows"]]
+    assert names[0].startswith("template matching (mobilenet-v2, 6 templates)")
+    assert any("[vit, " in n for n in names) and any("[cnn, ONNX fp32]" in n for n in names)
+    data = trained / "models" / "classifier" / "cnn" / "data"
+    assert t4["split"] == "val" and t4["crops"] == len(list((data / "val").rglob("*.jpg"))) > 0
+    for row in t4["rows"]:
+        assert set(row["accuracy"]) >= {"all"} and 0 <= row["accuracy"]["all"] <= 1
+        assert row["call_ms_p50"] > 0 and row["call_ms_p90"] >= row["call_ms_p50"]
+    assert next(r for r in t4["rows"] if "[cnn" in r["classifier"])["training_note"].startswith("init random")
+    html = tmp_path / "report.html"
+    assert main(["report", "-p", str(trained), "-o", str(html), "--classifiers"]) == 0
+    text = html.read_text()
+    assert "Classifiers (Table 4)" in text and "[cnn, ONNX fp32]" in text

@@ -220,3 +220,24 @@ def classify_with_model_command(proj, classifier: str, progress: bool, json_out:
         echo_err(f"warning: {err.source_id}: {err.message}")
     if json_out:
         json_out.write_text(json.dumps(s.as_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def classifier_table_command(proj, data: Path | None, json_out: Path | None) -> None:
+    """``evaluate --classifiers``: Table 4 on stdout (and as JSON)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lrihar.evaluate.classifier_table import classifier_comparison
+
+    t = classifier_comparison(proj, data)
+    table = Table("classifier", "post", "accuracy", "training s", "call p50 ms", "call p90 ms",
+                  title=f"Table 4: {t['crops']} held-out crops ({t['split']} of {t['data']})")
+    for row in t["rows"]:
+        for post, acc in row["accuracy"].items():
+            table.add_row(row["classifier"], post, f"{acc:.1%}", str(row["training_s"]),
+                          str(row["call_ms_p50"]), str(row["call_ms_p90"]))
+    Console().print(table)
+    for note in t["notes"]:
+        echo_err(f"note: {note}")
+    if json_out:
+        json_out.write_text(json.dumps(t, indent=2) + "\n", encoding="utf-8")

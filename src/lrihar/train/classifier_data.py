@@ -162,7 +162,7 @@ class Augment:
 
     size: int
     hflip: bool = False
-    scale: tuple[float, float] = (0.6, 1.0)
+    scale: tuple[float, float] = (0.8, 1.0)
     rotation: float = 15.0
     jitter: float = 0.3
 

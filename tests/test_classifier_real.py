@@ -64,7 +64,7 @@ def test_finetune_and_distill_beat_the_template_matcher_on_asl_letters(hands_dev
     teacher_acc = _onnx_accuracy(project, "teacher", test)
     student_acc = _onnx_accuracy(project, "student", test)
     print(f"templates {templates:.3f}  teacher {teacher_acc:.3f}  student {student_acc:.3f}")
-    # measured (2 CPU cores): templates 0.xx, teacher 0.xx, student 0.xx
-    assert teacher_acc >= templates + 0.15
-    assert student_acc >= templates + 0.10
+    # measured on 2 CPU cores (19 test crops): templates 0.44, teacher 0.79, student 0.89 (ONNX)
+    assert teacher_acc >= max(0.70, templates + 0.15)
+    assert student_acc >= max(0.70, templates + 0.15)
     assert student.unlabelled_crops == 0 and student.best_val_acc is not None

@@ -297,8 +297,8 @@ def test_a_schema_5_store_is_upgraded_keeping_its_review_log(root):
     db.close()
     store = Store(path)
     try:
-        assert int(store.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]) == 6
-        assert SCHEMA_VERSION == 6
+        assert int(store.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]) \
+            == SCHEMA_VERSION == 7
         assert store.db.execute("SELECT reviewer, action, detection_id FROM review_log").fetchall() == [
             ("ana", "relabel", det_id)]
         _, _, sid = _b0(root)

@@ -26,8 +26,12 @@ def classify(
     no_sheets: Annotated[bool, typer.Option("--no-sheets", help="Skip the contact sheets.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    classifier: Annotated[str | None, typer.Option(
+        help="Label with a trained classifier instead of templates: student, teacher, a run name or an "
+             "exported .onnx (see `lrihar export-runtime --classifier`).")] = None,
 ) -> None:
-    """Label every detected crop with an action class, or NG, by similarity to template crops.
+    """Label every detected crop with an action class, or NG, by similarity to template crops
+    (or with a trained classifier: --classifier).
 
     Rerunning resumes (embeddings are cached); labels a person corrected are never overwritten.
     """
@@ -36,6 +40,10 @@ def classify(
     from lrihar.project import Project
 
     proj = Project.open(project)
+    if classifier:
+        from lrihar.cli.finetune import classify_with_model_command
+
+        return classify_with_model_command(proj, classifier, progress, json_out)
     cfg = with_overrides(proj.config, "classify", encoder=encoder, model=model, lambda_=lambda_,
                          device=device)
     sheets_dir = None if no_sheets else (sheets or proj.root / "contact-sheets")

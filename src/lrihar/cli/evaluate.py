@@ -41,6 +41,12 @@ def evaluate(
     hours_per_class_set: HoursPerClassSet = 24.0,
     crops_per_class: CropsPerClass = 200,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON.")] = None,
+    classifiers: Annotated[bool, typer.Option(
+        "--classifiers", help="Table 4 instead: the template matcher and every trained classifier on one "
+                              "held-out split (accuracy per post, training time, call time).")] = False,
+    data: Annotated[Path | None, typer.Option(
+        help="--classifiers: compare on this ImageFolder's test/ (or val/) split (default: the crops "
+             "the latest student's teacher held out).")] = None,
 ) -> None:
     """Detection metrics (eq. 3 / eq. 4, P/R/F1, AP50, mAP50-95), confusion matrices, cost."""
     from lrihar.evaluate.groundtruth import load_ground_truth
@@ -48,6 +54,10 @@ def evaluate(
     from lrihar.project import Project
 
     proj = Project.open(project)
+    if classifiers:
+        from lrihar.cli.finetune import classifier_table_command
+
+        return classifier_table_command(proj, data, json_out)
     truth = load_ground_truth(gt, images) if gt else None
     result = evaluate_project(proj, truth, _ious(iou), _rates(seconds_per_image, hours_per_class_set,
                                                               crops_per_class), posts_per_line)
@@ -154,6 +164,9 @@ def report(
     iou: Annotated[list[float] | None, typer.Option(help="T_IoU (repeatable; default 0.3 and 0.4).")] = None,
     markdown: Annotated[bool, typer.Option(help="Also write a Markdown version beside it.")] = True,
     timing: Annotated[bool, typer.Option(help="Time the classifier call (Table 4).")] = True,
+    classifiers: Annotated[bool, typer.Option(
+        "--classifiers", help="Add the trained classifiers to Table 4 (see evaluate --classifiers).")]
+        = False,
     posts_per_line: PostsPerLine = 20,
     seconds_per_image: SecondsPerImage = 28.8,
     hours_per_class_set: HoursPerClassSet = 24.0,
@@ -180,6 +193,10 @@ def report(
             table4 = template_matcher_row(proj, confs)
         except BadInputError as exc:  # no templates yet: the table is left out, not the report
             echo_err(f"warning: classifier table skipped: {exc}")
+    if classifiers:
+        from lrihar.evaluate.classifier_table import classifier_comparison
+
+        table4 = [*([table4] if table4 else []), *classifier_comparison(proj)["rows"]]
     html = output or proj.root / "report.html"
     written = write_report(proj, result, html, sweep_dir, table4,
                            html.with_suffix(".md") if markdown else None)

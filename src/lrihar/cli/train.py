@@ -90,6 +90,10 @@ def _print_train_summary(s) -> None:
 def export_runtime(
     project: ProjectOpt = Path("."),
     detector: Annotated[bool, typer.Option("--detector", help="Export the trained detector.")] = False,
+    classifier: Annotated[bool, typer.Option(
+        "--classifier", help="Export the trained classifier (default run: the latest student).")] = False,
+    int8: Annotated[bool | None, typer.Option(
+        "--int8/--no-int8", help="Classifier: also INT8 (default: transformers only; never CNNs).")] = None,
     run: Annotated[str | None, typer.Option(help="Training run (default: the latest).")] = None,
     imgsz: Annotated[int, typer.Option(help="Input size of the exported model (multiple of 32).")] = 320,
     dynamic: Annotated[bool, typer.Option(help="Dynamic batch size instead of batch 1.")] = False,
@@ -99,8 +103,12 @@ def export_runtime(
     from lrihar.deploy.onnx_detector import export_detector
     from lrihar.project import Project
 
+    if classifier:
+        from lrihar.cli.finetune import export_classifier_command
+
+        return export_classifier_command(project, run, int8)
     if not detector:
-        raise BadInputError("export-runtime: say what to export (--detector)")
+        raise BadInputError("export-runtime: say what to export (--detector or --classifier)")
     s = export_detector(Project.open(project), run, imgsz=imgsz, dynamic=dynamic, parity_frames=parity_frames)
     p = s.parity
     typer.echo(f"wrote {s.onnx} ({s.bytes / 1e6:.1f} MB, opset {s.opset}, imgsz {s.imgsz}"

@@ -218,13 +218,16 @@ def cost_section(cost: dict) -> dict:
     )
 
 
-def classifier_section(t4: dict) -> dict:
-    timing = [t4["call_ms_p50"], t4["call_ms_p90"], t4["training_s"]]
-    rows = [[t4["classifier"], post, _pct(acc), _pct(t4["accuracy_without_ng"][post]), *timing]
-            for post, acc in t4["accuracy"].items()] or [[t4["classifier"], "–", "–", "–", *timing]]
+def classifier_section(table4: dict | list[dict]) -> dict:
+    """Table 4: one row per classifier and post (a dict or a list of them, see classifier_table)."""
+    rows = []
+    for t4 in [table4] if isinstance(table4, dict) else table4:
+        timing = [t4["call_ms_p50"], t4["call_ms_p90"], t4["training_s"]]
+        rows += [[t4["classifier"], post, _pct(acc), _pct(t4["accuracy_without_ng"][post]), *timing]
+                 for post, acc in t4["accuracy"].items()] or [[t4["classifier"], "–", "–", "–", *timing]]
     return _section("classifiers", "Classifiers (Table 4)",
                     _table(["classifier", "post", "accuracy", "without NG", "call p50 ms", "call p90 ms",
-                            "set-up s"], rows))
+                            "set-up / training s"], rows))
 
 
 def encoder_section(project) -> dict | None:
@@ -255,7 +258,7 @@ def config_section(project) -> dict:
 
 
 def build_sections(project, evaluation: dict, figures: Path, sweep_dir: Path | None,
-                   table4: dict | None) -> list[dict]:
+                   table4: dict | list[dict] | None) -> list[dict]:
     """The report's sections, in order; a section whose inputs are missing is left out."""
     sections = [headline_section(project, evaluation)]
     sections += pictures_sections(project, evaluation, project_classes(project))
@@ -275,7 +278,7 @@ def build_sections(project, evaluation: dict, figures: Path, sweep_dir: Path | N
 
 
 def write_report(project, evaluation: dict, out_html: Path, sweep_dir: Path | None = None,
-                 table4: dict | None = None, out_md: Path | None = None) -> list[Path]:
+                 table4: dict | list[dict] | None = None, out_md: Path | None = None) -> list[Path]:
     """Render the HTML (self-contained, figures inlined) and optionally Markdown."""
     import jinja2
 

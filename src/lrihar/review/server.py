@@ -235,7 +235,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
             where.append("COALESCE(l.label, '') = ?")
             params.append(label)
         if status == "unreviewed":
-            where.append("COALESCE(l.provenance, 'auto') = 'auto' AND d.rejected = 0")
+            where.append("COALESCE(l.provenance, 'auto') IN ('auto', 'model') AND d.rejected = 0")
         elif status == "reviewed":
             where.append("l.provenance = 'corrected' AND d.rejected = 0")
         elif status == "wrong":

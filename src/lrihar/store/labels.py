@@ -1,4 +1,5 @@
-"""Action labels per detection: the matcher's (auto) and a person's (corrected)."""
+"""Action labels per detection: the matcher's (auto), a trained classifier's (model) and a
+person's (corrected)."""
 
 from __future__ import annotations
 
@@ -32,8 +33,31 @@ class LabelsMixin(Connection):
             kept = self.db.execute("SELECT COUNT(*) FROM labels WHERE provenance='corrected'").fetchone()
         return int(kept[0])
 
+    def write_model_labels(self, run_id: int, rows: Sequence[tuple]) -> int:
+        """Store a trained classifier's (detection_id, label, score, runner_up, margin, model_key)
+        rows with provenance 'model'.
+
+        As with the matcher's labels, the answer lands in ``auto_label`` and ``label`` changes only
+        where no person corrected it; a later template ``classify`` leaves 'model' labels alone.
+        Returns how many labels were kept as corrected.
+        """
+        stamp = now()
+        with self.transaction():
+            self.db.executemany(
+                "INSERT INTO labels (detection_id, label, score, runner_up, margin, encoder_key,"
+                " provenance, run_id, at, auto_label) VALUES (?,?,?,?,?,?,'model',?,?,?)"
+                " ON CONFLICT(detection_id) DO UPDATE SET auto_label=excluded.auto_label,"
+                " label=CASE WHEN labels.provenance='corrected' THEN labels.label ELSE excluded.label END,"
+                " provenance=CASE WHEN labels.provenance='corrected' THEN 'corrected' ELSE 'model' END,"
+                " score=excluded.score, runner_up=excluded.runner_up, margin=excluded.margin,"
+                " encoder_key=excluded.encoder_key, lambda=NULL, run_id=excluded.run_id, at=excluded.at",
+                [(*r, run_id, stamp, r[1]) for r in rows],
+            )
+            kept = self.db.execute("SELECT COUNT(*) FROM labels WHERE provenance='corrected'").fetchone()
+        return int(kept[0])
+
     def labels(self, provenance: str | None = None) -> dict[int, dict[str, Any]]:
-        """Current label per detection id (optionally only 'auto' or 'corrected' ones)."""
+        """Current label per detection id (optionally only 'auto', 'model' or 'corrected' ones)."""
         sql = ("SELECT detection_id, label, score, runner_up, margin, lambda, provenance, auto_label"
                " FROM labels")
         params: tuple = ()

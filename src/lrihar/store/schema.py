@@ -7,9 +7,10 @@ from pathlib import Path
 
 from lrihar.errors import BadInputError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # 2: embeddings, labels; 3: text_score, auto_label, post; 4: review; 5: run pid;
-# 6: frame_reviews, review_log rows about a frame (detection_id NULL, source_id + frame_index)
+# 6: frame_reviews, review_log rows about a frame (detection_id NULL, source_id + frame_index);
+# 7: label provenance 'model' (a trained classifier's label)
 
 FRAME_STATUSES = ("action", "empty", "gated")
 # A review action changes a detection (detection_id) or a whole frame (detection_id NULL; source_id
@@ -109,7 +110,7 @@ CREATE TABLE IF NOT EXISTS labels (
     margin REAL,
     encoder_key TEXT,
     lambda REAL,
-    provenance TEXT NOT NULL CHECK (provenance IN ('auto', 'corrected')),
+    provenance TEXT NOT NULL CHECK (provenance IN ('auto', 'corrected', 'model')),
     run_id INTEGER REFERENCES runs(id),
     at TEXT NOT NULL,
     version INTEGER NOT NULL DEFAULT 0
@@ -174,6 +175,7 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
         # killed long ago (a live one would set its status again when it ends).
         db.execute("UPDATE runs SET status='interrupted' WHERE status='running' AND pid IS NULL")
         _upgrade_review_log(db)
+        _allow_model_provenance(db)
         db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
 
 
@@ -190,3 +192,21 @@ def _upgrade_review_log(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE review_log_v6 RENAME TO review_log")
     db.execute("CREATE INDEX review_log_by_action ON review_log(action_id)")
     db.execute("CREATE INDEX review_log_by_detection ON review_log(detection_id)")
+
+
+def _allow_model_provenance(db: sqlite3.Connection) -> None:
+    """Schema 7: rebuild ``labels`` so that its CHECK admits 'model' (SQLite cannot alter a CHECK).
+
+    Nothing references ``labels``, so it is copied into a new table, dropped and replaced in
+    the caller's transaction: the rows, their ids and versions are kept as they are.
+    """
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='labels'").fetchone()[0]
+    if "'model'" in sql:
+        return
+    create = SCHEMA[SCHEMA.index("CREATE TABLE IF NOT EXISTS labels"):]
+    create = create[:create.index(";")].replace("IF NOT EXISTS labels", "labels_v7")
+    db.execute(create)
+    columns = ", ".join(r[1] for r in db.execute("PRAGMA table_info(labels)"))
+    db.execute(f"INSERT INTO labels_v7 ({columns}) SELECT {columns} FROM labels")
+    db.execute("DROP TABLE labels")
+    db.execute("ALTER TABLE labels_v7 RENAME TO labels")

@@ -1,0 +1,110 @@
+"""``lrihar classify --classifier``: label every stored crop with a trained, exported classifier.
+
+The classifier is named ``student`` (the latest distilled run's deployed export), ``teacher``
+(the latest finetuned run's), a run name, or a path to an ``.onnx`` file exported by
+``lrihar export-runtime --classifier``. It runs in ONNX Runtime in batches; its labels go to the
+same labels table with provenance ``model`` (a person's corrections are never overwritten).
+
+Example:
+    >>> s = classify_with_model(Project.open("proj"), "student")  # doctest: +SKIP
+    >>> s.counts  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lrihar.crops import iter_crops
+from lrihar.errors import BadInputError
+from lrihar.progress import progress_bar
+from lrihar.project import Project, recorded_run
+from lrihar.sources import SourceError
+
+
+@dataclass
+class ModelClassifySummary:
+    """What one ``classify --classifier`` run did."""
+
+    run_id: int
+    classifier: str
+    onnx: str
+    detections: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    kept_corrected: int = 0
+    errors: list[SourceError] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["errors"] = [asdict(e) for e in self.errors]
+        return out
+
+
+def resolve_classifier(project: Project, text: str) -> Path:
+    """The ONNX file ``text`` names (see the module docstring)."""
+    from lrihar.deploy.onnx_classifier import deployed_file
+    from lrihar.train.classifier_runs import find_run
+
+    path = Path(text).expanduser()
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise BadInputError(f"--classifier: {path} does not exist")
+        return path
+    if text in ("student", "teacher"):
+        command = "distill" if text == "student" else "finetune"
+        runs = _exported_runs(project, command)
+        if not runs:
+            raise BadInputError(f"--classifier {text}: no exported {text}; run `lrihar {command}` and "
+                                "`lrihar export-runtime --classifier` first")
+        return deployed_file(runs[-1])
+    return deployed_file(find_run(project, text))
+
+
+def _exported_runs(project: Project, command: str) -> list[Path]:
+    from lrihar.deploy.onnx_classifier import EXPORT_RECORD
+    from lrihar.train.classifier_runs import classifier_runs
+
+    return [p for p in classifier_runs(project, command) if (p / "export" / EXPORT_RECORD).is_file()]
+
+
+def classify_with_model(project: Project, classifier: str, padding: float | None = None,
+                        batch_size: int = 64, show_progress: bool = False) -> ModelClassifySummary:
+    """Label every stored detection (not marked wrong) with the exported classifier ``classifier``."""
+    from lrihar.classify.pipeline import label_counts
+    from lrihar.deploy.onnx_detector import sha256_of
+    from lrihar.models.classifiers import OnnxClassifier
+
+    store = project.store
+    onnx = resolve_classifier(project, classifier)
+    model = OnnxClassifier(onnx, batch_size=batch_size)
+    padding = project.config.classify.padding if padding is None else padding
+    digest = sha256_of(onnx)
+    key = store.register_encoder({"classifier": model.name, "onnx": onnx.name, "sha256": digest[:16]})
+    summary = ModelClassifySummary(0, model.name, str(onnx))
+    todo = [r[0] for r in store.db.execute("SELECT id FROM detections WHERE rejected = 0")]
+    config = {"classifier": classifier, "onnx": str(onnx), "sha256": digest, "padding": padding,
+              "classes": model.classes}
+
+    def close(seconds: float) -> dict:
+        summary.seconds = seconds
+        return summary.as_dict()
+
+    with recorded_run(store, "classify", config, close) as run_id:
+        summary.run_id = run_id
+        crops = iter_crops(store, padding, summary.errors, only=set(todo))
+        with progress_bar("classify", unit="crops", enabled=show_progress, total=len(todo)) as bar:
+            while batch := list(itertools.islice(crops, batch_size)):
+                r = model.classify([img for _, img in batch])
+                rows = [(row.id, model.classes[r.label[k]], float(r.score[k]),
+                         model.classes[r.runner_up[k]] if len(model.classes) > 1 else None,
+                         float(r.margin[k]), key) for k, (row, _) in enumerate(batch)]
+                # one transaction per batch: an interrupted run keeps what it labelled
+                summary.kept_corrected = store.write_model_labels(run_id, rows)
+                summary.detections += len(batch)
+                bar.update(summary.detections)
+        summary.counts = label_counts(store, model.classes)
+        store.add_errors(run_id, summary.errors)
+    return summary

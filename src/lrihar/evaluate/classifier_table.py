@@ -85,12 +85,13 @@ def _call_times(call, crops: list, sample: int) -> dict[str, Any]:
 
 
 def _template_row(project, crops, truth, classes, posts, sample) -> dict[str, Any]:
-    from lrihar.classify.pipeline import build_encoder, matcher_for
+    from lrihar.classify.auto import resolve_encoder
+    from lrihar.classify.pipeline import matcher_for
     from lrihar.classify.templates import build_bank, class_folders
     from lrihar.models.encoders import Crop
 
     cfg = project.config
-    encoder = build_encoder(cfg)
+    encoder, _ = resolve_encoder(project.store, cfg, class_folders(cfg))  # `auto` picks per project
     key = project.store.register_encoder(encoder.describe())
     start = time.perf_counter()
     bank = build_bank(project.store, encoder, key, class_folders(cfg))

@@ -26,6 +26,7 @@ Usage: python benchmarks/classifier_accuracy.py [--sets asl,gloves] [--teacher-s
 from __future__ import annotations
 
 import argparse
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -126,9 +127,9 @@ def run_set(name: str, data: Path, project, args) -> dict:
                      note="teaches the student"))
     student_cfg = {"backbone": "mobilenet-v2", "image_size": args.student_size, "epochs": args.student_epochs,
                    **common}
-    cfg = DistillConfig(teacher=teacher.run, rounds=args.rounds, alpha=args.alpha,
-                        temperature=args.temperature, **{k: v for k, v in student_cfg.items() if k != "data"})
-    s = _train(distill, project, cfg, f"{name}-student")
+    kd = {"teacher": teacher.run, "rounds": args.rounds, "alpha": args.alpha, "temperature": args.temperature,
+          **{k: v for k, v in student_cfg.items() if k != "data"}}
+    s = _train(distill, project, DistillConfig(**kd, unlabelled=False), f"{name}-student")
     rows.append(_row(f"student: MobileNetV2 {args.student_size} px, KD", s, test))
     exported = export_classifier(project, s.run)
     onnx = OnnxClassifier(exported.deployed)
@@ -136,6 +137,15 @@ def run_set(name: str, data: Path, project, args) -> dict:
     rows.append({"classifier": f"student, exported ONNX ({onnx.precision})", "test_accuracy": onnx_acc,
                  "training_s": s.seconds, "note": f"sha256 {exported.files[-1].sha256[:16]}"})
     print(f"  {'student, exported ONNX':42s} test {onnx_acc:6.1%}", flush=True)
+    if args.unlabelled_test:
+        # As on a line: the crops to label are there, unlabelled. Their labels are never read.
+        for k, path in enumerate(test.paths):
+            (data / "unlabelled").mkdir(exist_ok=True)
+            shutil.copyfile(path, data / "unlabelled" / f"{k:05d}{Path(path).suffix}")
+        s = _train(distill, project, DistillConfig(**kd, unlabelled=True), f"{name}-student-unlabelled")
+        rows.append(_row(f"student: MobileNetV2 {args.student_size} px, KD + the test crops unlabelled", s,
+                         test, note=f"transductive: the {len(test)} test crops join as unlabelled crops "
+                                    "(labels unseen), as a project's own crops do"))
     s = _train(finetune, project, FinetuneConfig(**student_cfg), f"{name}-student-nokd")
     rows.append(_row(f"student without KD: MobileNetV2 {args.student_size} px", s, test))
     cfg = FinetuneConfig(backbone="resnet18", image_size=args.student_size, epochs=args.epochs, **common)
@@ -182,6 +192,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lora-epochs", type=int, default=None, help="default --epochs")
     ap.add_argument("--skip-lora", action="store_true")
+    ap.add_argument("--unlabelled-test", action="store_true",
+                    help="also distill a student that sees the test crops as unlabelled crops (transductive)")
     ap.add_argument("--work", type=Path, default=None, help="keep the sets and runs here")
     args = ap.parse_args()
     args.lora_epochs = args.lora_epochs or args.epochs

@@ -36,9 +36,12 @@ class OnnxClassifier:
         path: the ``.onnx`` file.
         batch_size: crops per ONNX Runtime call.
         threads: intra-op threads (None: ONNX Runtime's default).
+        spin: let idle ORT threads busy-wait between operators (off: on a shared 2-core machine
+            spinning doubled the detector's latency, docs/benchmarks.md).
     """
 
-    def __init__(self, path: str | Path, batch_size: int = 32, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, batch_size: int = 32, threads: int | None = None,
+                 spin: bool = False) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -47,6 +50,7 @@ class OnnxClassifier:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ONNX Runtime raises its own exception types for damaged files

@@ -161,6 +161,81 @@ class TrainDetectorConfig(_Frozen):
         return None if value is None else _known_device(value)
 
 
+class ProcedureStep(_Frozen):
+    """One step of a standard operating procedure: a class, or a group of classes in any order."""
+
+    class_: str | None = Field(default=None, alias="class", description="the action class of this step")
+    group: list[str] | None = Field(default=None, min_length=1,
+                                    description="classes that may come in any order, all required")
+    optional: bool = False
+    min_s: float | None = Field(default=None, ge=0, description="shorter than this: too short")
+    max_s: float | None = Field(default=None, gt=0, description="longer than this: too long")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ProcedureStep:
+        if (self.class_ is None) == (self.group is None):
+            raise ValueError("a step names either `class: NAME` or `group: [NAME, ...]`, not both or neither")
+        if self.min_s is not None and self.max_s is not None and self.min_s > self.max_s:
+            raise ValueError(f"min_s ({self.min_s}) is above max_s ({self.max_s})")
+        return self
+
+    @property
+    def classes(self) -> list[str]:
+        return [self.class_] if self.class_ is not None else list(self.group or [])
+
+    @property
+    def name(self) -> str:
+        return self.class_ if self.class_ is not None else "+".join(self.group or [])
+
+
+class ProcedureConfig(_Frozen):
+    """A post's standard operating procedure: ordered steps and what starts a new unit."""
+
+    steps: list[ProcedureStep] = Field(min_length=1)
+    start_action: str | None = Field(default=None, description="this class starts a new cycle; "
+                                     "None: the first step's class(es)")
+    idle_gap_s: float | None = Field(default=5.0, gt=0, description="no action for this long ends the "
+                                     "cycle; None: only start_action does")
+    max_cycle_s: float | None = Field(default=None, gt=0, description="a cycle longer than this alerts")
+
+
+class MqttConfig(_Frozen):
+    """MQTT publishing, with Frigate's conventions (topic prefix, retained `available`, last will)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    topic_prefix: str = Field(default="lrihar", min_length=1)
+    client_id: str | None = None
+    username: str | None = None
+    password: str | None = None
+    qos: int = Field(default=1, ge=0, le=2)
+    keepalive: int = Field(default=30, ge=5)
+
+
+class RunConfig(_Frozen):
+    """``lrihar run`` settings: queues, smoothing, tracking, live-source robustness."""
+
+    sources: dict[str, list[str]] = Field(
+        default_factory=dict, description="post -> its sources (files, folders, rtsp://, camera indices)")
+    classifier: str = Field(default="auto", description="auto (the exported student when present, "
+                            "else templates) | templates | a run name | an .onnx path")
+    detector: str = Field(default="auto", description="auto (the exported yolo model when present, "
+                          "else detector.backend) | a registered backend name | an .onnx path")
+    queue_size: int = Field(default=8, ge=1, description="decoded frames held per source")
+    batch_size: int = Field(default=16, ge=1, description="crops per classifier call")
+    smoothing: Literal["majority", "hysteresis"] = "majority"
+    window: int = Field(default=5, ge=1, description="frames in the smoothing window")
+    min_event_frames: int = Field(default=3, ge=1, description="frames before an event is `new`")
+    lost_track_s: float = Field(default=1.0, gt=0, description="a track unseen this long ends its event")
+    track_threshold: float = Field(default=0.25, ge=0, le=1, description="detections below: not tracked")
+    retry_s: float = Field(default=2.0, gt=0, description="wait before reopening a dropped stream")
+    source_timeout_s: float = Field(default=10.0, gt=0, description="no frame this long: the source is dead")
+    stall_timeout_s: float = Field(default=10.0, gt=0, description="frames queued but none processed "
+                                   "this long: the pipeline is stalled")
+    stats_every_s: float = Field(default=30.0, gt=0, description="print stage timings this often")
+    mqtt: MqttConfig | None = None
+
+
 class ProjectConfig(_Frozen):
     """The whole project file; later stages' sections are optional."""
 
@@ -173,6 +248,8 @@ class ProjectConfig(_Frozen):
     gate: GateConfig = GateConfig()
     classify: ClassifyConfig = ClassifyConfig()
     train_detector: TrainDetectorConfig = TrainDetectorConfig()
+    procedures: dict[str, ProcedureConfig] = Field(default_factory=dict, description="post -> its SOP")
+    run: RunConfig = RunConfig()
 
     @model_validator(mode="after")
     def _unique_class_names(self) -> ProjectConfig:
@@ -182,6 +259,18 @@ class ProjectConfig(_Frozen):
             raise ValueError(f"class names must be unique; repeated: {', '.join(duplicates)}")
         if "NG" in names:
             raise ValueError("'NG' is reserved for the rejection class; rename that class")
+        for where, posts in (("procedures", self.procedures), ("run.sources", self.run.sources)):
+            unknown = sorted(set(posts) - set(self.posts))
+            if unknown:
+                raise ValueError(f"{where}: unknown post(s) {', '.join(unknown)}; posts are "
+                                 f"{', '.join(self.posts)} (add them to `posts`)")
+        if names:
+            for post, procedure in self.procedures.items():
+                named = [c for step in procedure.steps for c in step.classes] + [procedure.start_action]
+                unknown = sorted({c for c in named if c is not None and c not in names})
+                if unknown:
+                    raise ValueError(f"procedures.{post}: unknown class(es) {', '.join(unknown)}; "
+                                     f"classes are {', '.join(names)}")
         return self
 
 

@@ -1,0 +1,120 @@
+"""Crop labellers for ``lrihar run``: one action class (or NG) and a confidence per hand crop.
+
+Registered like the detectors, so a plant (or a test) can add its own:
+
+- ``onnx``: an exported classifier (the distilled student) in ONNX Runtime, batched, no torch.
+- ``templates``: the template matcher of ``lrihar classify`` (the project's encoder, templates
+  and λ), for a line with nothing trained yet.
+
+``resolve_labeller(project, "auto")`` takes the newest exported student, else the teacher, else
+the templates.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import numpy as np
+
+from lrihar.errors import BadInputError
+from lrihar.models.encoders.base import Crop
+from lrihar.registry import Registry
+
+NG = "NG"
+
+
+class CropLabeller(ABC):
+    """Crops in, (class name or ``NG``, confidence) per crop out."""
+
+    name: str = "base"
+    classes: list[str]
+
+    @abstractmethod
+    def label(self, crops: Sequence[Crop]) -> tuple[list[str], np.ndarray]:
+        """Labels and confidences (float32, one per crop)."""
+
+
+LABELLERS: Registry[CropLabeller] = Registry("crop labeller", ["lrihar.runtime.labellers"])
+register_labeller = LABELLERS.register
+create_labeller = LABELLERS.create
+
+
+class OnnxLabeller(CropLabeller):
+    """An exported classifier; its class ``NG`` (when trained with NG) stays NG."""
+
+    def __init__(self, model: str, batch_size: int = 32, threads: int | None = None,
+                 min_confidence: float = 0.0) -> None:
+        from lrihar.models.classifiers import OnnxClassifier
+
+        self.model = OnnxClassifier(model, batch_size=batch_size, threads=threads)
+        self.classes = [c for c in self.model.classes if c != NG]
+        self.name = f"onnx: {self.model.name}"
+        self.min_confidence = min_confidence
+
+    def label(self, crops: Sequence[Crop]) -> tuple[list[str], np.ndarray]:
+        if not crops:
+            return [], np.zeros(0, np.float32)
+        r = self.model.classify([c.image for c in crops])
+        names = [self.model.classes[k] if s >= self.min_confidence else NG
+                 for k, s in zip(r.label, r.score, strict=True)]
+        return names, r.score.astype(np.float32)
+
+
+class TemplateLabeller(CropLabeller):
+    """The template matcher (paper eq. 1 and λ) with the project's encoder and templates."""
+
+    def __init__(self, project) -> None:
+        from lrihar.classify.auto import resolve_encoder
+        from lrihar.classify.pipeline import matcher_for
+        from lrihar.classify.templates import build_bank, class_folders
+
+        cfg = project.config
+        folders = class_folders(cfg)
+        if not folders:
+            raise BadInputError(f"{project.root}: no template classes; add templates/<class>/*.jpg "
+                                "(see `lrihar classify --help`) or train a classifier")
+        self.encoder, _ = resolve_encoder(project.store, cfg, folders)
+        key = project.store.register_encoder(self.encoder.describe())
+        bank = build_bank(project.store, self.encoder, key, folders)
+        self.matcher = matcher_for(bank, self.encoder, cfg)
+        self.classes = list(bank.classes)
+        self.name = f"templates: {self.encoder.name}"
+
+    def label(self, crops: Sequence[Crop]) -> tuple[list[str], np.ndarray]:
+        if not crops:
+            return [], np.zeros(0, np.float32)
+        a = self.matcher.assign(self.encoder.embed(list(crops)))
+        names = [self.classes[k] if k >= 0 else NG for k in a.label]
+        return names, np.clip(a.score, 0, 1).astype(np.float32)
+
+
+@register_labeller("onnx")
+def _onnx(project=None, model: str | None = None, **options) -> CropLabeller:
+    if model is None:
+        raise BadInputError("labeller onnx: give the model (an exported .onnx file)")
+    return OnnxLabeller(model, **options)
+
+
+@register_labeller("templates")
+def _templates(project=None, **options) -> CropLabeller:
+    if project is None:
+        raise BadInputError("labeller templates: needs a project (its templates and encoder)")
+    return TemplateLabeller(project)
+
+
+def resolve_labeller(project, spec: str = "auto", **options) -> CropLabeller:
+    """The labeller ``spec`` names: ``auto``, ``templates``, ``student`` / ``teacher`` / a run name /
+    an ``.onnx`` path (see ``lrihar classify --classifier``), or any registered labeller name."""
+    from lrihar.classify.trained import resolve_classifier
+
+    if spec == "auto":
+        for kind in ("student", "teacher"):
+            try:
+                return OnnxLabeller(str(resolve_classifier(project, kind)), **options)
+            except BadInputError:
+                continue
+        return TemplateLabeller(project)
+    if spec in LABELLERS.names():
+        return create_labeller(spec, project=project, **options)
+    return OnnxLabeller(str(resolve_classifier(project, spec)), **options)

@@ -20,7 +20,8 @@ def draw_view(view: FrameView, width: int | None = None) -> np.ndarray:
     scale = 1.0
     if width is not None and image.shape[1] > width:
         scale = width / image.shape[1]
-        image = cv2.resize(image, (width, max(1, round(image.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+        size = (width, max(1, round(image.shape[0] * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     else:
         image = image.copy()
     dets = view.detections

@@ -1,0 +1,190 @@
+"""Assembling a ``lrihar run`` from a project and options: sources per post, detector, labeller,
+sinks, the store record; signals; the run itself.
+
+Example:
+    >>> opts = RunOptions(["clips/post01.mp4"], post="post-01", jsonl=Path("ev.jsonl"))  # doctest: +SKIP
+    >>> summary = run_line(Project.open("proj"), opts)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lrihar.errors import BadInputError
+from lrihar.models.detectors.base import Detector
+from lrihar.project import Project, recorded_run
+from lrihar.runtime.ids import IdCounter
+from lrihar.runtime.pipeline import LinePipeline, RunSummary
+from lrihar.sources import expand_sources
+
+
+@dataclass
+class RunOptions:
+    """What ``lrihar run`` was asked (None: the project file's ``run`` section decides)."""
+
+    sources: list[str] = field(default_factory=list)
+    post: str | None = None
+    detector: str | None = None
+    classifier: str | None = None
+    jsonl: Path | None = None
+    csv: Path | None = None
+    video: Path | None = None
+    mqtt: bool = False
+    serve: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8765
+    duration_s: float | None = None
+    live: bool | None = None
+    recursive: bool = False
+
+
+def sources_by_post(project: Project, opts: RunOptions) -> list[tuple[str, str]]:
+    """(uri, post) per source: the given sources at ``opts.post`` (default: the first post), or
+    the project file's ``run.sources``."""
+    cfg = project.config
+    if opts.post is not None and opts.post not in cfg.posts:
+        raise BadInputError(f"--post {opts.post}: not a post of this project ({', '.join(cfg.posts)}); "
+                            "add it to `posts` in lrihar.yaml")
+    if opts.sources:
+        post = opts.post or cfg.posts[0]
+        return [(uri, post) for uri in expand_sources(opts.sources, opts.recursive).uris]
+    pairs = [(uri, post) for post, uris in cfg.run.sources.items() if opts.post in (None, post)
+             for uri in expand_sources(uris, opts.recursive).uris]
+    if not pairs:
+        raise BadInputError("no sources: give them on the command line (lrihar run VIDEO_OR_URL... "
+                            "-p PROJECT) or under `run.sources` in lrihar.yaml (post: [sources])")
+    return pairs
+
+
+def resolve_detector(project: Project, spec: str) -> Detector:
+    """``auto``: the project's exported YOLO when there is one, else ``detector.backend``; an
+    ``.onnx`` path: that YOLO model; any other name: that registered backend."""
+    from lrihar.annotate.pipeline import build_detector
+    from lrihar.config import with_overrides
+    from lrihar.errors import ModelLoadError
+    from lrihar.models.detectors import create_detector
+    from lrihar.models.detectors.yolo import find_exported_model
+
+    cfg = project.config
+    if spec.endswith(".onnx"):
+        return create_detector("yolo", model=spec)
+    if spec == "auto":
+        try:
+            return create_detector("yolo", model=str(find_exported_model(project.root)))
+        except ModelLoadError:
+            return build_detector(cfg, project.root)
+    return build_detector(with_overrides(cfg, "detector", backend=spec), project.root)
+
+
+def _sinks(project: Project, opts: RunOptions, run_id: int) -> tuple[list, list]:
+    """(item sinks, frame observers) the options ask for; the store sink always."""
+    from lrihar.runtime.sinks.files import CsvSink, JsonlSink
+    from lrihar.runtime.sinks.store_sink import StoreSink
+
+    sinks: list = [StoreSink(project.store, run_id)]
+    observers: list = []
+    if opts.jsonl is not None:
+        sinks.append(JsonlSink(opts.jsonl))
+    if opts.csv is not None:
+        sinks.append(CsvSink(opts.csv))
+    if opts.mqtt:
+        from lrihar.runtime.sinks.mqtt import MqttSink
+
+        mqtt = project.config.run.mqtt
+        if mqtt is None:
+            from lrihar.config import MqttConfig
+
+            mqtt = MqttConfig()
+        sinks.append(MqttSink(mqtt))
+    if opts.video is not None:
+        from lrihar.runtime.sinks.video import AnnotatedVideo
+
+        video = AnnotatedVideo(opts.video)
+        sinks.append(video)
+        observers.append(video)
+    if opts.serve:
+        from lrihar.runtime.live import LivePage
+
+        page = LivePage(opts.host, opts.port)
+        page.start()
+        sinks.append(page)
+        observers.append(page)
+    return sinks, observers
+
+
+@contextmanager
+def _stop_on_signals(stop: Callable[[], None]):
+    """SIGINT / SIGTERM ask the pipeline to stop (it then flushes every sink); the main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame) -> None:
+        stop()
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def build_pipeline(project: Project, opts: RunOptions, run_id: int, ids: IdCounter,
+                   sinks: list, observers: list) -> LinePipeline:
+    """The pipeline for ``opts`` (captures not started)."""
+    from lrihar.runtime.capture import Capture
+    from lrihar.runtime.labellers import resolve_labeller
+
+    cfg = project.config
+    run = cfg.run
+    detector = resolve_detector(project, opts.detector or run.detector)
+    labeller = resolve_labeller(project, opts.classifier or run.classifier, batch_size=run.batch_size)
+    captures = [Capture(uri, post, ids=ids, live=opts.live, queue_size=run.queue_size, retry_s=run.retry_s,
+                        source_timeout_s=run.source_timeout_s, stall_timeout_s=run.stall_timeout_s)
+                for uri, post in sources_by_post(project, opts)]
+    procedures = {post: p for post, p in cfg.procedures.items()
+                  if any(c.post == post for c in captures)}
+    return LinePipeline(captures, detector, labeller, run, ids, procedures, sinks, observers,
+                        padding=cfg.classify.padding)
+
+
+def run_line(project: Project, opts: RunOptions,
+             on_stats: Callable[[RunSummary], None] | None = None,
+             on_start: Callable[[LinePipeline, list], None] | None = None) -> RunSummary:
+    """Run the line until the sources end, ``opts.duration_s`` passes, or SIGINT / SIGTERM.
+
+    Events left open by an earlier crash are closed first; ids go on from the store's highest.
+    """
+    store = project.store
+    closed = store.close_open_events()
+    summary = RunSummary()
+    config = {"options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()},
+              "run": project.config.run.model_dump(mode="json"), "closed_at_start": closed}
+
+    def close(seconds: float) -> dict:
+        return summary.as_dict()
+
+    with recorded_run(store, "run", config, close) as run_id:
+        ids = IdCounter(store.last_runtime_ids())
+        sinks, observers = _sinks(project, opts, run_id)
+        try:
+            pipeline = build_pipeline(project, opts, run_id, ids, sinks, observers)
+        except BaseException:
+            for sink in sinks:
+                sink.close()
+            raise
+        pipeline.on_stats = on_stats
+        if on_start is not None:
+            on_start(pipeline, sinks)
+        with _stop_on_signals(pipeline.stop):
+            result = pipeline.run(opts.duration_s)
+        summary.__dict__.update(result.__dict__)
+    return summary

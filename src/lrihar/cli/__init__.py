@@ -10,7 +10,7 @@ import sys
 import typer
 
 # Importing the command modules registers their commands on the app.
-from lrihar.cli import annotate, classify, evaluate, models, review, run  # noqa: F401
+from lrihar.cli import annotate, classify, evaluate, line, models, review  # noqa: F401  (line: run)
 from lrihar.cli import finetune as _finetune  # noqa: F401  (finetune, distill)
 from lrihar.cli import train as _train  # noqa: F401  (train-detector, export-runtime, suggest)
 from lrihar.cli.app import app, echo_err

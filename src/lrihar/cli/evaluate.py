@@ -40,7 +40,19 @@ def evaluate(
     seconds_per_image: SecondsPerImage = 28.8,
     hours_per_class_set: HoursPerClassSet = 24.0,
     crops_per_class: CropsPerClass = 200,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write every figure as JSON.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", "-o", help="Write every figure as JSON.")] = None,
+    events: Annotated[Path | None, typer.Option(
+        "--events", help="Score `lrihar run`'s events, cycles and alerts instead, against this CSV of "
+                         "annotated step segments (post or source, start, end, class; optional cycle, "
+                         "missing).")] = None,
+    predicted: Annotated[Path | None, typer.Option(
+        help="--events: the run's JSONL output (default: the events stored in the project).")] = None,
+    early_tolerance: Annotated[float, typer.Option(
+        min=0, help="--events: a step reported up to this many seconds before it really completed "
+                    "still counts as on time (IndustReal: 0).")] = 0.0,
+    alert_slack: Annotated[float, typer.Option(
+        min=0, help="--events: a missing-step alert may come this many seconds after its cycle's "
+                    "end (a cycle ends at the next start action or after the idle gap).")] = 10.0,
     classifiers: Annotated[bool, typer.Option(
         "--classifiers", help="Table 4 instead: the template matcher and every trained classifier on one "
                               "held-out split (accuracy per post, training time, call time).")] = False,
@@ -54,6 +66,12 @@ def evaluate(
     from lrihar.project import Project
 
     proj = Project.open(project)
+    if events is not None:
+        if gt is not None or classifiers:
+            raise BadInputError("--events scores a run's events on its own: leave out --gt and --classifiers")
+        return _evaluate_events(proj, events, predicted, early_tolerance, alert_slack, json_out)
+    if predicted is not None:
+        raise BadInputError("--predicted goes with --events GT.csv (the step segments to score it against)")
     if classifiers:
         from lrihar.cli.finetune import classifier_table_command
 
@@ -64,6 +82,56 @@ def evaluate(
     _print_evaluation(result)
     if json_out:
         json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+def _evaluate_events(proj, events: Path, predicted: Path | None, early_tolerance: float,
+                     alert_slack: float, json_out: Path | None) -> None:
+    """`evaluate --events`: a run's events, cycles and alerts against annotated step segments."""
+    from lrihar.evaluate.segments import score_steps
+    from lrihar.evaluate.step_inputs import load_predicted_from_store, read_predicted_jsonl, read_step_truth
+
+    steps = {c for p in proj.config.procedures.values() for s in p.steps for c in s.classes}
+    truth = read_step_truth(events, [*proj.classes, *sorted(steps - set(proj.classes))], proj.config.posts)
+    found = read_predicted_jsonl(predicted) if predicted else load_predicted_from_store(proj)
+    result = score_steps(truth, found, early_tolerance=early_tolerance, alert_slack=alert_slack)
+    _print_steps(result)
+    if json_out:
+        json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+def _num(value: float | None, spec: str = ".3f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _print_steps(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    seg, steps, alerts, cycles = result["segments"], result["steps"], result["alerts"], result["cycles"]
+    table = Table("measure", "value", "counts", title=f"step recognition vs {result['ground_truth']} "
+                  f"({len(result['keys'])} {result['key']}(s))")
+    for overlap, row in seg["f1"].items():
+        table.add_row(f"segmental F1@{overlap} (%)", _num(row["f1"], ".1f"),
+                      f"tp {row['tp']} fp {row['fp']} fn {row['fn']}")
+    table.add_row("edit score (%)", _num(seg["edit"], ".1f"),
+                  f"{seg['predicted']} predicted, {seg['ground_truth']} true segments")
+    pooled = steps["pooled"]
+    table.add_row("POS", _num(steps["pos"]), f"mean of {steps['units']} {steps['unit']}(s)")
+    table.add_row("step F1", _num(steps["f1"]), f"tp {pooled['tp']} fp {pooled['fp']} (early "
+                  f"{pooled['early']}) fn {pooled['fn']}")
+    table.add_row("average delay (s)", _num(steps["delay_mean_s"], ".2f"),
+                  f"{steps['matched']} steps matched, median {_num(steps['delay_median_s'], '.2f')}")
+    if alerts is not None:
+        table.add_row("missing-step alerts P / R", f"{_num(alerts['precision'])} / {_num(alerts['recall'])}",
+                      f"tp {alerts['tp']} fp {alerts['fp']} fn {alerts['fn']}")
+    if cycles is not None:
+        table.add_row("cycles matched", f"{cycles['matched']} of {cycles['ground_truth']}",
+                      f"{cycles['predicted']} predicted; |cycle-time error| "
+                      f"{_num(cycles['cycle_time_error_mean_s'], '.2f')} s")
+    console.print(table)
+    for note in result["notes"]:
+        echo_err(f"note: {note}")
+
 
 def _print_evaluation(result: dict) -> None:
     from rich.console import Console

@@ -203,7 +203,9 @@ def test_an_idle_gap_starts_a_new_unit_even_without_its_start_action():
     s = Script(monitor("a", "b", idle_gap_s=5))
     s.action("a", 0, 1)
     s.action("b", 1, 2)
-    assert s.action("b", 6.9, 7.5) == []  # 4.9 s of rest: the same unit
+    # started 4.9 s after the last action (its `new` came later, at 7.2): the same unit
+    b_id, items = s.new("b", 6.9, end=7.2)
+    assert items == [] and s.end(b_id, 7.5) == []
     _, items = s.new("b", 12.5, end=12.6)  # 5 s after the last action ended: a new unit
     (cycle,) = cycles(items)
     assert (cycle.id, cycle.end, cycle.ok) == (1, 7.5, True)
@@ -261,8 +263,9 @@ def test_a_cycle_too_long_alerts_once_as_soon_as_it_passes():
     s = Script(monitor("a", "b", max_cycle_s=10, idle_gap_s=None))
     event_id, _ = s.new("a", 0, end=0.1)
     assert s.mon.on_time(10) == []
-    (alert,) = s.mon.on_time(10.5)
+    (alert,) = s.mon.on_time(10.5, wall=1_800_000_010.5)
     assert (alert.kind, alert.step, alert.at, alert.cycle_id) == ("cycle_too_long", "", 10.5, 1)
+    assert alert.wall_at == 1_800_000_010.5
     assert s.end(event_id, 11) + s.action("b", 11, 12) == []
     assert cycles(s.mon.close(13))[0].cycle_time == 12
 

@@ -107,7 +107,7 @@ class ProcedureMonitor:
         self._last_active = float("-inf")  # end of the latest ended counted action
         self._current: _CycleState | None = None
         self._closing: list[_CycleState] = []  # cut by the next unit, waiting for their actions
-        self._wall = 0.0
+        self._wall = 0.0  # Unix time of the clock now, when the caller gave it
 
     @property
     def cycle_id(self) -> int | None:
@@ -120,7 +120,7 @@ class ProcedureMonitor:
             raise ValueError(f"event {event.id} is for post {event.post!r}; this monitor watches "
                              f"{self.post!r}")
         out: list[Item] = []
-        self._wall = event.wall_end or self._wall
+        self._wall = event.wall_end
         counted = event.label in self._step_of or event.label in self._start_classes
         action = self._find(event.id) if counted else None
         if not counted or (action is None and self._was_ended(event.id)):
@@ -134,13 +134,13 @@ class ProcedureMonitor:
         action.end = max(action.end, event.end)
         self._advance(event.end, out)
         if event.state == "end":
-            self._finish(action, event, out)
+            self._finish(action, out)
         return out
 
     def on_time(self, t: float, wall: float = 0.0) -> list[Item]:
         """The source clock reached ``t`` with no event: idle gaps, running steps and cycles that
         passed their limits. ``wall``: Unix time of ``t``, for the alerts' ``wall_at``."""
-        self._wall = wall or self._wall
+        self._wall = wall
         out: list[Item] = []
         self._advance(t, out)
         return out
@@ -148,7 +148,7 @@ class ProcedureMonitor:
     def close(self, t: float, wall: float = 0.0) -> list[Item]:
         """End of the run at source time ``t``: every cycle is closed and emitted. Actions still
         going on are checked for ``too_long`` up to ``t`` but not for ``too_short``."""
-        self._wall = wall or self._wall
+        self._wall = wall
         out: list[Item] = []
         self._advance(t, out)
         if self._current is not None:
@@ -206,7 +206,7 @@ class ProcedureMonitor:
         cycle.reached = max(cycle.reached, step)
         return action
 
-    def _finish(self, action: _Action, event: ActionEvent, out: list[Item]) -> None:
+    def _finish(self, action: _Action, out: list[Item]) -> None:
         """An action ended: its time counts, and it may have been too short."""
         cycle = action.cycle
         del cycle.running[action.event_id]

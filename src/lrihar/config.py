@@ -198,6 +198,18 @@ class ProcedureConfig(_Frozen):
                                      "cycle; None: only start_action does")
     max_cycle_s: float | None = Field(default=None, gt=0, description="a cycle longer than this alerts")
 
+    @model_validator(mode="after")
+    def _each_class_once(self) -> ProcedureConfig:
+        # The step compliance engine finds an action's step by its class: one class, one step.
+        named = [c for step in self.steps for c in step.classes]
+        repeated = sorted({c for c in named if named.count(c) > 1})
+        if repeated:
+            raise ValueError(f"class(es) {', '.join(repeated)} named by more than one step (or twice in a "
+                             "group); each class may be in one step only")
+        if "NG" in [*named, self.start_action]:
+            raise ValueError("'NG' (the rejection class) cannot be a step or the start_action")
+        return self
+
 
 class MqttConfig(_Frozen):
     """MQTT publishing, with Frigate's conventions (topic prefix, retained `available`, last will)."""

@@ -83,6 +83,20 @@ class _SourceState:
         self.done = False
 
 
+def _check_procedure_classes(procedures: dict[str, ProcedureConfig], labeller: CropLabeller) -> None:
+    """A step whose class the labeller never outputs could never be done: refuse it up front."""
+    from lrihar.errors import BadInputError
+
+    known = set(labeller.classes)
+    for post, procedure in procedures.items():
+        named = {c for step in procedure.steps for c in step.classes} | {procedure.start_action} - {None}
+        unknown = sorted(named - known)
+        if unknown:
+            raise BadInputError(f"procedures.{post}: class(es) {', '.join(unknown)} are not classes of the "
+                                f"classifier ({labeller.name}: {', '.join(labeller.classes)}); fix the "
+                                "procedure in lrihar.yaml or retrain the classifier")
+
+
 class LinePipeline:
     """Runs a set of captures through one detector and one labeller.
 
@@ -113,7 +127,12 @@ class LinePipeline:
         self.padding = padding
         self.states = [_SourceState(c, c.post, cfg, ids, frame_rate) for c in captures]
         if monitor_factory is None:
-            from lrihar.runtime.procedure import ProcedureMonitor as monitor_factory
+            from lrihar.runtime.procedure import ProcedureMonitor
+
+            def monitor_factory(post, procedure, ids):
+                # Events of a lost track end lost_track_s late: the monitor allows for it.
+                return ProcedureMonitor(post, procedure, ids, lost_track_s=cfg.lost_track_s)
+        _check_procedure_classes(procedures or {}, labeller)
         self.monitors = {post: monitor_factory(post, p, ids) for post, p in (procedures or {}).items()}
         self.times = StageTimes()
         self.summary = RunSummary()
@@ -236,7 +255,7 @@ class LinePipeline:
             self._feed_monitor(st.post, event)
         monitor = self.monitors.get(st.post)
         if monitor is not None:
-            for item in monitor.on_time(t):
+            for item in monitor.on_time(t, wall):
                 self._emit(item)
         if self.observers:
             view = FrameView(st.capture.uri, st.post, frame, tracked, shown,
@@ -256,7 +275,7 @@ class LinePipeline:
             self._emit(event)
             self._feed_monitor(st.post, event)
         if all(s.done for s in self.states if s.post == st.post) and st.post in self.monitors:
-            for item in self.monitors[st.post].close(st.last_t):
+            for item in self.monitors[st.post].close(st.last_t, time.time()):
                 self._emit(item)
 
     def _emit(self, item: RuntimeItem) -> None:

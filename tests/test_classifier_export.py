@@ -165,7 +165,7 @@ def test_a_schema_5_store_is_upgraded_to_accept_model_labels_without_losing_rows
     old.close()
     store = Store(path)
     assert int(store.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]) \
-        == SCHEMA_VERSION == 7
+        == SCHEMA_VERSION == 8
     kept = store.db.execute("SELECT label, provenance, version FROM labels").fetchall()
     assert kept == [("a", "corrected", 3)]
     store.write_model_labels(run, [(second, "b", 0.9, None, 0.5, "m"), (first, "b", 0.9, None, 0.5, "m")])

@@ -298,7 +298,7 @@ def test_a_schema_5_store_is_upgraded_keeping_its_review_log(root):
     store = Store(path)
     try:
         assert int(store.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]) \
-            == SCHEMA_VERSION == 7
+            == SCHEMA_VERSION == 8
         assert store.db.execute("SELECT reviewer, action, detection_id FROM review_log").fetchall() == [
             ("ana", "relabel", det_id)]
         _, _, sid = _b0(root)

@@ -12,7 +12,8 @@ Example:
 One module per table group: :mod:`~lrihar.store.schema` (tables, version, upgrades),
 :mod:`~lrihar.store.connection`, :mod:`~lrihar.store.runs`, :mod:`~lrihar.store.frames`,
 :mod:`~lrihar.store.embeddings`, :mod:`~lrihar.store.labels`,
-:mod:`~lrihar.store.frame_reviews`.
+:mod:`~lrihar.store.frame_reviews`, :mod:`~lrihar.store.live` (``lrihar run``'s events, cycles,
+alerts, gaps).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from lrihar.store.embeddings import EmbeddingsMixin
 from lrihar.store.frame_reviews import FrameReviewsMixin
 from lrihar.store.frames import DetectionRow, FrameRecord, FramesMixin
 from lrihar.store.labels import LabelsMixin
+from lrihar.store.live import LiveMixin
 from lrihar.store.runs import RunsMixin
 from lrihar.store.schema import FRAME_STATUSES, SCHEMA_VERSION
 
 
-class Store(RunsMixin, FramesMixin, EmbeddingsMixin, LabelsMixin, FrameReviewsMixin):
+class Store(RunsMixin, FramesMixin, EmbeddingsMixin, LabelsMixin, FrameReviewsMixin, LiveMixin):
     """SQLite project store. Safe to open from several processes (WAL, busy timeout)."""
 
     def __init__(self, path: str | Path) -> None:

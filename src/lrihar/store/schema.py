@@ -7,10 +7,11 @@ from pathlib import Path
 
 from lrihar.errors import BadInputError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # 2: embeddings, labels; 3: text_score, auto_label, post; 4: review; 5: run pid;
 # 6: frame_reviews, review_log rows about a frame (detection_id NULL, source_id + frame_index);
-# 7: label provenance 'model' (a trained classifier's label)
+# 7: label provenance 'model' (a trained classifier's label); 8: `lrihar run`'s events, cycles,
+# alerts, gaps (new tables only: an older store gets them from CREATE TABLE IF NOT EXISTS)
 
 FRAME_STATUSES = ("action", "empty", "gated")
 # A review action changes a detection (detection_id) or a whole frame (detection_id NULL; source_id
@@ -132,6 +133,60 @@ CREATE TABLE IF NOT EXISTS frame_reviews (
     reviewer TEXT NOT NULL,
     at TEXT NOT NULL,
     PRIMARY KEY (source_id, frame_index)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER REFERENCES runs(id),
+    post TEXT NOT NULL,
+    source TEXT NOT NULL,
+    track_id INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    start REAL NOT NULL,
+    "end" REAL NOT NULL,
+    confidence REAL NOT NULL,
+    frames INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('new', 'update', 'end')),
+    wall_start REAL NOT NULL,
+    wall_end REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_post ON events(post, start);
+CREATE INDEX IF NOT EXISTS events_open ON events(state) WHERE state <> 'end';
+CREATE TABLE IF NOT EXISTS cycles (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER REFERENCES runs(id),
+    post TEXT NOT NULL,
+    start REAL NOT NULL,
+    "end" REAL NOT NULL,
+    steps_seen TEXT NOT NULL,
+    missing TEXT NOT NULL,
+    out_of_order TEXT NOT NULL,
+    too_short TEXT NOT NULL,
+    too_long TEXT NOT NULL,
+    complete INTEGER NOT NULL,
+    cycle_time REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER REFERENCES runs(id),
+    post TEXT NOT NULL,
+    cycle_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    step TEXT NOT NULL,
+    at REAL NOT NULL,
+    message TEXT NOT NULL,
+    event_id INTEGER,
+    wall_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gaps (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER REFERENCES runs(id),
+    source TEXT NOT NULL,
+    post TEXT NOT NULL,
+    start REAL NOT NULL,
+    "end" REAL,
+    reason TEXT NOT NULL,
+    wall_start REAL NOT NULL,
+    wall_end REAL
 );
 CREATE TABLE IF NOT EXISTS errors (
     id INTEGER PRIMARY KEY,

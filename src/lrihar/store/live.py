@@ -1,0 +1,125 @@
+"""What ``lrihar run`` found on the line: action events, work cycles, alerts and stream gaps.
+
+Rows are keyed by the item's own id (:class:`lrihar.runtime.ids.IdCounter`), so writing an item
+again updates it in place: an event is inserted when ``new`` and updated on ``update`` / ``end``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lrihar.runtime.events import ActionEvent, Alert, Cycle, Gap, RuntimeItem
+from lrihar.store.connection import Connection
+
+# Item type -> (table, its columns after run_id). `end` is an SQL keyword, hence the quoting below.
+_TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "event": ("events", ("id", "post", "source", "track_id", "label", "start", "end", "confidence",
+                         "frames", "state", "wall_start", "wall_end")),
+    "cycle": ("cycles", ("id", "post", "start", "end", "steps_seen", "missing", "out_of_order",
+                         "too_short", "too_long", "complete", "cycle_time")),
+    "alert": ("alerts", ("id", "post", "cycle_id", "kind", "step", "at", "message", "event_id",
+                         "wall_at")),
+    "gap": ("gaps", ("id", "source", "post", "start", "end", "reason", "wall_start", "wall_end")),
+}
+_LISTS = ("steps_seen", "missing", "out_of_order", "too_short", "too_long")  # JSON text in `cycles`
+_CLASSES = {"event": ActionEvent, "cycle": Cycle, "alert": Alert, "gap": Gap}
+
+
+def _upsert_sql(table: str, columns: tuple[str, ...]) -> str:
+    names = ", ".join(f'"{c}"' for c in ("run_id", *columns))
+    marks = ", ".join("?" for _ in range(len(columns) + 1))
+    # run_id stays the one of the run that first wrote the row.
+    sets = ", ".join(f'"{c}"=excluded."{c}"' for c in columns if c != "id")
+    return f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {sets}"
+
+
+_UPSERT = {kind: _upsert_sql(table, columns) for kind, (table, columns) in _TABLES.items()}
+
+
+def _row(kind: str, item: Mapping[str, Any]) -> tuple:
+    values = []
+    for column in _TABLES[kind][1]:
+        value = item[column]
+        if column in _LISTS:
+            value = json.dumps(list(value))
+        elif column == "complete":
+            value = int(bool(value))
+        values.append(value)
+    return tuple(values)
+
+
+class LiveMixin(Connection):
+    """The ``events``, ``cycles``, ``alerts`` and ``gaps`` tables."""
+
+    def write_runtime_items(self, run_id: int | None,
+                            items: Iterable[RuntimeItem | Mapping[str, Any]]) -> int:
+        """Insert or update items (dataclasses or their ``to_dict()``) by id, all in one transaction.
+
+        Kinds without a table are skipped. Returns how many rows were written.
+        """
+        rows: dict[str, list[tuple]] = {}
+        for item in items:
+            data = item if isinstance(item, Mapping) else item.to_dict()
+            if data.get("type") in _TABLES:
+                rows.setdefault(data["type"], []).append((run_id, *_row(data["type"], data)))
+        with self.transaction():
+            for kind, batch in rows.items():
+                self.db.executemany(_UPSERT[kind], batch)
+        return sum(map(len, rows.values()))
+
+    def last_runtime_ids(self) -> dict[str, int]:
+        """The highest stored id per item type (0 where none), for :class:`~lrihar.runtime.ids.IdCounter`."""
+        return {kind: int(self.db.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0])
+                for kind, (table, _) in _TABLES.items()}
+
+    def close_open_events(self, at_wall: float) -> int:
+        """End the events a crashed run left ``new`` / ``update``; returns how many.
+
+        Their last stored end is kept (the action was last seen then; a crash hours ago must not
+        stretch it to now); ``at_wall`` is the wall end only of one that never had a wall end.
+        """
+        with self.transaction():
+            cur = self.db.execute(
+                "UPDATE events SET state='end', wall_end=CASE WHEN wall_end > 0 THEN wall_end ELSE ? END"
+                " WHERE state <> 'end'", (at_wall,))
+        return cur.rowcount
+
+    def _read(self, kind: str, where: Mapping[str, Any], limit: int | None) -> list:
+        table, columns = _TABLES[kind]
+        names = ", ".join(f'"{c}"' for c in columns)
+        clauses = [(f'"{c}"=?', v) for c, v in where.items() if v is not None]
+        sql = f"SELECT {names} FROM {table}"
+        if clauses:
+            sql += " WHERE " + " AND ".join(c for c, _ in clauses)
+        sql += " ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit is not None else "")
+        rows = self.db.execute(sql, [v for _, v in clauses]).fetchall()
+        out = []
+        for row in reversed(rows):  # oldest first, also for "the last N"
+            data = dict(zip(columns, row, strict=True))
+            if kind == "cycle":
+                data.update({c: json.loads(data[c]) for c in _LISTS}, complete=bool(data["complete"]))
+                del data["cycle_time"]  # a property of Cycle
+            out.append(_CLASSES[kind](**data))
+        return out
+
+    def events(self, post: str | None = None, state: str | None = None, run_id: int | None = None,
+               limit: int | None = None) -> list[ActionEvent]:
+        """Stored action events, oldest first (the newest ``limit`` when given)."""
+        return self._read("event", {"post": post, "state": state, "run_id": run_id}, limit)
+
+    def cycles(self, post: str | None = None, run_id: int | None = None,
+               limit: int | None = None) -> list[Cycle]:
+        """Stored work cycles, oldest first (the newest ``limit`` when given)."""
+        return self._read("cycle", {"post": post, "run_id": run_id}, limit)
+
+    def alerts(self, post: str | None = None, cycle_id: int | None = None, run_id: int | None = None,
+               limit: int | None = None) -> list[Alert]:
+        """Stored alerts, oldest first (the newest ``limit`` when given)."""
+        return self._read("alert", {"post": post, "cycle_id": cycle_id, "run_id": run_id}, limit)
+
+    def gaps(self, source: str | None = None, run_id: int | None = None,
+             limit: int | None = None) -> list[Gap]:
+        """Stored stream gaps, oldest first (the newest ``limit`` when given)."""
+        return self._read("gap", {"source": source, "run_id": run_id}, limit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -164,7 +165,7 @@ def run_line(project: Project, opts: RunOptions,
     Events left open by an earlier crash are closed first; ids go on from the store's highest.
     """
     store = project.store
-    closed = store.close_open_events()
+    closed = store.close_open_events(time.time())
     summary = RunSummary()
     config = {"options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()},
               "run": project.config.run.model_dump(mode="json"), "closed_at_start": closed}

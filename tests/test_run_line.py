@@ -1,0 +1,115 @@
+"""`lrihar run` end to end on a scripted clip: exact events, cycles and alerts (a missing, an
+out-of-order and a too-short step), each alert at its earliest certain moment; stored, written
+as JSONL / CSV and an annotated video; a rerun goes on with new ids."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+import runtime_fixtures  # noqa: F401  registers the hue-blobs detector and the hue labeller
+from conftest import make_project
+from lrihar.cli import main
+from lrihar.project import Project
+from runtime_fixtures import FPS, scripted_clip
+
+# (class, first frame, last frame) at 10 fps. Cycles are split by idle gaps > 1.5 s.
+SCRIPT = [
+    ("pick", 2, 9), ("scan", 12, 23), ("place", 26, 33),          # 1: complete
+    ("pick", 55, 62), ("place", 65, 72),                          # 2: scan missing
+    ("pick", 95, 102), ("place", 105, 112), ("scan", 115, 126),   # 3: scan missing, then out of order
+    ("pick", 150, 157), ("scan", 160, 164), ("place", 167, 174),  # 4: scan too short (0.3 s < 0.8 s)
+]
+FRAMES = 190
+PROCEDURE = {"steps": [{"class": "pick"}, {"class": "scan", "min_s": 0.8}, {"class": "place"}],
+             "idle_gap_s": 1.5}
+RUN = {"detector": "hue-blobs", "classifier": "hue", "min_event_frames": 3, "lost_track_s": 0.25,
+       "window": 3}
+
+
+@pytest.fixture
+def line(tmp_path):
+    clip = scripted_clip(tmp_path / "post1.mp4", SCRIPT, FRAMES)
+    root = make_project(tmp_path / "proj", posts=["post-1"], procedures={"post-1": PROCEDURE}, run=RUN)
+    return root, clip
+
+
+def _expected_events():
+    # ByteTrack confirms a track on its second frame, so an event starts one frame after its
+    # square appears, and ends on the last frame that shows it.
+    return [(name, (first + 1) / FPS, last / FPS) for name, first, last in SCRIPT]
+
+
+def test_scripted_clip_gives_exact_events_cycles_and_alerts(line, tmp_path):
+    root, clip = line
+    out = tmp_path / "out"
+    code = main(["run", str(clip), "-p", str(root), "--jsonl", str(out / "run.jsonl"), "--csv", str(out),
+                 "--video", str(out / "annotated.mp4"), "--json", str(out / "summary.json")])
+    assert code == 0
+    store = Project.open(root).store
+    events = store.events()
+    got = [(e.label, e.start, e.end) for e in events]
+    assert got == [(n, pytest.approx(s), pytest.approx(e)) for n, s, e in _expected_events()]
+    assert {e.state for e in events} == {"end"} and len({e.id for e in events}) == len(SCRIPT)
+
+    cycles = store.cycles()
+    assert [c.steps_seen for c in cycles] == [["pick", "scan", "place"], ["pick", "place"],
+                                              ["pick", "place", "scan"], ["pick", "scan", "place"]]
+    assert [c.missing for c in cycles] == [[], ["scan"], ["scan"], []]
+    assert [c.out_of_order for c in cycles] == [[], [], ["scan"], []]
+    assert [c.too_short for c in cycles] == [[], [], [], ["scan"]]
+    assert [c.ok for c in cycles] == [True, False, False, False]
+    assert cycles[0].start == pytest.approx(0.3) and cycles[0].end == pytest.approx(3.3)
+
+    alerts = [(a.kind, a.step, a.cycle_id) for a in store.alerts()]
+    c = [cy.id for cy in cycles]
+    assert alerts == [("missing", "scan", c[1]), ("missing", "scan", c[2]), ("out_of_order", "scan", c[2]),
+                      ("too_short", "scan", c[3])]
+    at = {(a.kind, a.cycle_id): a.at for a in store.alerts()}
+    # Earliest certain moments: `place` becomes an event (3 frames after its first tracked frame)
+    # -> scan is missing; scan becomes an event after place -> out of order; scan's track is lost
+    # (0.3 s unseen > lost_track_s 0.25) -> its event ends, too short.
+    assert at[("missing", c[1])] == pytest.approx((65 + 3) / FPS)
+    assert at[("missing", c[2])] == pytest.approx((105 + 3) / FPS)
+    assert at[("out_of_order", c[2])] == pytest.approx((115 + 3) / FPS)
+    assert 164 / FPS <= at[("too_short", c[3])] <= (164 + 3) / FPS
+
+    lines = [json.loads(x) for x in (out / "run.jsonl").read_text().splitlines()]
+    assert [x["type"] for x in lines].count("alert") == 4
+    assert sum(1 for x in lines if x["type"] == "event" and x["state"] == "new") == len(SCRIPT)
+    with open(out / "events.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) >= len(SCRIPT)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["frames"] == FRAMES and summary["events"] == len(SCRIPT) and summary["alerts"] == 4
+    assert {"detect", "classify", "track", "latency"} <= set(summary["timings"])
+
+    import av
+
+    with av.open(str(out / "annotated.mp4")) as v:
+        assert sum(1 for _ in v.decode(video=0)) == FRAMES
+
+
+def test_rerun_goes_on_with_new_ids_and_closes_crash_open_events(line):
+    root, clip = line
+    assert main(["run", str(clip), "-p", str(root)]) == 0
+    store = Project.open(root).store
+    first = {e.id for e in store.events()}
+    # A crash leaves an event open: the next run closes it at start-up.
+    store.db.execute("UPDATE events SET state = 'update' WHERE id = ?", (max(first),))
+    store.db.commit()
+    assert main(["run", str(clip), "-p", str(root)]) == 0
+    store = Project.open(root).store
+    events = store.events()
+    assert len(events) == 2 * len(SCRIPT) and len({e.id for e in events}) == 2 * len(SCRIPT)
+    assert min(e.id for e in events if e.id not in first) > max(first)
+    assert {e.state for e in events} == {"end"}
+
+
+def test_unknown_procedure_class_is_refused_before_anything_runs(tmp_path):
+    clip = scripted_clip(tmp_path / "c.mp4", SCRIPT[:1], 12)
+    root = make_project(tmp_path / "p", posts=["post-1"], run=RUN,
+                        procedures={"post-1": {"steps": [{"class": "pick"}, {"class": "weld"}]}})
+    assert main(["run", str(clip), "-p", str(root)]) == 2
+    assert Project.open(root).store.events() == []

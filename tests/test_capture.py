@@ -33,11 +33,14 @@ def wait_for(condition, timeout: float, what: str) -> None:
 
 def test_a_file_never_drops_a_frame_for_a_slow_consumer(clip):
     capture = Capture(str(clip), "post-1", IdCounter(), queue_size=2).start()
-    items = []
-    for item in capture:
+    items, waits = [], []
+    while (timed := capture.get_timed(timeout=5)) is not None:
+        waits.append(time.time() - timed[1])
+        items.append(timed[0])
         time.sleep(0.02)  # slower than decoding: the decode thread has to wait, not drop
-        items.append(item)
+    assert capture.finished
     assert [f.index for f in items] == list(range(30))
+    assert min(waits[5:]) > 0.015  # the queue stays full: each frame waited a consumer's step
     assert all(isinstance(f, Frame) for f in items)
     stats = capture.stats()
     assert stats["frames_decoded"] == 30 and stats["frames_dropped"] == 0 and stats["gaps"] == 0

@@ -55,8 +55,8 @@ class Capture:
     """Decode one source on its own thread into a bounded queue; iterate (or :meth:`get`) to consume.
 
     Args:
-        uri: a video file, image file or folder, stream URL (rtsp://, http://, ...) or camera
-            index (``0`` -> ``/dev/video0``, Linux V4L2).
+        uri: a video file, image file or folder (kept as its absolute path), stream URL
+            (rtsp://, http://, ...) or camera index (``0`` -> ``/dev/video0``, Linux V4L2).
         post: the post this source watches (recorded in its gaps).
         ids: the run's id counter, so gap ids continue from the store and never repeat.
         live: drop-oldest and reconnect (True) or wait and read once (False); None: live for
@@ -93,12 +93,12 @@ class Capture:
             _check_camera(self.uri)
         else:
             source = open_source(self.uri, stride, fps)  # checks the path
+            self.uri = self._url = source.uri  # absolute, as in its frames and in the store
             if not self.live:
                 self._file = source
             elif source.kind != "video":
                 raise BadInputError(f"{uri}: only a video file or a stream can be read live")
-            else:
-                self._url = source.uri  # a video file read live: dropped frames, replayed when it ends
+            # else a video file read live (a simulated camera): frames dropped, replayed when it ends
         self._stop = threading.Event()
         self._queue = _FrameQueue(queue_size, drop_oldest=self.live, cancel=self._stop)
         self._reopen = threading.Event()
@@ -142,10 +142,16 @@ class Capture:
     def get(self, timeout: float | None = None) -> CaptureItem | None:
         """The next frame or gap, oldest first; None when nothing came within ``timeout`` or the
         capture is over (see :attr:`finished`)."""
-        item = self._queue.get(timeout)
-        if item is not None:
+        timed = self.get_timed(timeout)
+        return None if timed is None else timed[0]
+
+    def get_timed(self, timeout: float | None = None) -> tuple[CaptureItem, float] | None:
+        """Like :meth:`get`, with the Unix time the item was queued: end-to-end latency then
+        includes the time a frame waited in the queue."""
+        timed = self._queue.get(timeout)
+        if timed is not None:
             self._stalled = False
-        return item
+        return timed
 
     def __iter__(self) -> Iterator[CaptureItem]:
         """Frames and gaps until the file ends or :meth:`stop` is called."""
@@ -337,7 +343,7 @@ class _FrameQueue:
         self.closed = False
         self.waiting_since: float | None = None
         """When the oldest item still queued has been waiting since the consumer last took one."""
-        self._items: deque[CaptureItem] = deque()
+        self._items: deque[tuple[CaptureItem, float]] = deque()  # (item, Unix time queued)
         self._cond = threading.Condition()
 
     def __len__(self) -> int:
@@ -355,24 +361,25 @@ class _FrameQueue:
                 self._cond.wait()
             if not self._items:
                 self.waiting_since = time.monotonic()
-            self._items.append(item)
+            self._items.append((item, time.time()))
             self._cond.notify_all()
             return True
 
     def _drop_one(self) -> None:
-        victim = next((item for item in self._items if isinstance(item, Frame)), self._items[0])
-        self._items.remove(victim)
+        at = next((k for k, (item, _) in enumerate(self._items) if isinstance(item, Frame)), 0)
+        victim, _ = self._items[at]
+        del self._items[at]  # by position: frames compare by their pixel arrays
         if isinstance(victim, Frame):
             self.dropped += 1
 
-    def get(self, timeout: float | None) -> CaptureItem | None:
+    def get(self, timeout: float | None) -> tuple[CaptureItem, float] | None:
         with self._cond:
             if not self._cond.wait_for(lambda: self._items or self.closed, timeout) or not self._items:
                 return None
-            item = self._items.popleft()
+            entry = self._items.popleft()
             self.waiting_since = time.monotonic() if self._items else None
             self._cond.notify_all()
-            return item
+            return entry
 
     def wake(self) -> None:
         """Let a ``put`` waiting for room see ``cancel``."""

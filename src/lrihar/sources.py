@@ -139,11 +139,12 @@ class VideoFileSource(FrameSource):
 
 
 def _decode_container(source: FrameSource, url: str, options: dict | None = None,
-                      fmt: str | None = None, start_index: int = 0) -> Iterator[Frame]:
+                      fmt: str | None = None, start_index: int = 0,
+                      timeout: float | tuple[float, float] = 10.0) -> Iterator[Frame]:
     import av
 
     try:
-        container = av.open(url, format=fmt, options=options or {}, timeout=10.0)
+        container = av.open(url, format=fmt, options=options or {}, timeout=timeout)
     except (av.error.FFmpegError, OSError) as exc:
         source._error(None, f"cannot open: {exc}")
         return
@@ -309,18 +310,8 @@ class StreamSource(FrameSource):
         self.reconnects = reconnects
         self.reconnect_delay = reconnect_delay
 
-    def _open_args(self) -> tuple[str, str | None, dict]:
-        uri = self.uri
-        if uri.isdigit():
-            return f"/dev/video{uri}", "v4l2", {}
-        if uri.startswith("/dev/video"):
-            return uri, "v4l2", {}
-        if uri.startswith(("rtsp://", "rtsps://")):
-            return uri, None, {"rtsp_transport": "tcp"}
-        return uri, None, {}
-
     def _decode(self) -> Iterator[Frame]:
-        url, fmt, options = self._open_args()
+        url, fmt, options = stream_open_args(self.uri)
         start = time.monotonic()
         index = 0
         for attempt in range(self.reconnects + 1):
@@ -335,6 +326,17 @@ class StreamSource(FrameSource):
                 return  # the stream ended cleanly
             if attempt < self.reconnects:
                 time.sleep(self.reconnect_delay)
+
+
+def stream_open_args(uri: str) -> tuple[str, str | None, dict]:
+    """PyAV's ``(url, format, options)`` for a stream URL or camera (index ``0`` -> ``/dev/video0``)."""
+    if uri.isdigit():
+        return f"/dev/video{uri}", "v4l2", {}
+    if uri.startswith("/dev/video"):
+        return uri, "v4l2", {}
+    if uri.startswith(("rtsp://", "rtsps://")):
+        return uri, None, {"rtsp_transport": "tcp"}
+    return uri, None, {}
 
 
 def read_frame(uri: str, index: int, timestamp: float, name: str | None = None,

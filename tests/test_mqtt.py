@@ -152,7 +152,8 @@ def test_every_event_arrives_once_with_before_and_after_and_available_follows_th
 
 def test_the_last_will_says_offline_when_the_process_is_killed(broker):
     watcher = Watcher(broker.port, "line/a")
-    script = ("import time; from lrihar.config import MqttConfig; from lrihar.runtime.sinks.mqtt import MqttSink\n"
+    script = ("import time\nfrom lrihar.config import MqttConfig\n"
+              "from lrihar.runtime.sinks.mqtt import MqttSink\n"
               f"s = MqttSink(MqttConfig(port={broker.port}, topic_prefix='line/a'))\n"
               "while not s.connected: time.sleep(0.05)\nprint('ready', flush=True)\ntime.sleep(60)\n")
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,

@@ -113,3 +113,16 @@ def test_unknown_procedure_class_is_refused_before_anything_runs(tmp_path):
                         procedures={"post-1": {"steps": [{"class": "pick"}, {"class": "weld"}]}})
     assert main(["run", str(clip), "-p", str(root)]) == 2
     assert Project.open(root).store.events() == []
+
+
+def test_stored_events_score_against_the_script(line, tmp_path):
+    root, clip = line
+    assert main(["run", str(clip), "-p", str(root)]) == 0
+    gt = tmp_path / "steps.csv"
+    gt.write_text("post,start,end,class\n" + "".join(f"post-1,{a / FPS},{b / FPS},{n}\n" for n, a, b in SCRIPT))
+    out = tmp_path / "scores.json"
+    assert main(["evaluate", "-p", str(root), "--events", str(gt), "--json", str(out)]) == 0
+    segments = json.loads(out.read_text())["segments"]
+    # Every event is found (one frame late at the start, exact at the end: IoU >= 0.9).
+    assert {k: v["f1"] for k, v in segments["f1"].items()} == {"0.10": 100.0, "0.25": 100.0, "0.50": 100.0}
+    assert segments["edit"] == 100.0

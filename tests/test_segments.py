@@ -269,4 +269,4 @@ def test_cli_prints_table_and_writes_json(project, tmp_path, capsys):
 def test_cli_without_predicted_needs_the_store_events(project, tmp_path, capsys):
     gt = write(tmp_path / "steps.csv", "post,start,end,class\npost-1,0,4,pick\n")
     assert main(["evaluate", "-p", str(project), "--events", str(gt)]) == 2
-    assert "no events table" in capsys.readouterr().err
+    assert "holds no action events" in capsys.readouterr().err

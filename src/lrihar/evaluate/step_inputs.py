@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrihar.errors import BadInputError, LriharError
+from lrihar.errors import BadInputError
 from lrihar.evaluate.groundtruth import _raise_problems
 from lrihar.naming import class_name_problem
 from lrihar.runtime.events import ActionEvent, Alert, Cycle, Gap
@@ -323,22 +323,13 @@ def read_predicted_jsonl(path: str | Path) -> Predicted:
 def load_predicted_from_store(project) -> Predicted:
     """What ``lrihar run`` stored in the project: its events, alerts and cycles.
 
-    Plug-in point for the store's readers: ``Store.events()``, ``Store.alerts()`` and
-    ``Store.cycles()`` returning runtime objects or their ``to_dict()`` (either is accepted).
-
     Raises:
-        BadInputError: the store has no events table (nothing was run on this project yet).
-        LriharError: the store has the table but this lrihar cannot read it yet.
+        BadInputError: the store holds no action event (nothing was run on this project yet).
     """
     store = project.store
-    tables = {name for (name,) in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if "events" not in tables:
-        raise BadInputError(f"{project.root}: the project store holds no action events (no events "
-                            "table): run `lrihar run SOURCE -p PROJECT` first, or give --predicted "
-                            "FILE.jsonl (the JSONL file a run wrote)")
-    readers = [getattr(store, name, None) for name in ("events", "alerts", "cycles")]
-    if not all(callable(r) for r in readers):
-        raise LriharError(f"{store.path}: this lrihar cannot read the store's events yet; give "
-                          "--predicted FILE.jsonl (the JSONL file the run wrote)")
-    items = [item for reader in readers for item in reader()]
+    if not store.events(limit=1):
+        raise BadInputError(f"{project.root}: the project store holds no action events: run `lrihar run "
+                            "SOURCE -p PROJECT` first, or give --predicted FILE.jsonl (the JSONL file a "
+                            "run wrote)")
+    items = [*store.events(), *store.alerts(), *store.cycles()]
     return predicted_from_items(items, str(store.path))

@@ -101,8 +101,7 @@ class LinePipeline:
     """Runs a set of captures through one detector and one labeller.
 
     Args:
-        captures: started-or-not ``Capture`` objects (``uri``, ``post``, ``start``, ``get``,
-            ``finished``, ``stop``, ``stats``), one per source.
+        captures: :class:`~lrihar.runtime.capture.Capture` objects, not started, one per source.
         detector: any registered detector.
         labeller: a crop labeller (the student or the template matcher).
         cfg: the project's ``run`` settings.
@@ -177,18 +176,18 @@ class LinePipeline:
         waiting = [st for st in self.states if not st.done]
         timeout = 0.2 / max(len(waiting), 1)
         for st in waiting:
-            item = st.capture.get(timeout=timeout)
-            if item is None:
+            timed = st.capture.get_timed(timeout=timeout)
+            if timed is None:
                 if st.capture.finished:
                     st.done = True
                     self._source_ended(st)
                 continue
+            item, queued_wall = timed
             if isinstance(item, Gap):
-                self.summary.gaps += item.end is not None
+                self.summary.gaps += 1
                 self._emit(item)
                 continue
-            frame, decoded_wall = item if isinstance(item, tuple) else (item, time.time())
-            batch.append((st, frame, decoded_wall))
+            batch.append((st, item, queued_wall))
         return batch
 
     def _process(self, batch: list[tuple[_SourceState, Frame, float]]) -> None:

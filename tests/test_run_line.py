@@ -119,7 +119,8 @@ def test_stored_events_score_against_the_script(line, tmp_path):
     root, clip = line
     assert main(["run", str(clip), "-p", str(root)]) == 0
     gt = tmp_path / "steps.csv"
-    gt.write_text("post,start,end,class\n" + "".join(f"post-1,{a / FPS},{b / FPS},{n}\n" for n, a, b in SCRIPT))
+    rows = "".join(f"post-1,{a / FPS},{b / FPS},{n}\n" for n, a, b in SCRIPT)
+    gt.write_text("post,start,end,class\n" + rows)
     out = tmp_path / "scores.json"
     assert main(["evaluate", "-p", str(root), "--events", str(gt), "--json", str(out)]) == 0
     segments = json.loads(out.read_text())["segments"]

@@ -16,7 +16,8 @@ from tiny_models import save_tiny_encoder, save_tiny_grounding_dino, save_tiny_o
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 
-pytest_plugins = ["detector_fixtures"]  # tiny_yolo: a tiny trained and exported YOLO (session)
+# tiny_yolo: a tiny trained and exported YOLO (session); ffmpeg_server: a live HTTP stream
+pytest_plugins = ["detector_fixtures", "live_server"]
 
 _REPO = Path(__file__).resolve().parents[1]
 # shared/ sits beside the checkout (workspace, CI) or inside it (device machine copies).

@@ -4,31 +4,17 @@ real FFmpeg HTTP stream that is cut and restarted, and the watchdog (stalled pip
 from __future__ import annotations
 
 import itertools
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from live_server import wait_for
 from lrihar.errors import BadInputError
 from lrihar.runtime.capture import Capture
 from lrihar.runtime.events import Gap
 from lrihar.runtime.ids import IdCounter
 from lrihar.sources import Frame
-
-FFMPEG = shutil.which("ffmpeg")
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_a_file_never_drops_a_frame_for_a_slow_consumer(clip):
@@ -73,51 +59,6 @@ def test_bad_inputs_fail_early_with_a_clear_message(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     with pytest.raises(BadInputError, match="only a video file or a stream can be read live"):
         Capture(str(tmp_path), "post-1", IdCounter(), live=True)
-
-
-class FfmpegServer:
-    """Debian's ffmpeg serving a 10 fps test pattern as MPEG-TS over HTTP, one client per start; each
-    frame is sent as it is made (``-flush_packets``), not in 32 KB bursts."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}/live.ts"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [FFMPEG, "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10",
-             "-f", "mpegts", "-flush_packets", "1", "-listen", "1", self.url], stdin=subprocess.DEVNULL)
-        # A test connection would use up the server's one client: watch the kernel's socket table.
-        wait_for(self.listening, 10, f"ffmpeg to listen on port {self.port}")
-
-    def listening(self) -> bool:
-        rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
-        return any(r.split()[1].endswith(f":{self.port:04X}") and r.split()[3] == "0A" for r in rows)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGCONT)  # in case it was paused
-            self.process.kill()
-            self.process.wait(5)
-
-    def pause(self) -> None:
-        """Keep the connection open but send nothing: a camera that froze."""
-        os.kill(self.process.pid, signal.SIGSTOP)
-
-
-@pytest.fixture
-def ffmpeg_server():
-    if FFMPEG is None:
-        pytest.skip("ffmpeg is not installed (Debian: apt-get install ffmpeg); it serves the test stream")
-    if not Path("/proc/net/tcp").exists():
-        pytest.skip("needs Linux /proc/net/tcp to see when ffmpeg listens")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = FfmpegServer(port)
-    yield server
-    server.kill()
 
 
 def take_until(capture: Capture, items: list, condition, timeout: float, what: str) -> None:

@@ -127,3 +127,33 @@ def test_stored_events_score_against_the_script(line, tmp_path):
     # Every event is found (one frame late at the start, exact at the end: IoU >= 0.9).
     assert {k: v["f1"] for k, v in segments["f1"].items()} == {"0.10": 100.0, "0.25": 100.0, "0.50": 100.0}
     assert segments["edit"] == 100.0
+
+
+def test_a_cut_stream_reconnects_and_events_after_the_gap_are_recorded(ffmpeg_server, tmp_path):
+    import threading
+    import time
+
+    from lrihar.runtime.session import RunOptions, run_line
+
+    # One `pick` every 3 s, looped by ffmpeg as a live HTTP stream.
+    ffmpeg_server.clip = scripted_clip(tmp_path / "loop.mp4", [("pick", 3, 20)], 30)
+    root = make_project(tmp_path / "proj", posts=["post-1"], run={**RUN, "retry_s": 0.5})
+    ffmpeg_server.start()
+    project = Project.open(root)
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(summary=run_line(
+        project, RunOptions([ffmpeg_server.url], duration_s=16))))
+    runner.start()
+    time.sleep(6)
+    ffmpeg_server.kill()   # the camera drops ...
+    time.sleep(2)
+    ffmpeg_server.start()  # ... and comes back
+    runner.join(60)
+    assert not runner.is_alive() and result["summary"].gaps == 1
+    store = Project.open(root).store
+    gaps = store.gaps()
+    assert len(gaps) == 1 and gaps[0].end is not None and gaps[0].end > gaps[0].start
+    events = store.events()
+    assert any(e.end < gaps[0].start for e in events), "events before the cut"
+    assert any(e.start > gaps[0].end for e in events), "events after the reconnect"
+    assert result["summary"].sources[ffmpeg_server.url]["reconnects"] >= 1

@@ -157,3 +157,32 @@ def test_a_cut_stream_reconnects_and_events_after_the_gap_are_recorded(ffmpeg_se
     assert any(e.end < gaps[0].start for e in events), "events before the cut"
     assert any(e.start > gaps[0].end for e in events), "events after the reconnect"
     assert result["summary"].sources[ffmpeg_server.url]["reconnects"] >= 1
+
+
+def test_offline_defaults_run_on_real_footage(hands_dev, tmp_path):
+    """Before anything is trained: mediapipe-hands + the template matcher (mobilenet-v2) on a real
+    clip of two hands kneading dough; templates are hand crops of every fifth frame."""
+    import av
+    from PIL import Image
+
+    from lrihar.models.detectors import create_detector
+
+    clip = hands_dev / "videos" / "mixkit_42467_baker_kneading_dough.mp4"
+    with av.open(str(clip)) as v:
+        frames = [f.to_ndarray(format="rgb24") for f in v.decode(video=0)]
+    detector = create_detector("mediapipe-hands")
+    classify = {"encoder": "mobilenet-v2", "lambda": 0.3, "templates": "templates"}
+    root = make_project(tmp_path / "proj", posts=["bench"], classify=classify)
+    folder = root / "templates" / "knead"
+    folder.mkdir(parents=True)
+    for k, image in enumerate(frames[::5]):
+        for j, (x1, y1, x2, y2) in enumerate(detector(image).xyxy.astype(int)):
+            Image.fromarray(image[y1:y2, x1:x2]).save(folder / f"{k}-{j}.png")
+    assert len(list(folder.iterdir())) >= 4
+    out = tmp_path / "run.json"
+    assert main(["run", str(clip), "-p", str(root), "--json", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["frames"] == len(frames)
+    events = Project.open(root).store.events()
+    assert events and {e.label for e in events} == {"knead"} and all(e.post == "bench" for e in events)
+    assert max(e.duration for e in events) >= 2.0  # the hands knead throughout the 5 s clip

@@ -227,3 +227,29 @@ async def _respond(send: Send, status: int, detail: str) -> None:
 
 __all__ = ["MAX_BODY", "SECURITY_HEADERS", "TOKEN_HEADER", "Guard", "check_token", "cookie_name",
            "is_loopback", "new_token"]
+
+
+def serve_page(app, page: str) -> None:
+    """Routes of a one-page app: ``/`` serves ``resources/<page>.html``, ``/static/<page>.js`` and
+    ``.css`` its script and style (read once, never cached by the browser: a rerun may change them)."""
+    from importlib import resources
+
+    from fastapi import HTTPException
+    from fastapi.responses import Response
+
+    types = {f"{page}.html": "text/html; charset=utf-8", f"{page}.js": "text/javascript; charset=utf-8",
+             f"{page}.css": "text/css; charset=utf-8"}
+    static = {name: resources.files("lrihar").joinpath(f"resources/{name}").read_bytes() for name in types}
+
+    def static_response(name: str) -> Response:
+        return Response(static[name], media_type=types[name], headers={"Cache-Control": "no-store"})
+
+    @app.get("/")
+    def index() -> Response:
+        return static_response(f"{page}.html")
+
+    @app.get("/static/{name}")
+    def static_file(name: str) -> Response:
+        if name not in static or name.endswith(".html"):
+            raise HTTPException(404, "no such file")
+        return static_response(name)

@@ -19,7 +19,6 @@ import io
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,7 +29,7 @@ from lrihar.errors import BadInputError, LriharError
 from lrihar.naming import MAX_CLASS_NAME
 from lrihar.project import Project
 from lrihar.review import actions
-from lrihar.review.guard import MAX_BODY, Guard, check_token, is_loopback, new_token
+from lrihar.review.guard import MAX_BODY, Guard, check_token, is_loopback, new_token, serve_page
 from lrihar.store import Store
 
 if TYPE_CHECKING:
@@ -49,8 +48,6 @@ _FIELDS = ("id", "label", "auto_label", "score", "provenance", "version", "rejec
            "frame_index", "x1", "y1", "x2", "y2", "width", "height", "backend", "source_id")
 
 
-_STATIC = {"review.html": "text/html; charset=utf-8", "review.js": "text/javascript; charset=utf-8",
-           "review.css": "text/css; charset=utf-8"}
 MAX_ID = 2**63 - 1  # SQLite's largest integer
 MAX_IDS = 1000
 """Most detections one action may name (a page shows at most 500)."""
@@ -175,7 +172,6 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
     project = Project.open(project_root)
     classes = project.classes
     local = threading.local()
-    static = {name: resources.files("lrihar").joinpath(f"resources/{name}").read_bytes() for name in _STATIC}
 
     def store() -> Store:
         if getattr(local, "store", None) is None:
@@ -198,18 +194,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
     async def invalid(_request, exc: RequestValidationError):
         return JSONResponse({"detail": validation_message(exc.errors())}, status_code=422)
 
-    def static_response(name: str) -> Response:
-        return Response(static[name], media_type=_STATIC[name], headers={"Cache-Control": "no-store"})
-
-    @app.get("/")
-    def page() -> Response:
-        return static_response("review.html")
-
-    @app.get("/static/{name}")
-    def static_file(name: str) -> Response:
-        if name not in static or name == "review.html":
-            raise HTTPException(404, "no such file")
-        return static_response(name)
+    serve_page(app, "review")
 
     @app.get("/api/meta")
     def meta() -> dict[str, Any]:

@@ -3,14 +3,10 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
-from lrihar.review.guard import Guard
+from lrihar.review.guard import Guard, serve_page
 from lrihar.runtime.live.pictures import Pictures
 from lrihar.runtime.live.state import LiveState
 
-_STATIC = {"live.html": "text/html; charset=utf-8", "live.js": "text/javascript; charset=utf-8",
-           "live.css": "text/css; charset=utf-8"}
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -29,22 +25,10 @@ def create_app(state: LiveState, pictures: Pictures, host: str = "127.0.0.1", po
     from fastapi import Path as PathParam
     from fastapi.responses import JSONResponse, Response
 
-    static = {name: resources.files("lrihar").joinpath(f"resources/{name}").read_bytes() for name in _STATIC}
     app = FastAPI(title="lrihar live", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(Guard, host=host, port=port, token=token)
 
-    def static_response(name: str) -> Response:
-        return Response(static[name], media_type=_STATIC[name], headers=_NO_STORE)
-
-    @app.get("/")
-    def page() -> Response:
-        return static_response("live.html")
-
-    @app.get("/static/{name}")
-    def static_file(name: str) -> Response:
-        if name not in static or name == "live.html":
-            raise HTTPException(404, "no such file")
-        return static_response(name)
+    serve_page(app, "live")
 
     @app.get("/api/state")
     def current() -> JSONResponse:

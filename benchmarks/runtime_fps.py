@@ -335,10 +335,11 @@ def soak(args) -> None:
     with FfmpegCamera(Path(args.soak_clip)) as cam:
         row = run_pipeline(cam.url, True, detector, labeller, Path(args.soak_clip).parent,
                            args.soak_minutes * 60, on_stats=on_stats, stats_every_s=15.0)
-    samples.append((round(time.monotonic() - started, 1), round(rss_mb(), 1)))
+    stopped = round(rss_mb(), 1)  # queues and capture freed: not the running figure
+    samples = samples or [(round(time.monotonic() - started, 1), stopped)]
     after_warmup = next((rss for t, rss in samples if t >= 60), samples[0][1])
     print(json.dumps({"row": row, "rss_mb_series": samples, "rss_mb_start": after_warmup,
-                      "rss_mb_end": samples[-1][1],
+                      "rss_mb_end": samples[-1][1], "rss_mb_after_stop": stopped,
                       "growth_pct": round(100 * (samples[-1][1] - after_warmup) / after_warmup, 2)}))
 
 

@@ -233,7 +233,9 @@ class RunConfig(_Frozen):
                             "else templates) | templates | a run name | an .onnx path")
     detector: str = Field(default="auto", description="auto (the exported yolo model when present, "
                           "else detector.backend) | a registered backend name | an .onnx path")
-    queue_size: int = Field(default=8, ge=1, description="decoded frames held per source")
+    queue_size: int = Field(default=8, ge=1, description="decoded frames held per file source")
+    live_queue_size: int = Field(default=2, ge=1, description="decoded frames held per live source: "
+                                 "each one queued adds a frame time to the latency (Frigate also holds 2)")
     batch_size: int = Field(default=16, ge=1, description="crops per classifier call")
     smoothing: Literal["majority", "hysteresis"] = "majority"
     window: int = Field(default=5, ge=1, description="frames in the smoothing window")

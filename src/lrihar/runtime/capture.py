@@ -105,6 +105,9 @@ class Capture:
         self._lock = threading.Lock()
         self._errors: deque[SourceError] = deque(maxlen=keep)
         self.gaps: deque[Gap] = deque(maxlen=keep)
+        self.decode_seconds: deque[float] = deque(maxlen=2000)
+        """Decode time of the latest frames of a file or folder (a live source's frames come at its
+        own pace, so no decode time is kept for them)."""
         """The last ``keep`` gaps, the one under way (``end`` None) included."""
         self._reconnect_times: deque[float] = deque(maxlen=10_000)
         self._stall_times: deque[float] = deque(maxlen=10_000)
@@ -121,8 +124,11 @@ class Capture:
     @classmethod
     def from_config(cls, uri: str, post: str, ids: IdCounter, run: RunConfig, **kwargs) -> Capture:
         """A capture with the project file's ``run:`` settings."""
-        return cls(uri, post, ids, queue_size=run.queue_size, retry_s=run.retry_s,
-                   source_timeout_s=run.source_timeout_s, stall_timeout_s=run.stall_timeout_s, **kwargs)
+        live = kwargs.pop("live", None)
+        live = is_stream(uri) if live is None else live
+        return cls(uri, post, ids, live=live, queue_size=run.live_queue_size if live else run.queue_size,
+                   retry_s=run.retry_s, source_timeout_s=run.source_timeout_s,
+                   stall_timeout_s=run.stall_timeout_s, **kwargs)
 
     # -- consumer side -------------------------------------------------------------------------
 
@@ -230,7 +236,13 @@ class Capture:
 
     def _decode_file(self, source: FrameSource) -> None:
         self._state = "reading"
-        for frame in source:
+        frames = iter(source)
+        while True:
+            started = time.perf_counter()
+            frame = next(frames, None)
+            if frame is None:
+                return
+            self.decode_seconds.append(time.perf_counter() - started)
             self._frame_decoded()
             if self._stop.is_set() or not self._queue.put(frame):
                 return

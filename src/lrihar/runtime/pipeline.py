@@ -289,6 +289,9 @@ class LinePipeline:
 
     def _refresh(self, started: float) -> None:
         self.summary.seconds = time.perf_counter() - started
+        decode = self.times.samples["decode"]
+        decode.clear()
+        decode.extend(x for st in self.states for x in list(st.capture.decode_seconds))
         self.summary.timings = self.times.summary()
         self.summary.sources = {st.capture.uri: st.capture.stats() for st in self.states}
 

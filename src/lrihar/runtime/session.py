@@ -148,8 +148,7 @@ def build_pipeline(project: Project, opts: RunOptions, run_id: int, ids: IdCount
     run = cfg.run
     detector = resolve_detector(project, opts.detector or run.detector)
     labeller = resolve_labeller(project, opts.classifier or run.classifier, batch_size=run.batch_size)
-    captures = [Capture(uri, post, ids=ids, live=opts.live, queue_size=run.queue_size, retry_s=run.retry_s,
-                        source_timeout_s=run.source_timeout_s, stall_timeout_s=run.stall_timeout_s)
+    captures = [Capture.from_config(uri, post, ids, run, live=opts.live)
                 for uri, post in sources_by_post(project, opts)]
     procedures = {post: p for post, p in cfg.procedures.items()
                   if any(c.post == post for c in captures)}

@@ -186,3 +186,42 @@ def test_offline_defaults_run_on_real_footage(hands_dev, tmp_path):
     events = Project.open(root).store.events()
     assert events and {e.label for e in events} == {"knead"} and all(e.post == "bench" for e in events)
     assert max(e.duration for e in events) >= 2.0  # the hands knead throughout the 5 s clip
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_a_signal_flushes_every_sink_and_ends_open_events(line, tmp_path, signum):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root, clip = line
+    jsonl = tmp_path / "run.jsonl"
+    tests = Path(__file__).parent
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import runtime_fixtures; "
+            "from lrihar.cli import main; sys.exit(main(sys.argv[2:]))")
+    # --live: the file stands in for a camera, replayed without end until the signal.
+    cmd = [sys.executable, "-c", code, str(tests), "run", str(clip), "-p", str(root), "--live",
+           "--jsonl", str(jsonl)]
+    proc = subprocess.Popen(cmd, env=os.environ | {"PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if jsonl.exists() and jsonl.read_text().count('"alert"') >= 1:
+            break
+        time.sleep(0.1)
+    proc.send_signal(getattr(signal, signum))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "stopped: every event, cycle and alert so far is stored" in err and "Traceback" not in err
+    items = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    events = {x["id"]: x for x in items if x["type"] == "event"}  # the last state of each
+    assert events and all(e["state"] == "end" for e in events.values())
+    store = Project.open(root).store
+    stored = store.events()
+    assert {e.id for e in stored} == set(events) and all(e.state == "end" for e in stored)
+    assert len(store.alerts()) == sum(1 for x in items if x["type"] == "alert")
+    run = store.runs()[-1]
+    assert run["status"] == "done" and json.loads(run["stats"])["interrupted"] is True

@@ -10,6 +10,7 @@ produce follow from the script alone.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -50,8 +51,10 @@ class HueBlobDetector(Detector):
     """Boxes around saturated blobs (connected components of high colour spread)."""
 
     name = "hue-blobs"
+    batch_sizes: ClassVar[list[int]] = []  # every call's batch size, to see calls batched across sources
 
     def detect_batch(self, images):
+        HueBlobDetector.batch_sizes.append(len(images))
         import cv2
         import supervision as sv
 

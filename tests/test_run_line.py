@@ -225,3 +225,25 @@ def test_a_signal_flushes_every_sink_and_ends_open_events(line, tmp_path, signum
     assert len(store.alerts()) == sum(1 for x in items if x["type"] == "alert")
     run = store.runs()[-1]
     assert run["status"] == "done" and json.loads(run["stats"])["interrupted"] is True
+
+
+def test_two_posts_at_once_share_detector_calls_and_keep_their_own_events(tmp_path):
+    from runtime_fixtures import HueBlobDetector
+
+    script2 = [("label", 5, 20), ("label", 50, 65)]  # short: the square drifts < 40 px, one track each
+    clip1 = scripted_clip(tmp_path / "post1.mp4", SCRIPT, FRAMES)
+    clip2 = scripted_clip(tmp_path / "post2.mp4", script2, 90)
+    root = make_project(tmp_path / "proj", posts=["post-1", "post-2"], procedures={"post-1": PROCEDURE},
+                        run={**RUN, "sources": {"post-1": [str(clip1)], "post-2": [str(clip2)]}})
+    HueBlobDetector.batch_sizes.clear()
+    assert main(["run", "-p", str(root)]) == 0
+    store = Project.open(root).store
+    got1 = [(e.label, e.start, e.end) for e in store.events(post="post-1")]
+    got2 = [(e.label, e.start, e.end) for e in store.events(post="post-2")]
+    assert got1 == [(n, pytest.approx(s), pytest.approx(e)) for n, s, e in _expected_events()]
+    assert got2 == [(n, pytest.approx((a + 1) / FPS), pytest.approx(b / FPS)) for n, a, b in script2]
+    assert {e.source for e in store.events(post="post-2")} == {str(clip2)}
+    # Cycles and alerts only where a procedure is defined, and the same as with post-1 alone.
+    assert {c.post for c in store.cycles()} == {"post-1"} and len(store.alerts(post="post-1")) == 4
+    # One detector call per step over both streams while both run: 90 two-frame calls.
+    assert HueBlobDetector.batch_sizes.count(2) >= 80

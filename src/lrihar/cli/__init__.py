@@ -5,7 +5,9 @@ Exit codes: 0 success, 1 failure (e.g. an input could not be read), 2 bad input 
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -23,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app and turns errors into messages and exit codes."""
     try:
         # Without standalone mode click returns the code of a `typer.Exit` instead of exiting.
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=take_models_dir(sys.argv[1:] if argv is None else list(argv)), standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
@@ -44,6 +46,33 @@ def main(argv: list[str] | None = None) -> int:
     if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
         echo_err(INTERRUPTED)
     return code if isinstance(code, int) else 0
+
+
+def take_models_dir(argv: list[str]) -> list[str]:
+    """``--models-dir DIR`` anywhere on the command line (before or after the command) points
+    ``LRIHAR_MODELS_DIR`` at DIR for this run; returns the arguments without it.
+
+    Raises:
+        BadInputError: DIR is missing or not a folder.
+    """
+    from lrihar.errors import BadInputError
+    from lrihar.models.portable import ENV
+
+    out, k = [], 0
+    while k < len(argv):
+        arg = argv[k]
+        if arg == "--models-dir" or arg.startswith("--models-dir="):
+            value = arg.split("=", 1)[1] if "=" in arg else (argv[k + 1] if k + 1 < len(argv) else "")
+            k += 1 if "=" in arg else 2
+            folder = Path(value).expanduser()
+            if not value or not folder.is_dir():
+                raise BadInputError(f"--models-dir {value!r}: not a folder; give the folder `lrihar models "
+                                    "pack -o DIR` wrote")
+            os.environ[ENV] = str(folder.resolve())
+            continue
+        out.append(arg)
+        k += 1
+    return out
 
 
 def run() -> None:

@@ -24,9 +24,14 @@ def _global_options(
     verbose: Annotated[bool, typer.Option(
         "--verbose", help="Also show the log lines of MediaPipe, TensorFlow Lite and absl (hidden by "
                           "default; LRIHAR_VERBOSE=1 does the same).")] = False,
+    models_dir: Annotated[Path | None, typer.Option(
+        "--models-dir", help="Folder of models packed with `lrihar models pack` (hub models, the "
+                             "project's trained detector and student); same as LRIHAR_MODELS_DIR. "
+                             "Accepted by every command, before or after its name.")] = None,
 ) -> None:
     """Low-cost, real-time industrial human action recognition (LRIHAR)."""
-    # Acted on before parsing, in lrihar.cli.run (the filter must be in place before any import).
+    # Acted on before parsing: --verbose in lrihar.cli.run (the filter must be in place before any
+    # import), --models-dir in lrihar.cli.main (so it also works after a command's name).
 
 
 def echo_err(message: str) -> None:

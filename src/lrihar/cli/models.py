@@ -17,19 +17,31 @@ app.add_typer(models_app, name="models")
 
 @models_app.command("pack")
 def pack(
-    model_ids: Annotated[list[str], typer.Argument(
-        help="Hugging Face ids, e.g. IDEA-Research/grounding-dino-tiny.")],
+    model_ids: Annotated[list[str] | None, typer.Argument(
+        help="Hugging Face ids, e.g. IDEA-Research/grounding-dino-tiny.")] = None,
+    project: Annotated[Path | None, typer.Option(
+        "--project", "-p", help="Also pack this project's deployed detector and student (its line's "
+                                "models), found by `lrihar run --models-dir` at the plant.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to pack into.")] = Path("models"),
     download: Annotated[bool, typer.Option(help="Fetch from the hub what the local cache lacks.")] = False,
     cache_dir: Annotated[str | None, typer.Option(help="Hugging Face cache to read from.")] = None,
 ) -> None:
-    """Copy models (from the local Hugging Face cache, or the hub with --download) into a folder
-    to carry to the plant; there, set LRIHAR_MODELS_DIR to it."""
-    from lrihar.models.portable import pack_models
+    """Copy models (from the local Hugging Face cache, or the hub with --download), and with -p a
+    project's trained detector and student, into a folder to carry to the plant; there, pass
+    --models-dir FOLDER (or set LRIHAR_MODELS_DIR)."""
+    from lrihar.errors import BadInputError
+    from lrihar.models.portable import pack_line_models, pack_models
 
-    for m in pack_models(model_ids, out, download, cache_dir):
+    if not model_ids and project is None:
+        raise BadInputError("give model ids to pack, or --project PROJECT for its trained models")
+    packed = pack_models(model_ids or [], out, download, cache_dir)
+    if project is not None:
+        from lrihar.project import Project
+
+        packed.append(pack_line_models(Project.open(project), out))
+    for m in packed:
         typer.echo(f"{m.model_id}: {m.files} files, {m.bytes / 1e6:.1f} MB -> {m.path}")
-    typer.echo(f"on the air-gapped machine: export LRIHAR_MODELS_DIR={out.resolve()}")
+    typer.echo(f"on the air-gapped machine: --models-dir {out.resolve()} (or LRIHAR_MODELS_DIR)")
 
 
 @models_app.command("list")

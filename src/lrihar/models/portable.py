@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -103,3 +104,61 @@ def list_packed(models_dir: str | Path) -> list[dict]:
         out.append({"model_id": doc["model_id"], "revision": doc["revision"], "files": len(doc["files"]),
                     "path": str(manifest.parent), "intact": not bad, "changed": bad})
     return out
+
+
+LINE_PREFIX = "line__"
+"""Packed trained models of a line sit in ``<models dir>/line__<line>/{detector,classifier}/``."""
+
+
+def pack_line_models(project, out: str | Path) -> PackedModel:
+    """Copy the project's deployed models (the newest exported detector, and the newest exported
+    student, else teacher) into ``out/line__<line>/``, with a manifest, so one folder carries a
+    whole line's models to the plant; ``lrihar run`` there finds them through ``--models-dir``.
+
+    Raises:
+        BadInputError: the project has exported neither a detector nor a classifier.
+    """
+    from lrihar.classify.trained import resolve_classifier
+    from lrihar.errors import ModelLoadError
+    from lrihar.models.detectors.yolo import find_exported_model
+    from lrihar.naming import safe_file_name
+
+    found: dict[str, Path] = {}
+    with contextlib.suppress(ModelLoadError):
+        found["detector"] = find_exported_model(project.root)
+    for kind in ("student", "teacher"):
+        try:
+            found["classifier"] = resolve_classifier(project, kind)
+            break
+        except BadInputError:
+            continue
+    if not found:
+        raise BadInputError(f"{project.root}: no exported detector or classifier to pack; run `lrihar "
+                            "export-runtime --detector` / `--classifier` first")
+    line = project.config.line
+    target = Path(out) / f"{LINE_PREFIX}{safe_file_name(line)}"
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    files = {}
+    for kind, src in found.items():
+        rel = Path(kind) / src.name
+        (tmp / kind).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, tmp / rel)
+        files[str(rel)] = sha256_of(tmp / rel)
+    (tmp / MANIFEST).write_text(json.dumps({"model_id": f"line:{line}", "revision": "trained",
+                                            "files": files}, indent=1, sort_keys=True) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return PackedModel(f"line:{line}", target, len(files), sum((target / f).stat().st_size for f in files))
+
+
+def packed_line_model(line: str, kind: str, models_dir: str | Path | None = None) -> Path | None:
+    """The packed ``kind`` ("detector" or "classifier") ONNX of ``line`` in ``models_dir``
+    (default ``$LRIHAR_MODELS_DIR``), if any."""
+    from lrihar.naming import safe_file_name
+
+    root = models_dir or os.environ.get(ENV)
+    if not root:
+        return None
+    files = sorted((Path(root) / f"{LINE_PREFIX}{safe_file_name(line)}" / kind).glob("*.onnx"))
+    return files[-1] if files else None

@@ -7,7 +7,7 @@ Registered like the detectors, so a plant (or a test) can add its own:
   and λ), for a line with nothing trained yet.
 
 ``resolve_labeller(project, "auto")`` takes the newest exported student, else the teacher, else
-the templates.
+the line's classifier packed by ``lrihar models pack -p`` (in ``--models-dir``), else the templates.
 """
 
 from __future__ import annotations
@@ -109,11 +109,16 @@ def resolve_labeller(project, spec: str = "auto", **options) -> CropLabeller:
     from lrihar.classify.trained import resolve_classifier
 
     if spec == "auto":
+        from lrihar.models.portable import packed_line_model
+
         for kind in ("student", "teacher"):
             try:
                 return OnnxLabeller(str(resolve_classifier(project, kind)), **options)
             except BadInputError:
                 continue
+        packed = packed_line_model(project.config.line, "classifier")  # `lrihar models pack -p`
+        if packed is not None:
+            return OnnxLabeller(str(packed), **options)
         return TemplateLabeller(project)
     if spec in LABELLERS.names():
         return create_labeller(spec, project=project, **options)

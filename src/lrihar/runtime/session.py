@@ -63,7 +63,8 @@ def sources_by_post(project: Project, opts: RunOptions) -> list[tuple[str, str]]
 
 
 def resolve_detector(project: Project, spec: str) -> Detector:
-    """``auto``: the project's exported YOLO when there is one, else ``detector.backend``; an
+    """``auto``: the project's exported YOLO when there is one, else the line's packed one in
+    ``--models-dir`` / ``LRIHAR_MODELS_DIR``, else ``detector.backend``; an
     ``.onnx`` path: that YOLO model; any other name: that registered backend."""
     from lrihar.annotate.pipeline import build_detector
     from lrihar.config import with_overrides
@@ -75,9 +76,14 @@ def resolve_detector(project: Project, spec: str) -> Detector:
     if spec.endswith(".onnx"):
         return create_detector("yolo", model=spec)
     if spec == "auto":
+        from lrihar.models.portable import packed_line_model
+
         try:
             return create_detector("yolo", model=str(find_exported_model(project.root)))
         except ModelLoadError:
+            packed = packed_line_model(cfg.line, "detector")  # `lrihar models pack -p` at the plant
+            if packed is not None:
+                return create_detector("yolo", model=str(packed))
             return build_detector(cfg, project.root)
     return build_detector(with_overrides(cfg, "detector", backend=spec), project.root)
 

@@ -1,0 +1,44 @@
+"""A whole line's trained models in one folder: `lrihar models pack -p` carries the project's
+exported detector (and student), `--models-dir` on any command finds them at the plant."""
+
+from __future__ import annotations
+
+import os
+
+from conftest import make_project
+from lrihar.cli import main
+from lrihar.models.portable import ENV
+from lrihar.project import Project
+
+
+def test_pack_carries_the_trained_detector_and_run_finds_it_with_models_dir(tiny_yolo, tmp_path, monkeypatch,
+                                                                             capsys):
+    monkeypatch.delenv(ENV, raising=False)
+    out = tmp_path / "carry"
+    assert main(["models", "pack", "-p", str(tiny_yolo["project"].root), "-o", str(out)]) == 0
+    packed = list((out / "line__line-1" / "detector").glob("*.onnx"))
+    assert len(packed) == 1 and packed[0].read_bytes() == tiny_yolo["onnx"].read_bytes()
+    assert main(["models", "list", str(out)]) == 0
+    assert "line:line-1" in capsys.readouterr().out
+
+    # At the plant: a project with no trained model of its own, same line.
+    plant = Project.open(make_project(tmp_path / "plant", line="line-1"))
+    from lrihar.runtime.session import resolve_detector
+
+    assert resolve_detector(plant, "auto").name != "yolo"  # nothing packed in view yet
+    monkeypatch.setattr(os, "environ", os.environ.copy())
+    assert main(["status", "-p", str(plant.root), "--models-dir", str(out)]) == 0  # taken by any command
+    assert os.environ[ENV] == str(out.resolve())
+    detector = resolve_detector(plant, "auto")
+    assert detector.name == "yolo" and detector.describe()["sha256"] == tiny_yolo["export"].sha256
+
+
+def test_models_dir_must_be_a_folder(tmp_path, capsys):
+    assert main(["status", "-p", str(tmp_path), "--models-dir", str(tmp_path / "nope")]) == 2
+    assert "--models-dir" in capsys.readouterr().err
+
+
+def test_pack_without_anything_trained_says_what_to_do(tmp_path, capsys):
+    root = make_project(tmp_path / "p")
+    assert main(["models", "pack", "-p", str(root), "-o", str(tmp_path / "o")]) == 2
+    assert "export-runtime" in capsys.readouterr().err

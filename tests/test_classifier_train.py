@@ -192,6 +192,22 @@ def test_finetune_on_the_project_exports_its_crops_and_keeps_the_best_epoch(tiny
     assert ("finetune", "done") in runs
 
 
+def test_two_finetune_runs_with_the_same_seed_end_with_the_same_weights(tiny_vit, toy_data, tmp_path):
+    # the new head and LoRA draw from the global RNG: the first run leaves it elsewhere
+    from safetensors.torch import load_file
+
+    from lrihar.train.finetune import FinetuneConfig, finetune
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "lrihar.yaml").write_text("{}\n")
+    project = Project.open(tmp_path / "p")
+    cfg = FinetuneConfig(backbone=str(tiny_vit), data=str(toy_data), epochs=1, batch=8, seed=3)
+    weights = [load_file(finetune(project, cfg, name=name, show_progress=False).best)
+               for name in ("one", "two")]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_distill_learns_from_unlabelled_crops_through_cached_teacher_logits(tiny_vit, tmp_path):
     root = toy_project(tmp_path / "p", per_class=4, unlabelled=6)
     assert main(["finetune", "-p", str(root), "--backbone", str(tiny_vit), "--epochs", "1", "--batch", "8",

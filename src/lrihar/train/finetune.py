@@ -178,9 +178,14 @@ def project_data(project: Project, cfg, run_dir: Path) -> Path:
 
 def build_for_training(cfg, classes: list[str], run_dir: Path):
     """The model (adapters applied per the resolved mode), its spec (saved) and the mode."""
+    import torch
+
     from lrihar.train.classifier_models import build_classifier
     from lrihar.train.lora import apply_lora
 
+    # The new head, LoRA and random-init weights draw from the global RNG, which torch seeds at
+    # random in each process: seed it, or two runs with the same --seed start apart.
+    torch.manual_seed(cfg.seed)
     model, spec = build_classifier(cfg.backbone, classes, cfg.image_size)
     mode = cfg.resolved_mode(spec)
     if mode == "lora":

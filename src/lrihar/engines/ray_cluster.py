@@ -139,7 +139,7 @@ def ray_session(options: RayOptions) -> Iterator[ActorPool]:
         started = True
     # Ray 2.60 takes retries (max_restarts, max_task_retries, max_retries) only as remote args,
     # which it marks deprecated for 2.64; the extra pins 2.60.*.
-    warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated", module="ray")
+    warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the command draws its own
     ctx.print_on_execution_start = False

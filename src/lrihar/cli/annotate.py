@@ -11,6 +11,15 @@ from typing import Annotated
 import typer
 
 from lrihar.cli.app import ProjectOpt, app, echo_err
+from lrihar.cli.engine import (
+    EngineOpt,
+    RayAddressOpt,
+    RayBatchOpt,
+    RayGpusOpt,
+    RayShardOpt,
+    RayWorkersOpt,
+    ray_options,
+)
 from lrihar.errors import BadInputError
 
 
@@ -60,6 +69,12 @@ def annotate(
         "--recursive", "-r", help="Also read the sub-folders of input folders.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = None,
+    ray_batch_size: RayBatchOpt = None,
+    ray_num_gpus: RayGpusOpt = None,
+    ray_shard_frames: RayShardOpt = 1000,
 ) -> None:
     """Detect operators' hand actions in raw footage, sift out frames with none, store the rest.
 
@@ -71,14 +86,21 @@ def annotate(
     from lrihar.config import with_overrides
     from lrihar.project import Project
 
+    ray = ray_options(engine, ray_address, ray_workers, ray_batch_size, ray_num_gpus, ray_shard_frames)
     proj = Project.open(project)
     cfg = with_overrides(proj.config, "detector", backend=detector, model=model, prompt=prompt,
                          box_threshold=box_threshold, text_threshold=text_threshold,
                          device=device, batch_size=batch_size)
     cfg = with_overrides(cfg, "sampling", stride=stride, fps=fps, max_image_pixels=max_image_pixels)
     cfg = with_overrides(cfg, "gate", motion=motion_gate, hands=hand_gate)
-    summary = run_annotate(proj, sources, config=cfg, redo=redo, post=post, recursive=recursive,
-                           reannotate=reannotate, show_progress=progress)
+    args = dict(config=cfg, redo=redo, post=post, recursive=recursive, reannotate=reannotate,
+                show_progress=progress)
+    if ray is None:
+        summary = run_annotate(proj, sources, **args)
+    else:
+        from lrihar.engines.ray_annotate import annotate_with_ray
+
+        summary = annotate_with_ray(proj, sources, ray, **args)
     _print_annotate_summary(summary)
     if json_out:
         json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")

@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from lrihar.cli.app import ProjectOpt, app, echo_err
+from lrihar.cli.engine import EngineOpt, RayAddressOpt, RayBatchOpt, RayGpusOpt, RayWorkersOpt, ray_options
+from lrihar.errors import BadInputError
 
 
 @app.command()
@@ -29,6 +31,11 @@ def classify(
     classifier: Annotated[str | None, typer.Option(
         help="Label with a trained classifier instead of templates: student, teacher, a run name or an "
              "exported .onnx (see `lrihar export-runtime --classifier`).")] = None,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    ray_workers: RayWorkersOpt = None,
+    ray_batch_size: RayBatchOpt = None,
+    ray_num_gpus: RayGpusOpt = None,
 ) -> None:
     """Label every detected crop with an action class, or NG, by similarity to template crops
     (or with a trained classifier: --classifier).
@@ -39,16 +46,25 @@ def classify(
     from lrihar.config import with_overrides
     from lrihar.project import Project
 
+    ray = ray_options(engine, ray_address, ray_workers, ray_batch_size, ray_num_gpus)
     proj = Project.open(project)
     if classifier:
+        if ray is not None:
+            raise BadInputError("--engine ray: embeds crops for template matching; an exported "
+                                "--classifier runs with --engine local")
         from lrihar.cli.finetune import classify_with_model_command
 
         return classify_with_model_command(proj, classifier, progress, json_out)
     cfg = with_overrides(proj.config, "classify", encoder=encoder, model=model, lambda_=lambda_,
                          device=device)
     sheets_dir = None if no_sheets else (sheets or proj.root / "contact-sheets")
-    summary = run_classify(proj, config=cfg, templates=templates, sheets_dir=sheets_dir,
-                           show_progress=progress)
+    args = dict(config=cfg, templates=templates, sheets_dir=sheets_dir, show_progress=progress)
+    if ray is None:
+        summary = run_classify(proj, **args)
+    else:
+        from lrihar.engines.ray_classify import classify_with_ray
+
+        summary = classify_with_ray(proj, ray, **args)
     _print_classify_summary(summary)
     if json_out:
         json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")

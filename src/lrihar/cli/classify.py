@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lrihar.cli.app import ProjectOpt, app, echo_err
+from lrihar.cli.app import LineOpt, PostOpt, ProjectOpt, app, echo_err
 
 
 @app.command()
@@ -29,29 +29,38 @@ def classify(
     classifier: Annotated[str | None, typer.Option(
         help="Label with a trained classifier instead of templates: student, teacher, a run name or an "
              "exported .onnx (see `lrihar export-runtime --classifier`).")] = None,
+    line: LineOpt = None,
+    post: PostOpt = None,
 ) -> None:
     """Label every detected crop with an action class, or NG, by similarity to template crops
     (or with a trained classifier: --classifier).
 
-    Rerunning resumes (embeddings are cached); labels a person corrected are never overwritten.
+    Each post is labelled with its own classes, templates and λ (`lines:` in lrihar.yaml);
+    --line / --post label only those posts' crops. Rerunning resumes (embeddings are cached);
+    labels a person corrected are never overwritten.
     """
-    from lrihar.classify.pipeline import classify as run_classify
-    from lrihar.config import with_overrides
+    from lrihar.classify.by_post import classify_posts
+    from lrihar.layout import project_layout
     from lrihar.project import Project
 
     proj = Project.open(project)
     if classifier:
         from lrihar.cli.finetune import classify_with_model_command
 
-        return classify_with_model_command(proj, classifier, progress, json_out)
-    cfg = with_overrides(proj.config, "classify", encoder=encoder, model=model, lambda_=lambda_,
-                         device=device)
+        posts = project_layout(proj.config).select(line, post)
+        return classify_with_model_command(proj, classifier, progress, json_out, posts)
     sheets_dir = None if no_sheets else (sheets or proj.root / "contact-sheets")
-    summary = run_classify(proj, config=cfg, templates=templates, sheets_dir=sheets_dir,
-                           show_progress=progress)
-    _print_classify_summary(summary)
+    overrides = {"encoder": encoder, "model": model, "lambda_": lambda_, "device": device}
+    summaries, left_out = classify_posts(proj, line, post, overrides=overrides, templates=templates,
+                                         sheets_dir=sheets_dir, show_progress=progress)
+    for summary in summaries:
+        _print_classify_summary(summary)
+    if left_out:
+        echo_err(f"note: {left_out} crops are on frames of no post of lrihar.yaml, and posts classify "
+                 "differently, so they were left unlabelled; annotate their inputs with --post")
     if json_out:
-        json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+        doc = summaries[0].as_dict() if len(summaries) == 1 else {"runs": [s.as_dict() for s in summaries]}
+        json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 def print_encoder_choice(selection: dict | None) -> None:
     """The table ``encoder: auto`` measured, and its choice (nothing when the encoder was named)."""
@@ -87,7 +96,8 @@ def _print_classify_summary(s) -> None:
 
     print_encoder_choice(s.encoder_selection)
     encoder = s.encoder_selection["chosen"] if s.encoder_selection else s.encoder
-    table = Table("label", "crops", "share", title=f"classify run {s.run_id} ({encoder})")
+    at = f", {', '.join(s.posts)}" if s.posts else ""
+    table = Table("label", "crops", "share", title=f"classify run {s.run_id} ({encoder}{at})")
     total = sum(s.counts.values()) or 1
     for name, n in s.counts.items():
         table.add_row(name, str(n), f"{n / total:.1%}")

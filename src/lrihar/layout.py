@@ -166,3 +166,39 @@ def unplaced_detections(store, layout: Layout) -> int:
     return store.db.execute("SELECT COUNT(*) FROM detections d JOIN sources s ON s.id = d.source_id"
                             f" WHERE d.rejected = 0 AND (s.post IS NULL OR s.post NOT IN ({marks}))",
                             known).fetchone()[0]
+
+
+def annotate_inputs(layout: Layout, uris: list[str] | None, line: str | None = None,
+                    post: str | None = None) -> list[tuple[list[str] | None, str | None]]:
+    """What ``lrihar annotate`` reads, as (inputs, post) jobs; inputs None: the project file's
+    top-level ``sources``.
+
+    Inputs given on the command line film one post: ``--post``, or the only post of ``--line``.
+    With none given, each selected post's own ``sources`` (``lines[].posts[].sources``) are
+    read at that post, and with no filter the top-level ``sources`` too, at no post; a project
+    file whose posts list no sources reads its top-level ``sources`` as before (at ``--post``).
+
+    Raises:
+        BadInputError: an unknown line or post, or a line of several posts without ``--post``
+            where the inputs must film one post.
+    """
+    selected = layout.select(line, post)
+
+    def one_post() -> str | None:
+        if selected is not None and len(selected) > 1:
+            raise BadInputError(f"--line {line} has posts {', '.join(selected)}: name the one these inputs "
+                                "film with --post")
+        return selected[0] if selected else None
+
+    if uris:
+        return [(list(uris), one_post())]
+    chosen = selected if selected is not None else list(layout.posts)
+    own = [(list(layout.posts[p].sources), p) for p in chosen if layout.posts[p].sources]
+    if not any(p.sources for p in layout.posts.values()):
+        return [(None, one_post())]
+    if selected is None and layout.config.sources:
+        own.insert(0, (None, None))
+    if not own:
+        raise BadInputError(f"no inputs for {', '.join(chosen)}: pass them (lrihar annotate VIDEOS... "
+                            "--post POST) or list them under that post's `sources` in lrihar.yaml")
+    return own

@@ -104,6 +104,13 @@ class Layout:
             return [post]
         return None if line is None else list(self.lines[line])
 
+    def cameras(self, posts: list[str] | None = None) -> list[tuple[str, list[str]]]:
+        """(post, what ``lrihar run`` reads there) for ``posts`` (None: all) that have any, in the
+        project file's order (``run.sources``'s in the one-line shape)."""
+        order = self.posts if self.config.lines else self.config.run.sources
+        return [(p, list(self.posts[p].cameras)) for p in order
+                if (posts is None or p in posts) and p in self.posts and self.posts[p].cameras]
+
     def config_for(self, post: str) -> ProjectConfig:
         """The project config as ``post`` sees it, in the one-line shape: its line and itself as
         ``line`` and ``posts``, its classes, templates root and λ in the project-wide places

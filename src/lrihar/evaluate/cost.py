@@ -96,8 +96,7 @@ def annotation_cost(store: Store, n_classes: int, n_templates: int, rates: CostR
     fixed = _per_post(store, "COUNT(DISTINCT d.frame_index || ':' || d.source_id)", "detections", "d",
                       "JOIN review_log r ON r.detection_id = d.id WHERE r.undone = 0 AND"
                       " r.action IN ('wrong', 'box', 'add')")
-    image_s, crop_s = rates.seconds_per_detector_image, rates.seconds_per_crop(n_classes)
-    cap = rates.crops_per_class_manual * n_classes
+    image_s = rates.seconds_per_detector_image
     stored = sorted(set(frames) | set(boxes))
     if posts is not None:
         stored = [p for p in stored if p in posts] or list(posts)
@@ -105,20 +104,21 @@ def annotation_cost(store: Store, n_classes: int, n_templates: int, rates: CostR
     own_classes = layout is not None and not layout.uniform
     rows, exact = [], []  # exact: unrounded (manual, done, owed) hours, for the lines' figures
     for post in posts:
+        n = n_classes  # a post with classes of its own: its crop rate and cap are its own
         if own_classes and post in layout.posts:  # type: ignore[union-attr]
-            n_classes = len(layout.posts[post].classes) or n_classes  # type: ignore[union-attr]
-            crop_s, cap = rates.seconds_per_crop(n_classes), rates.crops_per_class_manual * n_classes
+            n = len(layout.posts[post].classes) or n_classes  # type: ignore[union-attr]
+        crop_s, cap = rates.seconds_per_crop(n), rates.crops_per_class_manual * n
         checked = (owed or {}).get(post)
         o = checked or {}  # a post nobody checked owes nothing that is known
         images_manual = action.get(post, 0) - o.get("action_checked", 0) + o.get("with_hands", 0)
         crops_manual = min(boxes.get(post, 0) + o.get("boxes_to_draw", 0) - o.get("boxes_to_delete", 0), cap)
         done_images = fixed.get(post, 0)
-        done_crops = corrected.get(post, 0) + (n_templates // len(posts) if n_classes else 0)
-        owed_crops = o.get("relabels", 0) if n_classes else 0
+        done_crops = corrected.get(post, 0) + (n_templates // len(posts) if n else 0)
+        owed_crops = o.get("relabels", 0) if n else 0
         hours_manual = (images_manual * image_s + crops_manual * crop_s) / 3600
         hours_done = (done_images * image_s + done_crops * crop_s) / 3600
         hours_owed = (o.get("images_to_fix", 0) * image_s + owed_crops * crop_s) / 3600
-        why = _not_earned(owed, checked, frames.get(post, 0), n_classes)
+        why = _not_earned(owed, checked, frames.get(post, 0), n)
         earned = why is None and hours_manual > 0
         exact.append((hours_manual, hours_done, hours_owed))
         rows.append({
@@ -141,7 +141,8 @@ def annotation_cost(store: Store, n_classes: int, n_templates: int, rates: CostR
                                          ).fetchone()
     actions = store.counts()["review_actions"]
     return {
-        "rates": {"seconds_per_detector_image": image_s, "seconds_per_crop": round(crop_s, 2)},
+        "rates": {"seconds_per_detector_image": image_s,
+                  "seconds_per_crop": round(rates.seconds_per_crop(n_classes), 2)},
         "checked": "nothing" if owed is None else "all" if complete else "part",
         "posts": rows,
         "lines": _per_line(rows, exact),

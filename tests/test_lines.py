@@ -21,8 +21,8 @@ from lrihar.cli import main
 from lrihar.config import load_project_config, parse_project_config
 from lrihar.errors import BadInputError
 from lrihar.layout import NO_LINE, project_layout
-from lrihar.models.detectors import register_detector
-from lrihar.models.encoders import Encoder, register_encoder
+from lrihar.models.detectors import DETECTORS
+from lrihar.models.encoders import ENCODERS, Encoder
 
 
 class MeanColour(Encoder):
@@ -38,8 +38,15 @@ class MeanColour(Encoder):
         return 3
 
 
-register_detector("colour-boxes")(lambda **kw: ColourBoxDetector())
-register_encoder("mean-colour")(lambda **kw: MeanColour())
+
+@pytest.fixture(scope="module", autouse=True)
+def test_backends():
+    """The colour detector and the mean-colour encoder, registered for this module only (other
+    modules list the registered backends)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(DETECTORS._factories, "colour-boxes", lambda **kw: ColourBoxDetector())
+        mp.setitem(ENCODERS._factories, "mean-colour", lambda **kw: MeanColour())
+        yield
 
 GREEN, BLUE = (30, 200, 40), (40, 60, 230)
 # post -> (frames, seed): frame i holds 1 + i % 2 boxes, so 3 frames hold 4 boxes and 2 hold 3
@@ -339,3 +346,27 @@ def test_bad_lines_sections_are_named(tmp_path, capsys, change, message):
     assert main(["status", "-p", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "lrihar.yaml: invalid project file" in err and message in err
+
+
+def test_calibrate_lambda_of_one_post_uses_its_templates_and_reviews(lines_project, tmp_path):
+    from lrihar.review.actions import relabel, start_session
+
+    root = lines_project["root"]
+    assert main(["classify", "-p", str(root), "--no-progress", "--no-sheets"]) == 0
+    store = _store(root)
+    first = dict(store.db.execute("SELECT s.post, MIN(d.id) FROM detections d JOIN sources s ON"
+                                  " s.id = d.source_id GROUP BY s.post").fetchall())
+    session = start_session(store, "ana")
+    relabel(store, [first["b1"]], "box", "ana", session)  # a person confirms a b1 crop
+    relabel(store, [first["a1"]], "red", "ana", session)  # and an a1 crop
+    out = tmp_path / "cal.json"
+
+    def sweeps(post: str) -> list[str]:
+        assert main(["calibrate-lambda", "-p", str(root), "--post", post, "--json", str(out)]) == 0
+        return list(json.loads(out.read_text())["sweeps"])
+
+    # b1's classes (box, tape) are nobody else's: its reviewed crop is swept with its templates
+    assert sweeps("b1") == ["templates (leave-one-out)", "reviewed labels"]
+    # a2 shares the class red with a1, but a1's reviewed crop is not a2's
+    assert sweeps("a2") == ["templates (leave-one-out)"]
+    assert main(["calibrate-lambda", "-p", str(root), "--post", "b9"]) == 2

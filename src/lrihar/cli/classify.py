@@ -118,6 +118,8 @@ def calibrate_lambda(
     plot: Annotated[Path | None, typer.Option(help="PNG of accuracy and NG rate vs λ.")] = None,
     step: Annotated[float, typer.Option(help="λ step of the printed table.")] = 0.05,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the whole sweep as JSON.")] = None,
+    post: Annotated[str | None, typer.Option(
+        help="This post's templates and reviewed labels (its own λ: lines[].posts[].lambda).")] = None,
 ) -> None:
     """Estimate λ from the templates (leave-one-out) and any reviewed labels; print the trade-off."""
     from rich.console import Console
@@ -125,11 +127,14 @@ def calibrate_lambda(
 
     from lrihar.classify.calibrate import calibrate_project, plot_sweeps
     from lrihar.config import with_overrides
+    from lrihar.layout import project_layout
     from lrihar.project import Project
 
     proj = Project.open(project)
-    cfg = with_overrides(proj.config, "classify", encoder=encoder)
-    result = calibrate_project(proj, config=cfg, templates=templates, keep=keep)
+    base = proj.config if post is None else project_layout(proj.config).config_for(post)
+    cfg = with_overrides(base, "classify", encoder=encoder)
+    result = calibrate_project(proj, config=cfg, templates=templates, keep=keep,
+                               posts=None if post is None else [post])
     print_encoder_choice(result.encoder_selection)
     console = Console()
     for sw in result.sweeps:
@@ -140,7 +145,8 @@ def calibrate_lambda(
         console.print(table)
     typer.echo(f"leave-one-out template accuracy without NG: {result.loo_accuracy_without_ng:.1%}")
     typer.echo(f"suggested λ = {result.suggested:.2f} (keeps {keep:.0%} of correctly matched templates); "
-               f"set it as classify.lambda in {proj.root / 'lrihar.yaml'}")
+               f"set it as {'classify.lambda' if post is None else f'the lambda of post {post}'} in "
+               f"{proj.root / 'lrihar.yaml'}")
     if plot:
         typer.echo(f"plot: {plot_sweeps(result, plot)}")
     if json_out:

@@ -250,6 +250,109 @@ class RunConfig(_Frozen):
     mqtt: MqttConfig | None = None
 
 
+class PostConfig(_Frozen):
+    """One inspection post of a line (``lines[].posts[]``); what it leaves out, it takes from the
+    project-wide sections (``classes``, ``classify.templates``, ``classify.lambda``)."""
+
+    name: str = Field(min_length=1)
+    classes: list[ActionClass] | None = Field(default=None, description="this post's classes "
+                                              "(None: the project's `classes`)")
+    templates: Path | None = Field(default=None, description="this post's templates root, one "
+                                   "sub-folder per class (None: classify.templates)")
+    lambda_: float | None = Field(default=None, alias="lambda", ge=-1, le=1,
+                                  description="this post's λ (None: classify.lambda)")
+    procedure: ProcedureConfig | None = Field(default=None, description="this post's SOP")
+    sources: list[str] = Field(default_factory=list, description="footage `lrihar annotate` reads "
+                               "for this post when given no inputs")
+    cameras: list[str] = Field(default_factory=list, description="what `lrihar run` reads for this "
+                               "post (files, folders, rtsp://, camera indices)")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return _valid_layout_name(value, "post")
+
+    @field_validator("classes")
+    @classmethod
+    def _valid_classes(cls, value: list[ActionClass] | None) -> list[ActionClass] | None:
+        if value is not None:
+            _check_class_list([c.name for c in value])
+        return value
+
+
+class LineConfig(_Frozen):
+    """One manufacturing line and its inspection posts (``lines[]``)."""
+
+    name: str = Field(min_length=1)
+    posts: list[PostConfig] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return _valid_layout_name(value, "line")
+
+    @field_validator("posts", mode="before")
+    @classmethod
+    def _bare_names(cls, value: Any) -> Any:
+        # `posts: [a, b]` is shorthand for posts that take everything from the project.
+        if isinstance(value, list):
+            return [{"name": p} if isinstance(p, str) else p for p in value]
+        return value
+
+
+def _valid_layout_name(value: str, what: str) -> str:
+    # Line and post names become folder names (contact sheets) and page text, like class names.
+    problem = class_name_problem(value)
+    if problem is not None:
+        raise ValueError(f"{what} name {problem}")
+    return value
+
+
+def _check_class_list(names: list[str]) -> None:
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"class names must be unique; repeated: {', '.join(duplicates)}")
+    if "NG" in names:
+        raise ValueError("'NG' is reserved for the rejection class; rename that class")
+
+
+def _check_lines(cfg: ProjectConfig) -> None:
+    """The ``lines`` section: it replaces ``line`` / ``posts`` and the post-keyed top-level
+    sections; names are unique (posts across the whole project, since stored frames name only
+    their post); each procedure names only its post's classes."""
+    # By value, not by "was it written": a config dumped and validated again (with_overrides)
+    # carries the defaults of `line` and `posts`.
+    fields = ProjectConfig.model_fields
+    given = [name for name in ("line", "posts", "procedures")
+             if getattr(cfg, name) != fields[name].get_default(call_default_factory=True)]
+    given += ["run.sources"] if cfg.run.sources else []
+    if given:
+        raise ValueError(f"`lines` replaces {', '.join(given)}: give each post's settings under "
+                         "lines[].posts[] (procedure, cameras) and leave those out")
+    line_names = [line.name for line in cfg.lines]
+    repeated = sorted({n for n in line_names if line_names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"line name(s) {', '.join(repeated)} given more than once; line names must be "
+                         "unique")
+    seen: dict[str, str] = {}
+    for line in cfg.lines:
+        for post in line.posts:
+            if post.name in seen:
+                where = "twice in line " + line.name if seen[post.name] == line.name else \
+                    f"in lines {seen[post.name]} and {line.name}"
+                raise ValueError(f"post {post.name!r} is {where}; post names must be unique across the "
+                                 "project (stored frames name only their post)")
+            seen[post.name] = line.name
+            names = [c.name for c in (post.classes if post.classes is not None else cfg.classes)]
+            procedure = post.procedure
+            if procedure is not None and names:
+                named = [c for step in procedure.steps for c in step.classes] + [procedure.start_action]
+                unknown = sorted({c for c in named if c is not None and c not in names})
+                if unknown:
+                    raise ValueError(f"lines.{line.name}.posts.{post.name}.procedure: unknown class(es) "
+                                     f"{', '.join(unknown)}; this post's classes are {', '.join(names)}")
+
+
 class ProjectConfig(_Frozen):
     """The whole project file; later stages' sections are optional."""
 
@@ -264,6 +367,14 @@ class ProjectConfig(_Frozen):
     train_detector: TrainDetectorConfig = TrainDetectorConfig()
     procedures: dict[str, ProcedureConfig] = Field(default_factory=dict, description="post -> its SOP")
     run: RunConfig = RunConfig()
+    lines: list[LineConfig] = Field(default_factory=list, description="lines and their posts; "
+                                    "replaces `line` and `posts` (see lrihar.layout)")
+
+    @model_validator(mode="after")
+    def _lines(self) -> ProjectConfig:
+        if self.lines:
+            _check_lines(self)
+        return self
 
     @model_validator(mode="after")
     def _unique_class_names(self) -> ProjectConfig:
@@ -320,7 +431,23 @@ def _resolve_template_dirs(cfg: ProjectConfig, base: Path) -> ProjectConfig:
     classify = cfg.classify
     if classify.templates is not None and not classify.templates.is_absolute():
         classify = classify.model_copy(update={"templates": base / classify.templates})
-    return cfg.model_copy(update={"classes": classes, "classify": classify})
+    update: dict[str, Any] = {"classes": classes, "classify": classify}
+    if cfg.lines:
+        update["lines"] = [line.model_copy(update={"posts": [_post_dirs(p, base) for p in line.posts]})
+                           for line in cfg.lines]
+    return cfg.model_copy(update=update)
+
+
+def _post_dirs(post: PostConfig, base: Path) -> PostConfig:
+    """A post's template folders relative to the project file, like the project-wide ones."""
+    update: dict[str, Any] = {}
+    if post.templates is not None and not post.templates.is_absolute():
+        update["templates"] = base / post.templates
+    if post.classes is not None:
+        update["classes"] = [c.model_copy(update={"templates": base / c.templates})
+                             if c.templates is not None and not c.templates.is_absolute() else c
+                             for c in post.classes]
+    return post.model_copy(update=update) if update else post
 
 
 class _ProjectLoader(yaml.SafeLoader):

@@ -159,7 +159,8 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
         detector: a ready detector (else built from the config).
         redo: forget these sources' stored frames first and process them afresh (refused
             where a person drew or fixed boxes on them).
-        post: the inspection post these inputs film (one of the project's ``posts``).
+        post: the inspection post these inputs film (one of the project's posts, see
+            :mod:`lrihar.layout`); its line follows from the project file.
         recursive: read the sub-folders of folders too (each folder of images one source).
         reannotate: annotate again the frames another detector stored (off: keep them as they
             are and only annotate frames not stored yet). Frames of live streams cannot be read
@@ -168,10 +169,11 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
         engine: runs the per-source work of an :class:`AnnotateJob` (default
             :func:`annotate_locally`, in this process; see :mod:`lrihar.engines.ray_annotate`).
     """
+    from lrihar.layout import project_layout
+
     cfg = config or project.config
-    if post is not None and post not in cfg.posts:
-        raise BadInputError(f"--post: {post!r} is not one of the project's posts "
-                            f"({', '.join(cfg.posts)}); add it to `posts` in the project file")
+    if post is not None:
+        project_layout(cfg).post(post)  # an unknown post: the error names the project's posts
     sources, expanded = open_sources(list(uris or cfg.sources), cfg, recursive)
     with project.lock("annotate"):
         if not redo:

@@ -115,7 +115,8 @@ def plot_sweeps(calibration: Calibration, path: Path) -> Path:
 
 
 def calibrate_project(project, *, config=None, templates: Path | None = None, encoder=None,
-                      keep: float = 0.95, grid: np.ndarray | None = None) -> Calibration:
+                      keep: float = 0.95, grid: np.ndarray | None = None,
+                      posts: list[str] | None = None) -> Calibration:
     """Sweep λ on the project's templates (leave-one-out) and on its reviewed labels.
 
     Args:
@@ -125,10 +126,12 @@ def calibrate_project(project, *, config=None, templates: Path | None = None, en
         encoder: a ready encoder (else the config's; ``auto`` chooses as ``classify`` does).
         keep: share of correctly matched templates the suggested λ keeps accepting.
         grid: λ values to sweep (default 0.00 … 1.00 by 0.01).
+        posts: only the reviewed labels of these posts (``config`` should then be theirs).
     """
     from lrihar.classify.auto import resolve_encoder
     from lrihar.classify.pipeline import embed_detections
     from lrihar.classify.templates import build_bank, class_folders
+    from lrihar.layout import detection_ids_at
 
     cfg = config or project.config
     store = project.store
@@ -148,8 +151,9 @@ def calibrate_project(project, *, config=None, templates: Path | None = None, en
                          encoder_selection=choice.as_dict() if choice is not None else None)
     result.sweeps.append(sweep("templates (leave-one-out)", truth, best, score, grid))
 
+    only = detection_ids_at(store, posts)
     reviewed = {i: v["label"] for i, v in store.labels("corrected").items()
-                if v["label"] in bank.classes or v["label"] == "NG"}
+                if (v["label"] in bank.classes or v["label"] == "NG") and (only is None or i in only)}
     if reviewed:
         embed_detections(store, encoder, key, cfg.classify.padding, [], only=set(reviewed))
         ids, vectors = store.detection_embeddings(key)

@@ -54,6 +54,8 @@ class ClassifySummary:
     seconds: float = 0.0
     #: what ``encoder: auto`` measured and chose (None when the encoder was named)
     encoder_selection: dict[str, Any] | None = None
+    #: the posts whose crops this run labelled (None: every crop)
+    posts: list[str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -94,7 +96,8 @@ def matcher_for(bank: TemplateBank, encoder: Encoder, cfg: ProjectConfig) -> Mat
                    encoder.parts)
 
 
-Embedder = Callable[[Store, Encoder, str, float, list[SourceError], bool], int]
+Embedder = Callable[..., int]
+"""(store, encoder, key, padding, errors, show_progress, only=ids or None) -> crops embedded."""
 """Embeds the stored detections not yet embedded with an encoder: :func:`embed_detections`'s
 signature (store, encoder, encoder key, padding, errors, show_progress) -> how many."""
 
@@ -159,7 +162,8 @@ def store_joined_parts(store: Store, encoder_key: str, part_keys: list[str], tod
 
 def classify(project: Project, *, config: ProjectConfig | None = None, templates: Path | None = None,
              encoder: Encoder | None = None, sheets_dir: Path | None = None, sheet_size: int = 60,
-             show_progress: bool = False, embedder: Embedder | None = None) -> ClassifySummary:
+             show_progress: bool = False, embedder: Embedder | None = None,
+             posts: list[str] | None = None) -> ClassifySummary:
     """Label every stored detection with an action class or NG.
 
     Args:
@@ -172,9 +176,14 @@ def classify(project: Project, *, config: ProjectConfig | None = None, templates
         show_progress: draw a progress bar on stderr.
         embedder: embeds the detections not yet embedded (default :func:`embed_detections`, in
             this process; see :mod:`lrihar.engines.ray_classify`).
+        posts: label only the crops of these posts (None: every crop); ``config`` should then be
+            theirs (:meth:`lrihar.layout.Layout.config_for`).
     """
+    from lrihar.layout import detection_ids_at
+
     cfg = config or project.config
     store = project.store
+    only = detection_ids_at(store, posts)
     folders = class_folders(cfg, templates)
     choice = None
     if encoder is None:
@@ -187,8 +196,10 @@ def classify(project: Project, *, config: ProjectConfig | None = None, templates
     lambdas = {name: round(float(lam), 4) for name, lam in zip(bank.classes, matcher.lambdas, strict=True)}
     selection = choice.as_dict() if choice is not None else None
     run_config = {"project": cfg.model_dump(mode="json", by_alias=True),
-                  "encoder": encoder.describe(), "templates": bank.counts(), "encoder_selection": selection}
-    summary = ClassifySummary(0, encoder.name, lambdas, bank.counts(), encoder_selection=selection)
+                  "encoder": encoder.describe(), "templates": bank.counts(), "encoder_selection": selection,
+                  "posts": posts}
+    summary = ClassifySummary(0, encoder.name, lambdas, bank.counts(), encoder_selection=selection,
+                              posts=posts)
 
     def close(seconds: float) -> dict:
         summary.seconds = seconds
@@ -197,8 +208,11 @@ def classify(project: Project, *, config: ProjectConfig | None = None, templates
     with recorded_run(store, "classify", run_config, close) as run_id:
         summary.run_id = run_id
         summary.embedded = (embedder or embed_detections)(store, encoder, key, cfg.classify.padding,
-                                                          summary.errors, show_progress)
+                                                          summary.errors, show_progress, only=only)
         ids, vectors = store.detection_embeddings(key)
+        if only is not None:
+            mine = np.isin(ids, list(only))
+            ids, vectors = ids[mine], vectors[mine]
         summary.detections = len(ids)
         if len(ids):
             result = matcher.assign(vectors)
@@ -208,10 +222,10 @@ def classify(project: Project, *, config: ProjectConfig | None = None, templates
                     for i, lab, s, r, m, b in zip(ids, result.label, result.score, result.runner_up,
                                                   result.margin, result.best_class, strict=True)]
             summary.kept_corrected = store.write_auto_labels(run_id, rows)
-        summary.counts = label_counts(store, bank.classes)
+        summary.counts = label_counts(store, bank.classes, only)
         if sheets_dir is not None:
             summary.sheets = [str(p) for p in write_contact_sheets(store, sheets_dir, sheet_size,
-                                                                   cfg.classify.padding)]
+                                                                   cfg.classify.padding, only)]
         store.add_errors(run_id, summary.errors)
     return summary
 
@@ -220,18 +234,23 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-def label_counts(store: Store, classes: list[str]) -> dict[str, int]:
-    """Detections per current label, classes in project order then NG."""
-    got = dict(store.db.execute("SELECT l.label, COUNT(*) FROM labels l JOIN detections d ON"
-                                " d.id = l.detection_id WHERE d.rejected = 0 GROUP BY l.label").fetchall())
+def label_counts(store: Store, classes: list[str], only: set[int] | None = None) -> dict[str, int]:
+    """Detections per current label, classes in project order then NG; ``only``: of these ids."""
+    rows = store.db.execute("SELECT l.label, d.id FROM labels l JOIN detections d ON"
+                            " d.id = l.detection_id WHERE d.rejected = 0").fetchall()
+    got: dict[str, int] = {}
+    for label, det_id in rows:
+        if only is None or det_id in only:
+            got[label] = got.get(label, 0) + 1
     return {name: int(got.get(name, 0)) for name in [*classes, NG_NAME]} | {
         k: int(v) for k, v in got.items() if k not in classes and k != NG_NAME}
 
 
 def write_contact_sheets(store: Store, out_dir: Path, per_class: int = 60,
-                         padding: float = 0.0) -> list[Path]:
-    """One PNG per label: up to ``per_class`` crops, lowest score first, captioned with scores."""
-    labels = store.labels()
+                         padding: float = 0.0, only: set[int] | None = None) -> list[Path]:
+    """One PNG per label: up to ``per_class`` crops, lowest score first, captioned with scores;
+    ``only``: of these detection ids."""
+    labels = {i: v for i, v in store.labels().items() if only is None or i in only}
     by_label: dict[str, list[tuple[float, int]]] = {}
     for det_id, lab in labels.items():
         score = lab["score"] if lab["score"] is not None else -1.0

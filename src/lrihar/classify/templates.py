@@ -113,22 +113,44 @@ def class_folders(cfg: ProjectConfig, templates_root: Path | None = None) -> dic
     return folders
 
 
+def post_classes(cfg: ProjectConfig, posts: list[str] | None = None) -> list[str]:
+    """The classes of ``posts`` (None: the project-wide ones, then every post's), in order of
+    first appearance: each post's named classes, else the sub-folders of its templates root
+    (none while that folder does not exist yet).
+
+    Raises:
+        BadInputError: an unknown post, or a template sub-folder's name is not a valid class name.
+    """
+    from lrihar.layout import project_layout
+
+    layout = project_layout(cfg)
+    names = [c.name for c in cfg.classes] if posts is None else []
+    roots = [cfg.classify.templates] if posts is None and not names else []
+    for post in [layout.post(p) for p in (posts if posts is not None else layout.posts)]:
+        if post.classes:
+            names += [n for n in post.class_names if n not in names]
+        else:
+            roots.append(post.templates)
+    for root in dict.fromkeys(roots):  # posts often share one root: read it once
+        if root is not None and Path(root).is_dir():
+            names += [n for n in template_subfolders(root) if n not in names]
+    return names
+
+
 def project_classes(cfg: ProjectConfig, store: Store | None = None, every_label: bool = False) -> list[str]:
     """The project's action classes: the one answer the review page, export, evaluation and
     interchange share (through :attr:`lrihar.project.Project.classes`).
 
-    The classes the project file names, else the sub-folders of ``classify.templates`` (none
-    while that folder does not exist yet), else the labels stored in ``store`` (a project
-    classified with ``--templates`` elsewhere). With ``every_label``, any other label stored
-    follows, sorted, so that evaluation and export leave no labelled box out. NG is never one.
+    The classes the project file names (project-wide, then each post's), else the sub-folders
+    of ``classify.templates`` (and of posts' own templates roots; none while a folder does not
+    exist yet), else the labels stored in ``store`` (a project classified with ``--templates``
+    elsewhere). With ``every_label``, any other label stored follows, sorted, so that evaluation
+    and export leave no labelled box out. NG is never one.
 
     Raises:
         BadInputError: a template sub-folder's name is not a valid class name.
     """
-    names = [c.name for c in cfg.classes]
-    root = cfg.classify.templates
-    if not names and root is not None and Path(root).is_dir():
-        names = list(template_subfolders(root))
+    names = post_classes(cfg)
     if store is not None and (every_label or not names):
         stored = store.db.execute("SELECT DISTINCT label FROM labels ORDER BY label")
         names += [n for (n,) in stored if n != NG_LABEL and n not in names]

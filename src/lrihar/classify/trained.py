@@ -71,10 +71,13 @@ def _exported_runs(project: Project, command: str) -> list[Path]:
 
 
 def classify_with_model(project: Project, classifier: str, padding: float | None = None,
-                        batch_size: int = 64, show_progress: bool = False) -> ModelClassifySummary:
-    """Label every stored detection (not marked wrong) with the exported classifier ``classifier``."""
+                        batch_size: int = 64, show_progress: bool = False,
+                        posts: list[str] | None = None) -> ModelClassifySummary:
+    """Label every stored detection (not marked wrong) with the exported classifier ``classifier``;
+    ``posts``: only those on frames of these posts."""
     from lrihar.classify.pipeline import label_counts
     from lrihar.deploy.onnx_detector import sha256_of
+    from lrihar.layout import detection_ids_at
     from lrihar.models.classifiers import OnnxClassifier
 
     store = project.store
@@ -84,9 +87,11 @@ def classify_with_model(project: Project, classifier: str, padding: float | None
     digest = sha256_of(onnx)
     key = store.register_encoder({"classifier": model.name, "onnx": onnx.name, "sha256": digest[:16]})
     summary = ModelClassifySummary(0, model.name, str(onnx))
-    todo = [r[0] for r in store.db.execute("SELECT id FROM detections WHERE rejected = 0")]
+    only = detection_ids_at(store, posts)
+    todo = [r[0] for r in store.db.execute("SELECT id FROM detections WHERE rejected = 0")
+            if only is None or r[0] in only]
     config = {"classifier": classifier, "onnx": str(onnx), "sha256": digest, "padding": padding,
-              "classes": model.classes}
+              "classes": model.classes, "posts": posts}
 
     def close(seconds: float) -> dict:
         summary.seconds = seconds
@@ -105,6 +110,6 @@ def classify_with_model(project: Project, classifier: str, padding: float | None
                 summary.kept_corrected = store.write_model_labels(run_id, rows)
                 summary.detections += len(batch)
                 bar.update(summary.detections)
-        summary.counts = label_counts(store, model.classes)
+        summary.counts = label_counts(store, model.classes, only)
         store.add_errors(run_id, summary.errors)
     return summary

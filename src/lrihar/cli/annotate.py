@@ -64,7 +64,12 @@ def annotate(
         "--reannotate/--keep-stored",
         help="Annotate again the frames another detector (or other detector settings) stored, "
              "keeping every box a person drew or fixed; --keep-stored leaves them as they are.")] = True,
-    post: Annotated[str | None, typer.Option(help="Inspection post these inputs film.")] = None,
+    post: Annotated[str | None, typer.Option(
+        help="Inspection post these inputs film (its line follows from lrihar.yaml); with no inputs, "
+             "this post's `sources`.")] = None,
+    line: Annotated[str | None, typer.Option(
+        help="With no inputs: the `sources` of this line's posts; with inputs: the line's only post.")]
+    = None,
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", help="Also read the sub-folders of input folders.")] = False,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the summary as JSON.")] = None,
@@ -81,9 +86,11 @@ def annotate(
     Rerunning the same command resumes: frames already stored are skipped. Frames stored by
     another detector (e.g. `--detector yolo` after the offline default) are annotated again:
     boxes a person drew, moved, relabelled or marked wrong stay, the others are replaced.
+    With no inputs, each post's own `sources` (lines: in lrihar.yaml) are read at that post.
     """
     from lrihar.annotate.pipeline import annotate as run_annotate
     from lrihar.config import with_overrides
+    from lrihar.layout import annotate_inputs, project_layout
     from lrihar.project import Project
 
     ray = ray_options(engine, ray_address, ray_workers, ray_batch_size, ray_num_gpus, ray_shard_frames)
@@ -93,18 +100,25 @@ def annotate(
                          device=device, batch_size=batch_size)
     cfg = with_overrides(cfg, "sampling", stride=stride, fps=fps, max_image_pixels=max_image_pixels)
     cfg = with_overrides(cfg, "gate", motion=motion_gate, hands=hand_gate)
-    args = dict(config=cfg, redo=redo, post=post, recursive=recursive, reannotate=reannotate,
-                show_progress=progress)
-    if ray is None:
-        summary = run_annotate(proj, sources, **args)
-    else:
-        from lrihar.engines.ray_annotate import annotate_with_ray
+    jobs = annotate_inputs(project_layout(proj.config), sources, line, post)
+    summaries = []
+    for inputs, at in jobs:
+        if len(jobs) > 1:
+            typer.echo(f"post {at}" if at else "sources (no post)")
+        args = dict(config=cfg, redo=redo, post=at, recursive=recursive, reannotate=reannotate,
+                    show_progress=progress)
+        if ray is None:
+            summaries.append(run_annotate(proj, inputs, **args))
+        else:
+            from lrihar.engines.ray_annotate import annotate_with_ray
 
-        summary = annotate_with_ray(proj, sources, ray, **args)
-    _print_annotate_summary(summary)
+            summaries.append(annotate_with_ray(proj, inputs, ray, **args))
+        _print_annotate_summary(summaries[-1])
     if json_out:
-        json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
-    if summary.failed_sources:
+        doc = summaries[0].as_dict() if len(summaries) == 1 else {
+            "runs": [{"post": at, **s.as_dict()} for (_, at), s in zip(jobs, summaries, strict=True)]}
+        json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    if any(s.failed_sources for s in summaries):
         raise typer.Exit(1)
 
 def _print_annotate_summary(s) -> None:

@@ -17,6 +17,9 @@ app = typer.Typer(
 )
 
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Project folder (holds lrihar.yaml).")]
+LineOpt = Annotated[str | None, typer.Option(
+    "--line", help="Only this line's posts (see `lines:` in lrihar.yaml).")]
+PostOpt = Annotated[str | None, typer.Option("--post", help="Only this inspection post.")]
 
 
 @app.callback()

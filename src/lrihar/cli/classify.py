@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lrihar.cli.app import ProjectOpt, app, echo_err
+from lrihar.cli.app import LineOpt, PostOpt, ProjectOpt, app, echo_err
 from lrihar.cli.engine import EngineOpt, RayAddressOpt, RayBatchOpt, RayGpusOpt, RayWorkersOpt, ray_options
 from lrihar.errors import BadInputError
 
@@ -36,14 +36,18 @@ def classify(
     ray_workers: RayWorkersOpt = None,
     ray_batch_size: RayBatchOpt = None,
     ray_num_gpus: RayGpusOpt = None,
+    line: LineOpt = None,
+    post: PostOpt = None,
 ) -> None:
     """Label every detected crop with an action class, or NG, by similarity to template crops
     (or with a trained classifier: --classifier).
 
-    Rerunning resumes (embeddings are cached); labels a person corrected are never overwritten.
+    Each post is labelled with its own classes, templates and λ (`lines:` in lrihar.yaml);
+    --line / --post label only those posts' crops. Rerunning resumes (embeddings are cached);
+    labels a person corrected are never overwritten.
     """
-    from lrihar.classify.pipeline import classify as run_classify
-    from lrihar.config import with_overrides
+    from lrihar.classify.by_post import classify_posts
+    from lrihar.layout import project_layout
     from lrihar.project import Project
 
     ray = ray_options(engine, ray_address, ray_workers, ray_batch_size, ray_num_gpus)
@@ -54,20 +58,20 @@ def classify(
                                 "--classifier runs with --engine local")
         from lrihar.cli.finetune import classify_with_model_command
 
-        return classify_with_model_command(proj, classifier, progress, json_out)
-    cfg = with_overrides(proj.config, "classify", encoder=encoder, model=model, lambda_=lambda_,
-                         device=device)
+        posts = project_layout(proj.config).select(line, post)
+        return classify_with_model_command(proj, classifier, progress, json_out, posts)
     sheets_dir = None if no_sheets else (sheets or proj.root / "contact-sheets")
-    args = dict(config=cfg, templates=templates, sheets_dir=sheets_dir, show_progress=progress)
-    if ray is None:
-        summary = run_classify(proj, **args)
-    else:
-        from lrihar.engines.ray_classify import classify_with_ray
-
-        summary = classify_with_ray(proj, ray, **args)
-    _print_classify_summary(summary)
+    overrides = {"encoder": encoder, "model": model, "lambda_": lambda_, "device": device}
+    summaries, left_out = classify_posts(proj, line, post, overrides=overrides, templates=templates,
+                                         sheets_dir=sheets_dir, show_progress=progress, ray=ray)
+    for summary in summaries:
+        _print_classify_summary(summary)
+    if left_out:
+        echo_err(f"note: {left_out} crops are on frames of no post of lrihar.yaml, and posts classify "
+                 "differently, so they were left unlabelled; annotate their inputs with --post")
     if json_out:
-        json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+        doc = summaries[0].as_dict() if len(summaries) == 1 else {"runs": [s.as_dict() for s in summaries]}
+        json_out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 def print_encoder_choice(selection: dict | None) -> None:
     """The table ``encoder: auto`` measured, and its choice (nothing when the encoder was named)."""
@@ -103,7 +107,8 @@ def _print_classify_summary(s) -> None:
 
     print_encoder_choice(s.encoder_selection)
     encoder = s.encoder_selection["chosen"] if s.encoder_selection else s.encoder
-    table = Table("label", "crops", "share", title=f"classify run {s.run_id} ({encoder})")
+    at = f", {', '.join(s.posts)}" if s.posts else ""
+    table = Table("label", "crops", "share", title=f"classify run {s.run_id} ({encoder}{at})")
     total = sum(s.counts.values()) or 1
     for name, n in s.counts.items():
         table.add_row(name, str(n), f"{n / total:.1%}")
@@ -124,6 +129,8 @@ def calibrate_lambda(
     plot: Annotated[Path | None, typer.Option(help="PNG of accuracy and NG rate vs λ.")] = None,
     step: Annotated[float, typer.Option(help="λ step of the printed table.")] = 0.05,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the whole sweep as JSON.")] = None,
+    post: Annotated[str | None, typer.Option(
+        help="This post's templates and reviewed labels (its own λ: lines[].posts[].lambda).")] = None,
 ) -> None:
     """Estimate λ from the templates (leave-one-out) and any reviewed labels; print the trade-off."""
     from rich.console import Console
@@ -131,11 +138,14 @@ def calibrate_lambda(
 
     from lrihar.classify.calibrate import calibrate_project, plot_sweeps
     from lrihar.config import with_overrides
+    from lrihar.layout import project_layout
     from lrihar.project import Project
 
     proj = Project.open(project)
-    cfg = with_overrides(proj.config, "classify", encoder=encoder)
-    result = calibrate_project(proj, config=cfg, templates=templates, keep=keep)
+    base = proj.config if post is None else project_layout(proj.config).config_for(post)
+    cfg = with_overrides(base, "classify", encoder=encoder)
+    result = calibrate_project(proj, config=cfg, templates=templates, keep=keep,
+                               posts=None if post is None else [post])
     print_encoder_choice(result.encoder_selection)
     console = Console()
     for sw in result.sweeps:
@@ -146,7 +156,8 @@ def calibrate_lambda(
         console.print(table)
     typer.echo(f"leave-one-out template accuracy without NG: {result.loo_accuracy_without_ng:.1%}")
     typer.echo(f"suggested λ = {result.suggested:.2f} (keeps {keep:.0%} of correctly matched templates); "
-               f"set it as classify.lambda in {proj.root / 'lrihar.yaml'}")
+               f"set it as {'classify.lambda' if post is None else f'the lambda of post {post}'} in "
+               f"{proj.root / 'lrihar.yaml'}")
     if plot:
         typer.echo(f"plot: {plot_sweeps(result, plot)}")
     if json_out:

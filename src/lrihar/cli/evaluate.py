@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lrihar.cli.app import ProjectOpt, app, echo_err
+from lrihar.cli.app import LineOpt, PostOpt, ProjectOpt, app, echo_err
 from lrihar.errors import BadInputError
 
 
@@ -59,13 +59,21 @@ def evaluate(
     data: Annotated[Path | None, typer.Option(
         help="--classifiers: compare on this ImageFolder's test/ (or val/) split (default: the crops "
              "the latest student's teacher held out).")] = None,
+    line: LineOpt = None,
+    post: PostOpt = None,
 ) -> None:
-    """Detection metrics (eq. 3 / eq. 4, P/R/F1, AP50, mAP50-95), confusion matrices, cost."""
+    """Detection metrics (eq. 3 / eq. 4, P/R/F1, AP50, mAP50-95), confusion matrices, cost
+    (per post, per line, and for a line of --posts-per-line posts)."""
     from lrihar.evaluate.groundtruth import load_ground_truth
     from lrihar.evaluate.project_eval import evaluate_project
+    from lrihar.layout import project_layout
     from lrihar.project import Project
 
     proj = Project.open(project)
+    posts = project_layout(proj.config).select(line, post)
+    if posts is not None and (events is not None or classifiers):
+        raise BadInputError("--line / --post select the stored frames that detection, labels and cost are "
+                            "measured on; leave them out with --events or --classifiers")
     if events is not None:
         if gt is not None or classifiers:
             raise BadInputError("--events scores a run's events on its own: leave out --gt and --classifiers")
@@ -78,7 +86,7 @@ def evaluate(
         return classifier_table_command(proj, data, json_out)
     truth = load_ground_truth(gt, images) if gt else None
     result = evaluate_project(proj, truth, _ious(iou), _rates(seconds_per_image, hours_per_class_set,
-                                                              crops_per_class), posts_per_line)
+                                                              crops_per_class), posts_per_line, posts)
     _print_evaluation(result)
     if json_out:
         json_out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -88,9 +96,11 @@ def _evaluate_events(proj, events: Path, predicted: Path | None, early_tolerance
     """`evaluate --events`: a run's events, cycles and alerts against annotated step segments."""
     from lrihar.evaluate.segments import score_steps
     from lrihar.evaluate.step_inputs import load_predicted_from_store, read_predicted_jsonl, read_step_truth
+    from lrihar.layout import project_layout
 
-    steps = {c for p in proj.config.procedures.values() for s in p.steps for c in s.classes}
-    truth = read_step_truth(events, [*proj.classes, *sorted(steps - set(proj.classes))], proj.config.posts)
+    layout = project_layout(proj.config)
+    steps = {c for p in layout.posts.values() if p.procedure for s in p.procedure.steps for c in s.classes}
+    truth = read_step_truth(events, [*proj.classes, *sorted(steps - set(proj.classes))], list(layout.posts))
     found = read_predicted_jsonl(predicted) if predicted else load_predicted_from_store(proj)
     result = score_steps(truth, found, early_tolerance=early_tolerance, alert_slack=alert_slack)
     _print_steps(result)
@@ -163,14 +173,26 @@ def _print_cost(console, cost: dict) -> None:
     def known(row: dict, key: str):
         return "?" if row["hours_owed"] is None else row[key]
 
-    table = Table("post", "frames checked", "images to fix", "draw", "delete", "relabel", "h by hand",
-                  "h done", "h owed", "saved", title="annotation cost (Table 3): work done and still owed")
+    several = len(cost["lines"]) > 1
+    table = Table(*(["line"] if several else []), "post", "frames checked", "images to fix", "draw", "delete",
+                  "relabel", "h by hand", "h done", "h owed", "saved",
+                  title="annotation cost (Table 3): work done and still owed")
     for r in cost["posts"]:
-        table.add_row(r["post"], f"{r['frames_checked']} of {r['frames']}", *(str(known(r, k)) for k in (
-            "detector_images_owed", "boxes_to_draw", "boxes_to_delete", "relabels_owed")),
-            str(r["hours_manual"]), str(r["hours_done"]), str(known(r, "hours_owed")),
-            "–" if r["saved"] is None else f"{r['saved']:.1%}")
+        table.add_row(*([r["line"]] if several else []), r["post"], f"{r['frames_checked']} of {r['frames']}",
+                      *(str(known(r, k)) for k in ("detector_images_owed", "boxes_to_draw", "boxes_to_delete",
+                                                   "relabels_owed")),
+                      str(r["hours_manual"]), str(r["hours_done"]), str(known(r, "hours_owed")),
+                      "–" if r["saved"] is None else f"{r['saved']:.1%}")
     console.print(table)
+    if several:
+        lines = Table("line", "posts", "frames checked", "h by hand", "h done", "h with lrihar", "saved",
+                      title="annotation cost per line (sums of its posts)")
+        for r in cost["lines"]:
+            lines.add_row(r["line"], str(len(r["posts"])), f"{r['frames_checked']} of {r['frames']}",
+                          str(r["hours_manual"]), str(r["hours_done"]),
+                          "–" if r["hours_lrihar"] is None else str(r["hours_lrihar"]),
+                          "–" if r["saved"] is None else f"{r['saved']:.1%}")
+        console.print(lines)
     line, done, measured, rates = cost["line"], cost["done"], cost["measured_review"], cost["rates"]
     console.print(f"rates: {rates['seconds_per_detector_image']:g} s per detector image (boxed by hand, or "
                   f"needing any box fix), {rates['seconds_per_crop']:g} s per classifier crop (labelled "
@@ -239,6 +261,8 @@ def report(
     seconds_per_image: SecondsPerImage = 28.8,
     hours_per_class_set: HoursPerClassSet = 24.0,
     crops_per_class: CropsPerClass = 200,
+    line: LineOpt = None,
+    post: PostOpt = None,
 ) -> None:
     """Write one self-contained HTML report (and Markdown) with every table and figure that exists."""
 
@@ -247,12 +271,14 @@ def report(
     from lrihar.evaluate.groundtruth import load_ground_truth
     from lrihar.evaluate.project_eval import evaluate_project
     from lrihar.evaluate.report import write_report
+    from lrihar.layout import project_layout
     from lrihar.project import Project
 
     proj = Project.open(project)
+    posts = project_layout(proj.config).select(line, post)
     truth = load_ground_truth(gt, images) if gt else None
     result = evaluate_project(proj, truth, _ious(iou), _rates(seconds_per_image, hours_per_class_set,
-                                                              crops_per_class), posts_per_line)
+                                                              crops_per_class), posts_per_line, posts)
     table4 = None
     if timing and proj.store.counts()["detections"]:
         confs = {post: Confusion(c["classes"], c["counts"])

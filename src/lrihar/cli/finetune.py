@@ -201,14 +201,16 @@ def export_classifier_command(project: Path, run: str | None, int8: bool | None)
     typer.echo(f"use it: lrihar classify -p {project} --classifier {s.run}")
 
 
-def classify_with_model_command(proj, classifier: str, progress: bool, json_out: Path | None) -> None:
-    """``classify --classifier``: label the stored crops with an exported classifier, print counts."""
+def classify_with_model_command(proj, classifier: str, progress: bool, json_out: Path | None,
+                                posts: list[str] | None = None) -> None:
+    """``classify --classifier``: label the stored crops (``posts``: of these posts) with an exported
+    classifier, print counts."""
     from rich.console import Console
     from rich.table import Table
 
     from lrihar.classify.trained import classify_with_model
 
-    s = classify_with_model(proj, classifier, show_progress=progress)
+    s = classify_with_model(proj, classifier, show_progress=progress, posts=posts)
     table = Table("label", "crops", "share", title=f"classify run {s.run_id} ({s.classifier})")
     total = sum(s.counts.values()) or 1
     for name, n in s.counts.items():

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lrihar.cli.app import ProjectOpt, app, echo_err
+from lrihar.cli.app import LineOpt, ProjectOpt, app, echo_err
 
 
 @app.command("run")
@@ -19,6 +19,7 @@ def run_command(
     project: ProjectOpt = Path("."),
     post: Annotated[str | None, typer.Option(help="Post the given sources film (default: the first "
                                                   "post); with no sources, run only this post's.")] = None,
+    line: LineOpt = None,
     detector: Annotated[str | None, typer.Option(
         help="auto (the exported YOLO if any, else detector.backend), a backend name, or an .onnx.")] = None,
     classifier: Annotated[str | None, typer.Option(
@@ -50,7 +51,7 @@ def run_command(
     proj = Project.open(project)
     opts = RunOptions(sources=list(sources or []), post=post, detector=detector, classifier=classifier,
                       jsonl=jsonl, csv=csv, video=video, mqtt=mqtt, serve=serve, host=host, port=port,
-                      duration_s=duration, live=live, recursive=recursive)
+                      duration_s=duration, live=live, recursive=recursive, line=line)
 
     def show(summary) -> None:
         t = summary.timings

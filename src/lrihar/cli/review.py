@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lrihar.cli.app import ProjectOpt, app, echo_err
+from lrihar.cli.app import LineOpt, PostOpt, ProjectOpt, app, echo_err
 
 QUEUES = ("all", "uncertain")
 
@@ -80,11 +80,14 @@ def export(
     frames: Annotated[Path | None, typer.Option(
         help="labelstudio, cvat: only the frames this JSON list names (`lrihar suggest -o FILE`), in its "
              "order, also those with no box yet. Default: every frame that holds a box.")] = None,
+    line: LineOpt = None,
+    post: PostOpt = None,
 ) -> None:
     """Establish the dataset: YOLO / ImageFolder / COCO split by source, or pre-annotations for
     Label Studio / CVAT. A hand detector set (the yolo default) needs no classify run."""
     from lrihar.dataset.export import check_out_folder, export_dataset, make_folder
     from lrihar.errors import BadInputError
+    from lrihar.layout import project_layout
     from lrihar.project import Project
 
     tool = fmt in ("labelstudio", "cvat")
@@ -92,6 +95,10 @@ def export(
         raise BadInputError("--frames: it picks the frames of a labelling tool's export (-f labelstudio or "
                             "cvat); a dataset takes every reviewed box")
     proj = Project.open(project)
+    posts = project_layout(proj.config).select(line, post)
+    if tool and posts is not None:
+        raise BadInputError("--line / --post pick the frames of a dataset (-f yolo, imagefolder, coco); "
+                            "for Label Studio or CVAT pick frames with --frames (`lrihar suggest -o FILE`)")
     if tool:
         from lrihar.review.interchange import export_cvat, export_labelstudio, load_frame_list
 
@@ -107,7 +114,8 @@ def export(
         typer.echo(f"wrote {path} and the frames in {out / 'images'}; import the corrected export with "
                    f"`lrihar import -p {project} FILE --from {fmt}{checked}`")
         return
-    summary = export_dataset(proj, out, fmt, split, seed, include_ng, classes, padding, negatives=negatives)
+    summary = export_dataset(proj, out, fmt, split, seed, include_ng, classes, padding, negatives=negatives,
+                             posts=posts)
     for name in ("train", "val", "test"):
         background = f" ({summary.negatives[name]} without a box)" if negatives else ""
         typer.echo(f"{name:5s} {summary.images[name]:6d} images{background}  {summary.counts[name]}  "

@@ -96,12 +96,12 @@ def check_negatives(fraction: float, fmt: str) -> float:
 
 
 def negative_frames(project: Project, boxed: set[tuple[str, int]], fraction: float,
-                    seed: int) -> list[tuple[str, FrameRef]]:
+                    seed: int, uris: set[str] | None = None) -> list[tuple[str, FrameRef]]:
     """A seeded ``fraction`` (rounded) of the frames the detector found empty and that hold no box
-    now, as (source kind, frame), in store order. Frames of a live stream with no box were never
-    kept, so they cannot be read again and are not candidates."""
+    now, as (source kind, frame), in store order (``uris``: of these sources only). Frames of a
+    live stream with no box were never kept, so they cannot be read again and are not candidates."""
     pool = [(kind, FrameRef(uri, rec.index, rec.name)) for uri, kind, rec in project.store.frames()
-            if rec.status == "empty" and (uri, rec.index) not in boxed
+            if rec.status == "empty" and (uri, rec.index) not in boxed and (uris is None or uri in uris)
             and not (kind == "stream" and rec.name is None)]
     picked = random.Random(seed).sample(range(len(pool)), int(fraction * len(pool) + 0.5))
     return [pool[i] for i in sorted(picked)]
@@ -148,7 +148,8 @@ def class_folder_names(classes: list[str]) -> dict[str, str]:
 def export_dataset(project: Project, out: str | Path, fmt: str = "yolo",
                    fractions: tuple[float, float, float] = (0.7, 0.2, 0.1), seed: int = 0,
                    include_ng: bool = False, yolo_classes: str | None = None, padding: float = 0.0,
-                   jpeg_quality: int = 95, negatives: float = 0.0) -> ExportSummary:
+                   jpeg_quality: int = 95, negatives: float = 0.0,
+                   posts: list[str] | None = None) -> ExportSummary:
     """Write the dataset to ``out`` (which must be empty or absent).
 
     Args:
@@ -157,6 +158,8 @@ def export_dataset(project: Project, out: str | Path, fmt: str = "yolo",
         include_ng: also export boxes labelled NG (actions sets; a hand set has them anyway:
             an NG box is still a hand).
         negatives: share (0-1) of the empty frames to add as background images (detector sets).
+        posts: only the frames of these posts (``--line`` / ``--post``); their classes are the
+            set's. None: every frame.
     """
     if fmt not in FORMATS:
         raise BadInputError(f"--format: unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -165,6 +168,12 @@ def export_dataset(project: Project, out: str | Path, fmt: str = "yolo",
     out = check_out_folder(out)
     store = project.store
     boxes = list(store.detections())
+    at = None
+    if posts is not None:
+        from lrihar.layout import source_uris_at
+
+        at = source_uris_at(store, posts)
+        boxes = [r for r in boxes if r.source_uri in at]
     scheme = class_scheme(fmt, yolo_classes, boxes)
     if scheme == HAND:
         rows, skipped, classes = boxes, 0, [HAND]
@@ -179,12 +188,17 @@ def export_dataset(project: Project, out: str | Path, fmt: str = "yolo",
                 "nothing to export as action classes: no labelled detections (run `lrihar classify`, "
                 "or label boxes in `lrihar review`); for a hand detector set, which needs no labels, "
                 "use `-f yolo --yolo-classes hand`")
-        classes = project.classes
+        if posts is None:
+            classes = project.classes
+        else:
+            from lrihar.classify.templates import post_classes
+
+            classes = post_classes(project.config, posts)
         classes += sorted({r.action for r in rows} - set(classes) - {NG})
         if include_ng:
             classes.append(NG)
     label_of: Callable[[DetectionRow], str] = (lambda r: HAND) if scheme == HAND else (lambda r: r.action)
-    empty = negative_frames(project, {(r.source_uri, r.frame_index) for r in boxes}, negatives, seed)
+    empty = negative_frames(project, {(r.source_uri, r.frame_index) for r in boxes}, negatives, seed, at)
     groups: dict[str, Counter] = defaultdict(Counter)
     for r in rows:
         groups[_group_of(r.source_kind, r.source_uri, r.frame_name)][label_of(r)] += 1
@@ -218,6 +232,8 @@ def export_dataset(project: Project, out: str | Path, fmt: str = "yolo",
         "lrihar": package_versions().get("lrihar"),
         "project": project.config.model_dump(mode="json", by_alias=True),
     }
+    if posts is not None:  # not keyed when unfiltered, so such a manifest stays as it was
+        manifest["posts"] = posts
     if isinstance(writer, _CropWriter):  # class -> folder, as folder names are made file-safe
         manifest["folders"] = writer.folders
     inside(out, out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

@@ -83,9 +83,11 @@ class RayEmbedder:
         self.cfg, self.options, self.encoder_factory = cfg, options, encoder_factory
 
     def __call__(self, store: Store, encoder: Encoder, key: str, padding: float,
-                 errors: list[SourceError], show_progress: bool = False) -> int:
+                 errors: list[SourceError], show_progress: bool = False, only: set[int] | None = None) -> int:
         todo = {r[0] for r in store.db.execute("SELECT id FROM detections WHERE rejected = 0")}
         todo -= store.embedded_detections(key)
+        if only is not None:  # a --line / --post filter
+            todo &= only
         if not todo:
             return 0
         if not encoder.uses_pixels:  # landmark geometry: no frames, no model; cheap here

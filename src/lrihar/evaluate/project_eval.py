@@ -32,22 +32,25 @@ LINE = "(line)"
 MATCH_IOU = 0.5
 
 
-def _rows_by_image(store: Store) -> dict[str, list[DetectionRow]]:
+def _rows_by_image(store: Store, uris: set[str] | None = None) -> dict[str, list[DetectionRow]]:
     out: dict[str, list[DetectionRow]] = defaultdict(list)
     for row in store.detections():
-        if row.frame_name:
+        if row.frame_name and (uris is None or row.source_uri in uris):
             out[Path(row.frame_name).name].append(row)
     return out
 
 
-def _stored_image_names(store: Store) -> set[str]:
-    return {Path(rec.name).name for _, _, rec in store.frames() if rec.name}
+def _stored_image_names(store: Store, uris: set[str] | None = None) -> set[str]:
+    return {Path(rec.name).name for uri, _, rec in store.frames()
+            if rec.name and (uris is None or uri in uris)}
 
 
-def detection_report(store: Store, gt: GroundTruth, ious=(0.3, 0.4)) -> dict[str, Any]:
-    """Detection metrics over the ground-truth images that the project processed."""
-    rows = _rows_by_image(store)
-    stored = _stored_image_names(store)
+def detection_report(store: Store, gt: GroundTruth, ious=(0.3, 0.4), uris: set[str] | None = None,
+                     ) -> dict[str, Any]:
+    """Detection metrics over the ground-truth images that the project processed (``uris``: of
+    these sources only)."""
+    rows = _rows_by_image(store, uris)
+    stored = _stored_image_names(store, uris)
     full = gt.by_name()
     names = [n for n in full if n in stored]
     if not names:
@@ -112,8 +115,9 @@ class FrameCheck:
         return [i for i in range(len(self.rows)) if i not in hit]
 
 
-def check_frames(store: Store, gt: GroundTruth) -> list[FrameCheck]:
-    """Every stored frame whose file name is a ground-truth image, with its boxes matched."""
+def check_frames(store: Store, gt: GroundTruth, uris: set[str] | None = None) -> list[FrameCheck]:
+    """Every stored frame (``uris``: of these sources) whose file name is a ground-truth image,
+    with its boxes matched."""
     full = gt.by_name()
     posts = _post_of(store)
     rows: dict[tuple[str, int], list[DetectionRow]] = defaultdict(list)
@@ -122,7 +126,7 @@ def check_frames(store: Store, gt: GroundTruth) -> list[FrameCheck]:
     checks = []
     for uri, _kind, rec in store.frames():
         path = full.get(Path(rec.name).name) if rec.name else None
-        if path is None:
+        if path is None or (uris is not None and uri not in uris):
             continue
         mine = rows.get((uri, rec.index), [])
         xyxy = np.array([r.xyxy for r in mine], float).reshape(-1, 4)
@@ -212,9 +216,13 @@ def classification_pairs(store: Store, gt: GroundTruth | None, classes: Sequence
 
 
 def confusions(store: Store, gt: GroundTruth | None, classes: list[str],
-               checks: list[FrameCheck] | None = None) -> dict[str, Confusion]:
-    """One confusion matrix per post with truth available, plus the whole line."""
+               checks: list[FrameCheck] | None = None, posts: list[str] | None = None,
+               ) -> dict[str, Confusion]:
+    """One confusion matrix per post with truth available (``posts``: these only), plus all of
+    them together."""
     pairs = classification_pairs(store, gt, classes, checks)
+    if posts is not None:
+        pairs = {post: p for post, p in pairs.items() if post in posts}
     out = {post: Confusion.from_labels([t for t, _ in p], [a for _, a in p], classes)
            for post, p in sorted(pairs.items())}
     if len(out) > 1 or (out and LINE not in out):
@@ -224,28 +232,43 @@ def confusions(store: Store, gt: GroundTruth | None, classes: list[str],
 
 
 def evaluate_project(project, gt: GroundTruth | None = None, ious=(0.3, 0.4),
-                     rates=None, posts_per_line: int = 20) -> dict[str, Any]:
-    """Every figure of ``lrihar evaluate``: detection, classification, annotation cost."""
-    from lrihar.classify.templates import class_folders, discover_templates
+                     rates=None, posts_per_line: int = 20, posts: list[str] | None = None) -> dict[str, Any]:
+    """Every figure of ``lrihar evaluate``: detection, classification, annotation cost; ``posts``
+    (``--line`` / ``--post``): only the frames of these posts, with their classes."""
+    from lrihar.classify.templates import class_folders, discover_templates, post_classes
     from lrihar.errors import BadInputError
     from lrihar.evaluate.cost import CostRates, annotation_cost
+    from lrihar.layout import project_layout, source_uris_at
 
     store = project.store
+    layout = project_layout(project.config)
     classes = project_classes(project)
-    try:
-        n_templates = len(discover_templates(class_folders(project.config)))
-    except BadInputError:
-        n_templates = 0
+    uris = None
+    if posts is not None:
+        uris = source_uris_at(store, posts)
+        named = post_classes(project.config, posts)
+        classes = [*named, *(c for c in classes if c not in named)]
+    # Posts with their own templates: each post's folders, a folder that posts share counted once.
+    views = [project.config] if layout.uniform else [layout.config_for(p) for p in posts or layout.posts]
+    templates: set[Path] = set()
+    for view in views:
+        try:
+            templates |= {f.path for f in discover_templates(class_folders(view))}
+        except BadInputError:  # no templates (yet): none picked by a person
+            continue
+    n_templates = len(templates)
     out: dict[str, Any] = {"project": str(project.root), "counts": store.counts()}
-    checks = check_frames(store, gt) if gt is not None else None
+    if posts is not None:
+        out["posts"] = posts
+    checks = check_frames(store, gt, uris) if gt is not None else None
     owed = None
     if gt is not None:
-        out["detection"] = detection_report(store, gt, ious)
+        out["detection"] = detection_report(store, gt, ious, uris)
         out["detection"]["worst_frames"] = worst_frames(checks)
         owed = work_owed(checks, classes, labels_checkable(gt, classes))
-    conf = confusions(store, gt, classes, checks)
+    conf = confusions(store, gt, classes, checks, posts)
     out["classification"] = {post: {"classes": c.classes, "counts": c.counts.tolist(), **c.summary()}
                              for post, c in conf.items()}
     out["cost"] = annotation_cost(store, len(classes), n_templates, rates or CostRates(), posts_per_line,
-                                  owed)
+                                  owed, layout, posts)
     return out

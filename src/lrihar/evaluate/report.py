@@ -187,6 +187,11 @@ def cost_section(cost: dict) -> dict:
              owed(r, "hours_owed"), "–" if r["hours_lrihar"] is None else r["hours_lrihar"],
              _pct(r["saved"]) if r["saved"] is not None else f"not claimed: {r['not_earned'] or 'no work'}"]
             for r in cost["posts"]]
+    if len(cost["lines"]) > 1:  # a project of several lines: each line's posts summed
+        rows += [[f"line {r['line']} ({len(r['posts'])} posts)", f"{r['frames_checked']} of {r['frames']}",
+                  "", "", r["hours_manual"], "", "", r["hours_done"], "", "", "", "", "",
+                  "–" if r["hours_lrihar"] is None else r["hours_lrihar"],
+                  "not claimed" if r["saved"] is None else _pct(r["saved"])] for r in cost["lines"]]
     line = cost["line"]
     rows.append([f"line of {line['posts']} posts", "", "", "", line["hours_manual"], "", "", "", "", "", "",
                  "", "", "–" if line["hours_lrihar"] is None else line["hours_lrihar"],
@@ -294,19 +299,30 @@ def write_report(project, evaluation: dict, out_html: Path, sweep_dir: Path | No
         _table(["hardware", ""], [[k, v] for k, v in hardware.items()]))))
     template = resources.files("lrihar").joinpath("resources/report.html.j2").read_text(encoding="utf-8")
     html = jinja2.Environment(autoescape=True).from_string(template).render(
-        title=project.config.line, sections=sections, versions=versions, hardware=hardware,
+        title=_title(project, evaluation), sections=sections, versions=versions, hardware=hardware,
         generated=datetime.now(UTC).isoformat(timespec="seconds"))
     out_html.parent.mkdir(parents=True, exist_ok=True)
     out_html.write_text(html, encoding="utf-8")
     written = [out_html]
     if out_md is not None:
-        out_md.write_text(_markdown(project, sections, figures), encoding="utf-8")
+        out_md.write_text(_markdown(_title(project, evaluation), sections, figures), encoding="utf-8")
         written.append(out_md)
     return written
 
 
-def _markdown(project, sections: list[dict], figures: Path) -> str:
-    lines = [f"# lrihar report: {project.config.line}", ""]
+def _title(project, evaluation: dict) -> str:
+    """The line(s) reported on: those of the posts selected (``--line`` / ``--post``), else all."""
+    from lrihar.layout import project_layout
+
+    layout = project_layout(project.config)
+    posts = evaluation.get("posts")
+    lines = dict.fromkeys(layout.line_of(p) for p in posts) if posts else layout.lines
+    title = ", ".join(lines)
+    return f"{title}: {', '.join(posts)}" if posts and len(posts) < len(layout.posts) else title
+
+
+def _markdown(title: str, sections: list[dict], figures: Path) -> str:
+    lines = [f"# lrihar report: {title}", ""]
     for s in sections:
         lines += [f"## {s['title']}", ""]
         lines += _markdown_blocks(s["blocks"], figures)

@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
 
 from lrihar.errors import BadInputError, LriharError
+from lrihar.layout import project_layout
 from lrihar.naming import MAX_CLASS_NAME
 from lrihar.project import Project
 from lrihar.review import actions
@@ -171,6 +172,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
     check_token(host, token)  # now, not at the first request, where the middleware is built
     project = Project.open(project_root)
     classes = project.classes
+    layout = project_layout(project.config)
     local = threading.local()
 
     def store() -> Store:
@@ -201,7 +203,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
         counts = dict(store().db.execute(
             "SELECT COALESCE(l.label, ''), COUNT(*) FROM detections d LEFT JOIN labels l"
             " ON l.detection_id = d.id WHERE d.rejected = 0 GROUP BY 1").fetchall())
-        return {"line": project.config.line, "classes": classes, "posts": project.config.posts,
+        return {"line": ", ".join(layout.lines), "classes": classes, "posts": list(layout.posts),
                 "counts": counts, "queue": "all" if queue is None else "uncertain"}
 
     @app.post("/api/session")

@@ -30,6 +30,7 @@ class RunOptions:
 
     sources: list[str] = field(default_factory=list)
     post: str | None = None
+    line: str | None = None
     detector: str | None = None
     classifier: str | None = None
     jsonl: Path | None = None
@@ -45,20 +46,22 @@ class RunOptions:
 
 
 def sources_by_post(project: Project, opts: RunOptions) -> list[tuple[str, str]]:
-    """(uri, post) per source: the given sources at ``opts.post`` (default: the first post), or
-    the project file's ``run.sources``."""
-    cfg = project.config
-    if opts.post is not None and opts.post not in cfg.posts:
-        raise BadInputError(f"--post {opts.post}: not a post of this project ({', '.join(cfg.posts)}); "
-                            "add it to `posts` in lrihar.yaml")
+    """(uri, post) per source: the given sources at ``opts.post`` (default: the first post of
+    ``opts.line``, or of the project), or the cameras of the posts ``opts.line`` / ``opts.post``
+    select (all by default): ``run.sources``, or ``lines[].posts[].cameras``."""
+    from lrihar.layout import project_layout
+
+    layout = project_layout(project.config)
+    selected = layout.select(opts.line, opts.post)  # an unknown line or post: the valid ones named
     if opts.sources:
-        post = opts.post or cfg.posts[0]
+        post = (selected or list(layout.posts))[0]
         return [(uri, post) for uri in expand_sources(opts.sources, opts.recursive).uris]
-    pairs = [(uri, post) for post, uris in cfg.run.sources.items() if opts.post in (None, post)
+    pairs = [(uri, post) for post, uris in layout.cameras(selected)
              for uri in expand_sources(uris, opts.recursive).uris]
     if not pairs:
         raise BadInputError("no sources: give them on the command line (lrihar run VIDEO_OR_URL... "
-                            "-p PROJECT) or under `run.sources` in lrihar.yaml (post: [sources])")
+                            "-p PROJECT) or under `run.sources` in lrihar.yaml (post: [sources]; with "
+                            "`lines:`, each post's `cameras`)")
     return pairs
 
 
@@ -156,8 +159,11 @@ def build_pipeline(project: Project, opts: RunOptions, run_id: int, ids: IdCount
     labeller = resolve_labeller(project, opts.classifier or run.classifier, batch_size=run.batch_size)
     captures = [Capture.from_config(uri, post, ids, run, live=opts.live)
                 for uri, post in sources_by_post(project, opts)]
-    procedures = {post: p for post, p in cfg.procedures.items()
-                  if any(c.post == post for c in captures)}
+    from lrihar.layout import project_layout
+
+    layout = project_layout(cfg)
+    procedures = {post: p.procedure for post, p in layout.posts.items()
+                  if p.procedure is not None and any(c.post == post for c in captures)}
     return LinePipeline(captures, detector, labeller, run, ids, procedures, sinks, observers,
                         padding=cfg.classify.padding)
 

@@ -1,0 +1,58 @@
+"""``lrihar classify`` over the posts of a project: one run per group of posts that classify alike.
+
+Posts with their own classes, templates or λ (``lines[].posts[]``) are labelled each with its
+own template bank, only on their own crops. Where every post classifies alike (every one-line
+project file) one run labels every crop, frames at no post included, as it always has.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lrihar.classify.pipeline import ClassifySummary, classify
+from lrihar.config import with_overrides
+from lrihar.layout import project_layout, unplaced_detections
+from lrihar.naming import safe_file_name
+from lrihar.project import Project
+
+
+def classify_posts(project: Project, line: str | None = None, post: str | None = None, *,
+                   overrides: dict | None = None, templates: Path | None = None,
+                   sheets_dir: Path | None = None, show_progress: bool = False, ray=None,
+                   ) -> tuple[list[ClassifySummary], int]:
+    """Classify the crops ``--line`` / ``--post`` select (all when neither is given), each post
+    with its own classes, templates and λ; ``overrides`` (``classify`` fields) and ``templates``
+    apply to every post; ``ray`` (:class:`~lrihar.engines.ray_cluster.RayOptions`) embeds on Ray.
+
+    Returns:
+        The summaries, one per run, and how many crops were left out because their frames are at
+        no post of the project file (only when posts classify differently and no filter is given).
+
+    Raises:
+        BadInputError: an unknown line or post (the valid ones named), or a post's templates are
+            missing.
+    """
+    def run(cfg, **kwargs) -> ClassifySummary:
+        if ray is None:
+            return classify(project, config=cfg, **kwargs)
+        from lrihar.engines.ray_classify import classify_with_ray
+
+        return classify_with_ray(project, ray, config=cfg, **kwargs)
+
+    layout = project_layout(project.config)
+    selected = layout.select(line, post)
+    overrides = overrides or {}
+    if selected is None and layout.uniform:  # today's single run: every crop, whatever its post
+        cfg = with_overrides(project.config, "classify", **overrides)
+        return [run(cfg, templates=templates, sheets_dir=sheets_dir, show_progress=show_progress)], 0
+    posts = selected if selected is not None else list(layout.posts)
+    groups = [posts] if layout.same_settings(posts) else [[p] for p in posts]
+    summaries = []
+    for group in groups:
+        cfg = with_overrides(layout.config_for(group[0]), "classify", **overrides)
+        sheets = sheets_dir / safe_file_name(group[0]) if sheets_dir is not None and len(groups) > 1 \
+            else sheets_dir
+        summaries.append(run(cfg, templates=templates, sheets_dir=sheets, show_progress=show_progress,
+                             posts=group))
+    left_out = unplaced_detections(project.store, layout) if selected is None else 0
+    return summaries, left_out

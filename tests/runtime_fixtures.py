@@ -71,13 +71,13 @@ class HueBlobDetector(Detector):
 
 
 class HueLabeller(CropLabeller):
-    """The class whose colour is nearest the crop's mean colour."""
+    """The class whose colour is nearest the crop's mean colour, among ``classes`` (default all)."""
 
     name = "hue"
 
-    def __init__(self) -> None:
-        self.classes = list(COLOURS)
-        self._colours = np.array(list(COLOURS.values()), float)
+    def __init__(self, classes: list[str] | None = None) -> None:
+        self.classes = list(classes or COLOURS)
+        self._colours = np.array([COLOURS[c] for c in self.classes], float)
 
     def label(self, crops):
         names, scores = [], []
@@ -90,4 +90,5 @@ class HueLabeller(CropLabeller):
 
 
 register_detector("hue-blobs")(lambda **kw: HueBlobDetector())
-register_labeller("hue")(lambda project=None, **kw: HueLabeller())
+register_labeller("hue")(lambda project=None, config=None, **kw: HueLabeller(
+    [c.name for c in config.classes] if config is not None and config.classes else None))

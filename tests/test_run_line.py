@@ -247,3 +247,20 @@ def test_two_posts_at_once_share_detector_calls_and_keep_their_own_events(tmp_pa
     assert {c.post for c in store.cycles()} == {"post-1"} and len(store.alerts(post="post-1")) == 4
     # One detector call per step over both streams while both run: 90 two-frame calls.
     assert HueBlobDetector.batch_sizes.count(2) >= 80
+
+
+def test_posts_with_their_own_classes_get_their_own_labeller(tmp_path):
+    clip1 = scripted_clip(tmp_path / "post1.mp4", SCRIPT[:3], 40)
+    clip2 = scripted_clip(tmp_path / "post2.mp4", [("label", 5, 20)], 30)
+    post1 = {"name": "post-1", "classes": [{"name": n} for n in ("pick", "scan", "place")],
+             "procedure": PROCEDURE, "cameras": [str(clip1)]}
+    # post-2 knows only `label`; with post-1's classes its yellow square would read as `pick`.
+    post2 = {"name": "post-2", "classes": [{"name": "label"}], "cameras": [str(clip2)],
+             "procedure": {"steps": [{"class": "label"}]}}
+    root = make_project(tmp_path / "proj", lines=[{"name": "a", "posts": [post1]},
+                                                  {"name": "b", "posts": [post2]}], run=RUN)
+    assert main(["run", "-p", str(root)]) == 0
+    store = Project.open(root).store
+    assert [e.label for e in store.events(post="post-1")] == ["pick", "scan", "place"]
+    assert [e.label for e in store.events(post="post-2")] == ["label"]
+    assert {c.post for c in store.cycles()} == {"post-1", "post-2"}

@@ -64,12 +64,12 @@ class OnnxLabeller(CropLabeller):
 class TemplateLabeller(CropLabeller):
     """The template matcher (paper eq. 1 and λ) with the project's encoder and templates."""
 
-    def __init__(self, project) -> None:
+    def __init__(self, project, config=None) -> None:
         from lrihar.classify.auto import resolve_encoder
         from lrihar.classify.pipeline import matcher_for
         from lrihar.classify.templates import build_bank, class_folders
 
-        cfg = project.config
+        cfg = config or project.config  # a post's own view (lrihar.layout.Layout.config_for)
         folders = class_folders(cfg)
         if not folders:
             raise BadInputError(f"{project.root}: no template classes; add templates/<class>/*.jpg "
@@ -97,15 +97,16 @@ def _onnx(project=None, model: str | None = None, **options) -> CropLabeller:
 
 
 @register_labeller("templates")
-def _templates(project=None, **options) -> CropLabeller:
+def _templates(project=None, config=None, **options) -> CropLabeller:
     if project is None:
         raise BadInputError("labeller templates: needs a project (its templates and encoder)")
-    return TemplateLabeller(project)
+    return TemplateLabeller(project, config)
 
 
-def resolve_labeller(project, spec: str = "auto", **options) -> CropLabeller:
+def resolve_labeller(project, spec: str = "auto", config=None, **options) -> CropLabeller:
     """The labeller ``spec`` names: ``auto``, ``templates``, ``student`` / ``teacher`` / a run name /
-    an ``.onnx`` path (see ``lrihar classify --classifier``), or any registered labeller name."""
+    an ``.onnx`` path (see ``lrihar classify --classifier``), or any registered labeller name.
+    ``config``: a post's own view of the project file, for its templates, classes and λ."""
     from lrihar.classify.trained import resolve_classifier
 
     if spec == "auto":
@@ -119,7 +120,7 @@ def resolve_labeller(project, spec: str = "auto", **options) -> CropLabeller:
         packed = packed_line_model(project.config.line, "classifier")  # `lrihar models pack -p`
         if packed is not None:
             return OnnxLabeller(str(packed), **options)
-        return TemplateLabeller(project)
+        return TemplateLabeller(project, config)
     if spec in LABELLERS.names():
-        return create_labeller(spec, project=project, **options)
+        return create_labeller(spec, project=project, config=config, **options)
     return OnnxLabeller(str(resolve_classifier(project, spec)), **options)

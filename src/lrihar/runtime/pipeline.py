@@ -83,12 +83,14 @@ class _SourceState:
         self.done = False
 
 
-def _check_procedure_classes(procedures: dict[str, ProcedureConfig], labeller: CropLabeller) -> None:
+def _check_procedure_classes(procedures: dict[str, ProcedureConfig],
+                             labeller_of: Callable[[str], CropLabeller]) -> None:
     """A step whose class the labeller never outputs could never be done: refuse it up front."""
     from lrihar.errors import BadInputError
 
-    known = set(labeller.classes)
     for post, procedure in procedures.items():
+        labeller = labeller_of(post)
+        known = set(labeller.classes)
         named = {c for step in procedure.steps for c in step.classes} | {procedure.start_action} - {None}
         unknown = sorted(named - known)
         if unknown:
@@ -103,7 +105,8 @@ class LinePipeline:
     Args:
         captures: :class:`~lrihar.runtime.capture.Capture` objects, not started, one per source.
         detector: any registered detector.
-        labeller: a crop labeller (the student or the template matcher).
+        labeller: a crop labeller (the student or the template matcher), or one per post (posts
+            with their own classes, templates and λ).
         cfg: the project's ``run`` settings.
         procedures: post → its SOP (posts without one get events but no cycles).
         ids: the id counter (resumed from the store).
@@ -113,8 +116,9 @@ class LinePipeline:
         monitor_factory: builds a procedure monitor ``(post, procedure, ids)``.
     """
 
-    def __init__(self, captures: Sequence, detector: Detector, labeller: CropLabeller, cfg: RunConfig,
-                 ids: IdCounter, procedures: dict[str, ProcedureConfig] | None = None,
+    def __init__(self, captures: Sequence, detector: Detector,
+                 labeller: CropLabeller | dict[str, CropLabeller], cfg: RunConfig, ids: IdCounter,
+                 procedures: dict[str, ProcedureConfig] | None = None,
                  sinks: Sequence = (), observers: Sequence[Callable[[FrameView], None]] = (),
                  padding: float = 0.0, frame_rate: float = 30.0, monitor_factory=None) -> None:
         self.detector = detector
@@ -131,7 +135,7 @@ class LinePipeline:
             def monitor_factory(post, procedure, ids):
                 # Events of a lost track end lost_track_s late: the monitor allows for it.
                 return ProcedureMonitor(post, procedure, ids, lost_track_s=cfg.lost_track_s)
-        _check_procedure_classes(procedures or {}, labeller)
+        _check_procedure_classes(procedures or {}, self.labeller_of)
         self.monitors = {post: monitor_factory(post, p, ids) for post, p in (procedures or {}).items()}
         self.times = StageTimes()
         self.summary = RunSummary()
@@ -199,7 +203,7 @@ class LinePipeline:
             for j in range(len(dets)):
                 crops.append(self._crop(frame.image, dets, j))
                 owners.append(k)
-        labels, confs = self.labeller.label(crops) if crops else ([], np.zeros(0, np.float32))
+        labels, confs = self._label(crops, [batch[k][0].post for k in owners])
         t2 = time.perf_counter()
         per_frame: list[list[int]] = [[] for _ in batch]
         for i, k in enumerate(owners):
@@ -219,6 +223,24 @@ class LinePipeline:
         for _, _, decoded_wall in batch:
             self.times.samples["latency"].append(now - decoded_wall)
         self.summary.frames += n
+
+    def labeller_of(self, post: str) -> CropLabeller:
+        """The labeller of ``post``'s crops."""
+        return self.labeller[post] if isinstance(self.labeller, dict) else self.labeller
+
+    def _label(self, crops: list[Crop], posts: list[str]) -> tuple[list[str], np.ndarray]:
+        """Labels of all crops of a step: one batched call per labeller (one in all for most lines)."""
+        labels: list[str] = [""] * len(crops)
+        confs = np.zeros(len(crops), np.float32)
+        groups: dict[int, tuple[CropLabeller, list[int]]] = {}
+        for i, post in enumerate(posts):
+            labeller = self.labeller_of(post)
+            groups.setdefault(id(labeller), (labeller, []))[1].append(i)
+        for labeller, idx in groups.values():
+            names, scores = labeller.label([crops[i] for i in idx])
+            for i, name, score in zip(idx, names, scores, strict=True):
+                labels[i], confs[i] = name, score
+        return labels, confs
 
     def _crop(self, image: np.ndarray, dets: sv.Detections, j: int) -> Crop:
         h, w = image.shape[:2]

@@ -150,20 +150,30 @@ def _stop_on_signals(stop: Callable[[], None]):
 def build_pipeline(project: Project, opts: RunOptions, run_id: int, ids: IdCounter,
                    sinks: list, observers: list) -> LinePipeline:
     """The pipeline for ``opts`` (captures not started)."""
+    from lrihar.layout import project_layout
     from lrihar.runtime.capture import Capture
     from lrihar.runtime.labellers import resolve_labeller
 
     cfg = project.config
     run = cfg.run
     detector = resolve_detector(project, opts.detector or run.detector)
-    labeller = resolve_labeller(project, opts.classifier or run.classifier, batch_size=run.batch_size)
     captures = [Capture.from_config(uri, post, ids, run, live=opts.live)
                 for uri, post in sources_by_post(project, opts)]
-    from lrihar.layout import project_layout
-
     layout = project_layout(cfg)
+    posts = list(dict.fromkeys(c.post for c in captures))
+    spec = opts.classifier or run.classifier
+    if layout.uniform or layout.same_settings(posts):
+        view = None if layout.uniform else layout.config_for(posts[0])
+        labeller = resolve_labeller(project, spec, view, batch_size=run.batch_size)
+    else:  # posts with their own classes / templates / λ: a labeller per kind of post
+        labeller, built = {}, {}
+        for post in posts:
+            twin = next((p for p in built if layout.same_settings([p, post])), None)
+            built[post] = built[twin] if twin is not None else resolve_labeller(
+                project, spec, layout.config_for(post), batch_size=run.batch_size)
+            labeller[post] = built[post]
     procedures = {post: p.procedure for post, p in layout.posts.items()
-                  if p.procedure is not None and any(c.post == post for c in captures)}
+                  if p.procedure is not None and post in posts}
     return LinePipeline(captures, detector, labeller, run, ids, procedures, sinks, observers,
                         padding=cfg.classify.padding)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -40,3 +42,28 @@ def _global_options(
 def echo_err(message: str) -> None:
     """A message for the user on stderr (warnings, errors), keeping stdout for results."""
     typer.echo(message, err=True)
+
+
+def train_and_report(train: Callable[[], Any], what: str, resume_command: str, name: str | None,
+                     show: Callable[[Any], None], json_out: Path | None) -> Any:
+    """Run a resumable training; on Ctrl-C say how to continue it, else print its summary and
+    write it as JSON when asked.
+
+    Args:
+        train: runs the training and returns its summary (with ``as_dict()``).
+        what: the work, for the message ("training", "distillation").
+        resume_command: the command line that continues it, without ``--resume`` / ``--name``.
+        name: the run's ``--name``, repeated in that command line when given.
+        show: prints the summary.
+        json_out: where to write the summary as JSON (None: nowhere).
+    """
+    try:
+        summary = train()
+    except KeyboardInterrupt:
+        echo_err(f"{what} interrupted; continue it with: {resume_command} --resume"
+                 + (f" --name {name}" if name else ""))
+        raise
+    show(summary)
+    if json_out:
+        json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+    return summary

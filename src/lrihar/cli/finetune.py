@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lrihar.cli.app import ProjectOpt, app, echo_err
+from lrihar.cli.app import ProjectOpt, app, echo_err, train_and_report
 
 Backbone = Annotated[str, typer.Option(
     help="mobilenet-v2 (offline, ImageNet weights), vit-small / vit-tiny / resnet18 (from config, random "
@@ -86,15 +86,8 @@ def finetune(
                                    lora_targets, epochs, lr, batch, micro_batch, warmup, device, precision,
                                    seed, patience, hflip, balanced, include_ng, val_fraction, data))
     proj = Project.open(project)
-    try:
-        summary = run_finetune(proj, cfg, name=name, resume=resume, show_progress=progress)
-    except KeyboardInterrupt:
-        echo_err(f"training interrupted; continue it with: lrihar finetune -p {project} --resume"
-                 + (f" --name {name}" if name else ""))
-        raise
-    print_summary(summary)
-    if json_out:
-        json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+    train_and_report(lambda: run_finetune(proj, cfg, name=name, resume=resume, show_progress=progress),
+                     "training", f"lrihar finetune -p {project}", name, print_summary, json_out)
 
 
 @app.command()
@@ -150,15 +143,8 @@ def distill(
     cfg = DistillConfig(**options, teacher=teacher, alpha=alpha, temperature=temperature,
                         teacher_temperature=teacher_temperature, rounds=rounds, unlabelled=unlabelled)
     proj = Project.open(project)
-    try:
-        summary = run_distill(proj, cfg, name=name, resume=resume, show_progress=progress)
-    except KeyboardInterrupt:
-        echo_err(f"distillation interrupted; continue it with: lrihar distill -p {project} --resume"
-                 + (f" --name {name}" if name else ""))
-        raise
-    print_summary(summary)
-    if json_out:
-        json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+    train_and_report(lambda: run_distill(proj, cfg, name=name, resume=resume, show_progress=progress),
+                     "distillation", f"lrihar distill -p {project}", name, print_summary, json_out)
 
 
 def print_summary(s) -> None:

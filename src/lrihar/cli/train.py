@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from lrihar.cli.app import ProjectOpt, app, echo_err
+from lrihar.cli.app import ProjectOpt, app, echo_err, train_and_report
 from lrihar.errors import BadInputError
 
 
@@ -57,15 +57,8 @@ def train_detector(
     settings = proj.config.train_detector.model_dump(exclude_none=True)
     settings.update({k: v for k, v in given.items() if v is not None})
     cfg = DetectorTrainConfig(**settings, data=str(data) if data else None, plots=plots)
-    try:
-        summary = run_training(proj, cfg, name=name, resume=resume)
-    except KeyboardInterrupt:
-        echo_err(f"training interrupted; continue it with: lrihar train-detector -p {project} --resume"
-                 + (f" --name {name}" if name else ""))
-        raise
-    _print_train_summary(summary)
-    if json_out:
-        json_out.write_text(json.dumps(summary.as_dict(), indent=2) + "\n", encoding="utf-8")
+    train_and_report(lambda: run_training(proj, cfg, name=name, resume=resume), "training",
+                     f"lrihar train-detector -p {project}", name, _print_train_summary, json_out)
 
 
 def _print_train_summary(s) -> None:

@@ -132,12 +132,21 @@ def recorded_run(store: Store, command: str, config: dict,
     """
     run_id = store.start_run(command, config, package_versions())
     started = time.perf_counter()
+    with ending_status(lambda status: store.finish_run(
+            run_id, status, close(round(time.perf_counter() - started, 3)))):
+        yield run_id
+
+
+@contextmanager
+def ending_status(record: Callable[[str], None]) -> Iterator[None]:
+    """Call ``record`` with how the block ended: ``done``, ``interrupted`` (Ctrl-C) or ``failed``
+    (any other exception, which still propagates, as does Ctrl-C)."""
     status = "failed"
     try:
-        yield run_id
+        yield
         status = "done"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
-        store.finish_run(run_id, status, close(round(time.perf_counter() - started, 3)))
+        record(status)

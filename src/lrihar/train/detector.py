@@ -382,21 +382,19 @@ def _train_recorded(cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, re
                     summary: TrainSummary, state_dir: Path, imagenet_weights: Path | None,
                     run_id: int | None) -> None:
     """Train, keeping ``lrihar-train.json`` current: running, then done / interrupted / failed."""
+    from lrihar.project import ending_status
+
     _write_record(run_dir, cfg, summary, run_id)
-    try:
-        _fit(cfg, run_dir, data_yaml, resume, verbose, summary, state_dir, imagenet_weights)
-        summary.status = "done"
-    except KeyboardInterrupt:
-        summary.status = "interrupted"
-        raise
-    except BaseException:
-        summary.status = "failed"
-        raise
-    finally:
+
+    def finish(status: str) -> None:
+        summary.status = status
         summary.epochs_done = _epochs_done(run_dir)
         best = run_dir / "weights" / "best.pt"
         summary.best = str(best) if best.is_file() else None
         _write_record(run_dir, cfg, summary, run_id)
+
+    with ending_status(finish):
+        _fit(cfg, run_dir, data_yaml, resume, verbose, summary, state_dir, imagenet_weights)
 
 
 def _resumable(project: Project, name: str | None) -> Path:

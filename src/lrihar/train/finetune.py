@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lrihar.errors import BadInputError
-from lrihar.project import Project, recorded_run
+from lrihar.project import Project, ending_status, recorded_run
 from lrihar.train.classifier_runs import classifier_root, next_name, resumable, write_record
 from lrihar.train.detector import read_record
 
@@ -206,17 +206,13 @@ def run_training(project: Project, command: str, cfg, run_dir: Path, resume: boo
     config = {command: asdict(cfg), "run": run_dir.name, "resume": resume}
     with recorded_run(project.store, command, config, close) as run_id:
         write_record(run_dir, command, cfg, summary.as_dict(), run_id)
-        try:
-            train_fn()
-            summary.status = "done"
-        except KeyboardInterrupt:
-            summary.status = "interrupted"
-            raise
-        except BaseException:
-            summary.status = "failed"
-            raise
-        finally:
+
+        def finish(status: str) -> None:
+            summary.status = status
             write_record(run_dir, command, cfg, summary.as_dict(), run_id)
+
+        with ending_status(finish):
+            train_fn()
     return summary
 
 

@@ -101,18 +101,23 @@ def print_encoder_choice(selection: dict | None) -> None:
     typer.echo(f"encoder: auto -> {selection['chosen']} (best accuracy, ties to appearance){landmarks}")
 
 
-def _print_classify_summary(s) -> None:
+def print_label_counts(counts: dict[str, int], title: str) -> None:
+    """Crops per label and their share, as a table."""
     from rich.console import Console
     from rich.table import Table
 
+    table = Table("label", "crops", "share", title=title)
+    total = sum(counts.values()) or 1
+    for name, n in counts.items():
+        table.add_row(name, str(n), f"{n / total:.1%}")
+    Console().print(table)
+
+
+def _print_classify_summary(s) -> None:
     print_encoder_choice(s.encoder_selection)
     encoder = s.encoder_selection["chosen"] if s.encoder_selection else s.encoder
     at = f", {', '.join(s.posts)}" if s.posts else ""
-    table = Table("label", "crops", "share", title=f"classify run {s.run_id} ({encoder}{at})")
-    total = sum(s.counts.values()) or 1
-    for name, n in s.counts.items():
-        table.add_row(name, str(n), f"{n / total:.1%}")
-    Console().print(table)
+    print_label_counts(s.counts, f"classify run {s.run_id} ({encoder}{at})")
     typer.echo(f"templates: {s.templates}; λ: {s.lambdas}; newly embedded: {s.embedded}; "
                f"corrected labels kept: {s.kept_corrected}; {s.seconds:.1f} s")
     for path in s.sheets:

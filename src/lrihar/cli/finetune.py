@@ -191,17 +191,11 @@ def classify_with_model_command(proj, classifier: str, progress: bool, json_out:
                                 posts: list[str] | None = None) -> None:
     """``classify --classifier``: label the stored crops (``posts``: of these posts) with an exported
     classifier, print counts."""
-    from rich.console import Console
-    from rich.table import Table
-
     from lrihar.classify.trained import classify_with_model
+    from lrihar.cli.classify import print_label_counts
 
     s = classify_with_model(proj, classifier, show_progress=progress, posts=posts)
-    table = Table("label", "crops", "share", title=f"classify run {s.run_id} ({s.classifier})")
-    total = sum(s.counts.values()) or 1
-    for name, n in s.counts.items():
-        table.add_row(name, str(n), f"{n / total:.1%}")
-    Console().print(table)
+    print_label_counts(s.counts, f"classify run {s.run_id} ({s.classifier})")
     typer.echo(f"labelled {s.detections} crops with {s.onnx}; corrected labels kept: {s.kept_corrected}; "
                f"{s.seconds:.1f} s")
     for err in s.errors[:20]:

@@ -42,6 +42,10 @@ DEFAULT_ARCH = "mobilenetv2-yolo"
 ARCHITECTURES = {"mobilenetv2-yolo": "resource:mobilenetv2-yolo.yaml", "yolo11n": "yolo11n.yaml",
                  "yolov8n": "yolov8n.yaml", "yolov5nu": "yolov5nu.yaml"}
 RECORD = "lrihar-train.json"
+# ultralytics' augmentation hyperparameters that ``augment`` may set (numbers; see its docs).
+AUGMENT_KEYS = ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
+                "fliplr", "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "close_mosaic", "erasing")
+BACKBONE = "model.0."  # the pretrained TorchVision backbone is layer 0 of mobilenetv2-yolo
 METRIC_KEYS = {"precision": "metrics/precision(B)", "recall": "metrics/recall(B)",
                "mAP50": "metrics/mAP50(B)", "mAP50-95": "metrics/mAP50-95(B)"}
 
@@ -74,6 +78,11 @@ class DetectorTrainConfig:
         val_fraction: share of the project's sources held out for validation (split by source).
         data: train on this YOLO ``data.yaml`` instead of exporting the project's boxes.
         plots: let ultralytics draw its result plots.
+        freeze_backbone_epochs: keep the pretrained backbone (layer 0, a ``TorchVision``
+            module) frozen for this many epochs, then train it too (>= ``epochs``: frozen
+            throughout); only the neck and head learn meanwhile.
+        augment: ultralytics augmentation settings over its defaults, e.g. ``{"hsv_h": 0.3}``
+            (keys: :data:`AUGMENT_KEYS`).
     """
 
     arch: str = DEFAULT_ARCH
@@ -87,11 +96,22 @@ class DetectorTrainConfig:
     val_fraction: float = 0.2
     data: str | None = None
     plots: bool = True
+    freeze_backbone_epochs: int = 0
+    augment: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "imgsz", "batch"):
             if getattr(self, name) < 1:
                 raise BadInputError(f"--{name}: must be at least 1, not {getattr(self, name)}")
+        if self.freeze_backbone_epochs < 0:
+            raise BadInputError("--freeze-backbone-epochs: must be 0 or more, "
+                                f"not {self.freeze_backbone_epochs}")
+        for key, value in self.augment.items():
+            if key not in AUGMENT_KEYS:
+                raise BadInputError(f"--augment: unknown setting {key!r}; "
+                                    f"choose from {', '.join(AUGMENT_KEYS)}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise BadInputError(f"--augment {key}: needs a number of 0 or more, not {value!r}")
         if self.imgsz % 32:
             raise BadInputError(f"--imgsz: {self.imgsz} is not a multiple of 32 (the model's stride)")
         if not 0 < self.val_fraction < 1:
@@ -372,6 +392,9 @@ def _start(cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path) -> TrainSum
     """Check the set and the device; the summary of a run about to train."""
     info = check_yolo_data(data_yaml)
     _check_device(cfg.device)
+    if cfg.freeze_backbone_epochs and cfg.arch in ARCHITECTURES and not _needs_imagenet_weights(cfg.arch):
+        raise BadInputError(f"--freeze-backbone-epochs: {cfg.arch} is trained from random weights, with no "
+                            "pretrained backbone to freeze; use mobilenetv2-yolo")
     summary = TrainSummary(run=run_dir.name, folder=str(run_dir), arch=cfg.arch, data=str(data_yaml))
     summary.images, summary.boxes = info["_images"], info["_boxes"]
     summary.val_is_train = info.get("val") == info.get("train")
@@ -437,15 +460,39 @@ def _fit(cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, resume: bool,
 def _run_ultralytics(ul, cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, resume: bool,
                      verbose: bool, summary: TrainSummary) -> None:
     """Build or reload the model and train it in ``run_dir``; the val metrics into ``summary``."""
+    model = ul.YOLO(str(run_dir / "weights" / "last.pt") if resume else model_source(cfg.arch))
+    freeze = {}
+    if cfg.freeze_backbone_epochs:
+        layer0 = type(model.model.model[0]).__name__
+        if layer0 != "TorchVision":
+            raise BadInputError(f"--freeze-backbone-epochs: {cfg.arch} has no pretrained TorchVision "
+                                f"backbone as its first layer (it starts with {layer0}); "
+                                "use mobilenetv2-yolo")
+        freeze = {"freeze": [0]}
+        model.add_callback("on_train_epoch_start", _unfreeze_backbone_at(cfg.freeze_backbone_epochs))
     if resume:
-        model = ul.YOLO(str(run_dir / "weights" / "last.pt"))
         model.train(resume=True, verbose=verbose)
     else:
-        model = ul.YOLO(model_source(cfg.arch))
         # amp=False: the AMP check downloads a checkpoint; deterministic for a seeded rerun.
         model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                     device=cfg.device, seed=cfg.seed, patience=cfg.patience, workers=cfg.workers,
                     plots=cfg.plots, amp=False, deterministic=True, project=str(run_dir.parent),
-                    name=run_dir.name, exist_ok=True, verbose=verbose)
+                    name=run_dir.name, exist_ok=True, verbose=verbose, **freeze, **cfg.augment)
     metrics = getattr(model.trainer, "metrics", None) or {}
     summary.metrics = {k: round(float(metrics[v]), 5) for k, v in METRIC_KEYS.items() if v in metrics}
+
+
+def _unfreeze_backbone_at(epoch: int):
+    """An ``on_train_epoch_start`` callback: from ``epoch`` on, the backbone (and its BatchNorm
+    statistics) train too. ultralytics froze it through ``freeze=[0]``; its optimizer already
+    holds the frozen parameters, so they start moving as soon as they take gradients."""
+
+    def unfreeze(trainer) -> None:
+        if trainer.epoch < epoch or BACKBONE not in trainer.freeze_layer_names:
+            return
+        trainer.freeze_layer_names = [n for n in trainer.freeze_layer_names if n != BACKBONE]
+        for name, param in trainer.model.named_parameters():
+            if name.startswith(BACKBONE) and param.dtype.is_floating_point:
+                param.requires_grad = True
+
+    return unfreeze

@@ -1,0 +1,176 @@
+"""Which training recipe makes the best hand detector from a few corrected frames: one arm of
+``detector_bootstrap.py`` trained several ways, each scored on the same held-out half.
+
+The arm (default ``suggest-20+self``: 20 % of the train half corrected by a person, the rest
+labelled by round 1's own YOLO) is trained once per recipe with ``lrihar.train.detector``
+(``fit_detector``, seed 0, same epochs), exported to ONNX at the recipe's size, run by the
+``yolo`` backend on the held-out half and scored as the bootstrap scores its arms: eq. 3 recall
+and eq. 4 accuracy at T_IoU 0.3 / 0.4 and per hand class, at the backend's default point
+(confidence 0.25, NMS IoU 0.7) and at the sweep's best recall with accuracy >= 90 % (chosen on
+the held-out half: optimistic). Recipes (``RECIPES``): the default, the backbone frozen for the
+first third of the epochs or throughout, stronger colour and rotation augmentation, and 256 or
+416 px instead of 320. One seed per recipe: differences of a few points are within the noise of
+128 held-out photos (one gloved hand = 1.2 points of gloved recall).
+
+Usage (after ``detector_bootstrap.py prepare --out DIR`` and, for a ``+self`` arm, ``relabel``):
+    python benchmarks/detector_recipes.py train --work DIR [--recipes default,frozen-third] [--epochs 30]
+    python benchmarks/detector_recipes.py score --work DIR
+        -> benchmarks/results/detector_recipes.json, DIR/recipes/<arm>/results.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from _common import write_result
+from detector_bootstrap import (
+    DEFAULT_POINT,
+    GRID_A,
+    _boxes,
+    _load_plan,
+    _materialise,
+    _pct,
+    _polars_stand_in,
+    _sweep_scores,
+)
+
+RECIPES: dict[str, dict] = {
+    "default": {},
+    "frozen-third": {"freeze_backbone_epochs": "third"},
+    "frozen": {"freeze_backbone_epochs": "all"},
+    "colour+rotate": {"augment": {"hsv_h": 0.15, "degrees": 10.0}},
+    "imgsz-256": {"imgsz": 256},
+    "imgsz-416": {"imgsz": 416},
+}
+
+
+def recipe_config(name: str, epochs: int, batch: int, device: str, workers: int):
+    """The ``DetectorTrainConfig`` of recipe ``name``."""
+    from lrihar.train.detector import DetectorTrainConfig
+
+    if name not in RECIPES:
+        raise SystemExit(f"--recipes: unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
+    options = dict(RECIPES[name])
+    freeze = options.pop("freeze_backbone_epochs", None)
+    if freeze is not None:
+        options["freeze_backbone_epochs"] = epochs if freeze == "all" else max(1, epochs // 3)
+    options.setdefault("imgsz", 320)
+    return DetectorTrainConfig(epochs=epochs, batch=batch, device=device, seed=0, patience=epochs,
+                               workers=workers, plots=False, **options)
+
+
+def _folder(work: Path, arm: str, name: str) -> Path:
+    return work / "recipes" / arm / name
+
+
+def train(work: Path, arm: str, recipes: list[str], epochs: int, batch: int, device: str, workers: int,
+          verbose: bool) -> None:
+    """Train (or resume, or skip when done) each recipe on the arm's set, then export it."""
+    from lrihar.deploy.onnx_detector import export_onnx
+    from lrihar.train.detector import fit_detector, read_record
+
+    plan = _load_plan(work)
+    if arm not in plan["arms"]:
+        raise SystemExit(f"--arm: unknown arm {arm!r}; choose from {', '.join(plan['arms'])}")
+    _polars_stand_in()
+    n = _materialise(work, arm)
+    for name in recipes:
+        cfg = recipe_config(name, epochs, batch, device, workers)
+        run = _folder(work, arm, name) / "run"
+        if read_record(run).get("summary", {}).get("status") != "done":
+            resume = (run / "weights" / "last.pt").is_file()
+            if run.exists() and not resume:
+                shutil.rmtree(run)  # a start that ended before its first epoch: begin again
+            print(f"{name}: {'resuming' if resume else 'training'} {arm} ({n} images), {epochs} epochs, "
+                  f"{cfg.imgsz} px", flush=True)
+            fit_detector(work / "arms" / arm / "data.yaml", run, cfg, state_dir=work / ".offline",
+                         resume=resume, verbose=verbose)
+        onnx = run / "export" / f"detector-{cfg.imgsz}.onnx"
+        if not onnx.is_file():
+            samples = sorted((work / "arms" / arm / "images" / "train").glob("*.jpg"))[:8]
+            export_onnx(run / "weights" / "best.pt", run / "export", cfg.imgsz, samples, work / ".offline")
+        print(f"{name}: trained and exported ({onnx})", flush=True)
+
+
+def score(work: Path, arm: str) -> dict:
+    """Score every trained recipe of the arm on the held-out half; JSON + Markdown."""
+    from lrihar.evaluate.run_sweep import DetectorSpec, predict_once
+
+    plan = _load_plan(work)
+    src = Path(plan["dataset"])
+    by_file = {e["file"]: e for e in json.loads((src / "gt.json").read_text())["images"]}
+    test = [by_file[f] for f in plan["split"]["test"]]
+    paths = [str(src / e["file"]) for e in test]
+    gts = [_boxes(e["hands"]) for e in test]
+    classes = [list(e["hand_classes"]) for e in test]
+    out: dict = {"dataset": plan["dataset"], "arm": arm, "train_set": {k: plan["arms"][arm][k]
+                                                                        for k in ("images", "boxes")},
+                 "test_images": len(test), "recipes": {}}
+    for name in RECIPES:
+        run = _folder(work, arm, name) / "run"
+        onnx = sorted((run / "export").glob("detector-*.onnx")) if (run / "export").is_dir() else []
+        if not onnx:
+            continue
+        record = json.loads((run / "lrihar-train.json").read_text())
+        t0 = time.perf_counter()
+        preds = predict_once(DetectorSpec("yolo", str(onnx[0])), paths, float(GRID_A.min()), 0.0,
+                             cache=run.parent / "heldout-predictions.json")
+        out["recipes"][name] = {"config": record["config"],
+                                "training": {k: record["summary"].get(k) for k in
+                                             ("epochs_done", "seconds", "status", "metrics")},
+                                "predict_seconds": round(time.perf_counter() - t0, 1),
+                                **_sweep_scores(preds, gts, classes, DEFAULT_POINT)}
+        print(f"{name}: scored", flush=True)
+    out["markdown"] = markdown(out)
+    folder = work / "recipes" / arm
+    (folder / "results.md").write_text(out["markdown"])
+    print(out["markdown"])
+    print("wrote", write_result("detector_recipes", out), "and", folder / "results.md")
+    return out
+
+
+def markdown(out: dict) -> str:
+    """One table: each recipe at the default point and at its best point with accuracy >= 90 %."""
+    lines = [f"Arm `{out['arm']}` ({out['train_set']['images']} images / {out['train_set']['boxes']} boxes), "
+             f"held-out half {out['test_images']} photos; R / A in %, T_IoU 0.3.", "",
+             "| recipe | epochs | train time | default: R | A | gloved R | bare R "
+             "| best at A ≥ 90 %: conf, NMS | R | A | gloved R |", "|---" * 11 + "|"]
+    for name, r in out["recipes"].items():
+        d, b = r["default"]["0.3"], r["best_at_90"].get("0.3")
+        best = (f"{b['confidence']:.2f}, {b['nms_iou']:.1f} | {_pct(b['recall'])} | {_pct(b['accuracy'])} | "
+                f"{_pct(b['recall_gloved_hand'])}") if b else "– | – | – | –"
+        lines.append(f"| {name} | {r['training']['epochs_done']} | {r['training']['seconds'] or 0:.0f} s | "
+                     f"{_pct(d['recall'])} | {_pct(d['accuracy'])} | {_pct(d['recall_gloved_hand'])} | "
+                     f"{_pct(d['recall_bare_hand'])} | {best} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="phase", required=True)
+    t = sub.add_parser("train", help="train and export each recipe")
+    s = sub.add_parser("score", help="score the trained recipes on the held-out half")
+    for p in (t, s):
+        p.add_argument("--work", type=Path, required=True, help="detector_bootstrap.py's work folder")
+        p.add_argument("--arm", default="suggest-20+self")
+    t.add_argument("--recipes", default="default,frozen-third,imgsz-256,frozen,colour+rotate",
+                   help="comma-separated subset of " + ", ".join(RECIPES))
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--workers", type=int, default=2)
+    t.add_argument("--quiet", action="store_true", help="less ultralytics output")
+    args = parser.parse_args()
+    if args.phase == "train":
+        train(args.work, args.arm, args.recipes.split(","), args.epochs, args.batch, args.device,
+              args.workers, not args.quiet)
+    else:
+        score(args.work, args.arm)
+
+
+if __name__ == "__main__":
+    main()

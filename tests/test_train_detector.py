@@ -98,6 +98,55 @@ def test_pretrained_backbone_starts_from_the_packaged_imagenet_weights(tiny_yolo
     assert np.allclose(batched[2].xyxy, single.xyxy, atol=1e-3)
 
 
+def _backbone(weights: Path) -> dict:
+    import torch
+
+    checkpoint = torch.load(weights, map_location="cpu", weights_only=False)  # our own run's file
+    model = (checkpoint.get("ema") or checkpoint["model"]).float()
+    return {k: v.detach() for k, v in model.named_parameters() if k.startswith("model.0.")}
+
+
+def test_backbone_frozen_first_then_trained_and_augmentation_reaches_ultralytics(tiny_yolo, monkeypatch):
+    import torch
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from lrihar.train.detector import DetectorTrainConfig, model_source, train_detector
+    from lrihar.train.offline import ultralytics_offline
+
+    project = tiny_yolo["project"]
+    backbone_took_gradients: dict[str, set[tuple[int, bool]]] = {}
+    callbacks = BaseTrainer.run_callbacks
+
+    def watch_the_backbone(self, event: str):  # after each batch's backward pass: did it reach layer 0?
+        if event == "on_train_batch_end":
+            grads = [p.grad is not None for n, p in self.model.named_parameters() if n.startswith("model.0.")]
+            backbone_took_gradients[self.args.name].add((self.epoch, any(grads)))
+        callbacks(self, event)
+
+    monkeypatch.setattr(BaseTrainer, "run_callbacks", watch_the_backbone)
+    runs = {}
+    with no_network() as attempts:
+        for name, frozen in (("frozen", 3), ("thawed", 2)):
+            backbone_took_gradients[name] = set()
+            cfg = DetectorTrainConfig(arch="mobilenetv2-yolo", freeze_backbone_epochs=frozen,
+                                      augment={"hsv_h": 0.2, "degrees": 5}, **(FAST | {"epochs": 3}))
+            runs[name] = train_detector(project, cfg, name=name, verbose=False)
+    assert attempts == []
+    assert backbone_took_gradients["frozen"] == {(0, False), (1, False), (2, False)}
+    assert backbone_took_gradients["thawed"] == {(0, False), (1, False), (2, True)}
+    with ultralytics_offline(project.root / "models/detector/.offline", torch_weights=True) as ul:
+        built = ul.YOLO(model_source("mobilenetv2-yolo")).model
+    imagenet = {k: v.detach() for k, v in built.named_parameters() if k.startswith("model.0.")}
+    kept = _backbone(Path(runs["frozen"].best).with_name("last.pt"))
+    # checkpoints hold half precision: the frozen backbone is ImageNet's within fp16 rounding
+    assert all(torch.allclose(kept[k], imagenet[k], rtol=2e-3, atol=1e-4) for k in imagenet)
+    for name in runs:
+        args = yaml.safe_load((project.root / "models/detector" / name / "args.yaml").read_text())
+        assert args["freeze"] == [0] and args["hsv_h"] == 0.2 and args["degrees"] == 5
+        assert read_record(project.root / "models/detector" / name)["config"]["augment"] == {
+            "hsv_h": 0.2, "degrees": 5}
+
+
 def test_parity_check_catches_a_broken_export(tiny_yolo, tmp_path):
     import onnx
     from onnx import numpy_helper
@@ -261,6 +310,29 @@ def test_config_checks_sizes():
         DetectorTrainConfig(epochs=0)
 
 
+def test_config_checks_freezing_and_augmentation():
+    from lrihar.train.detector import DetectorTrainConfig
+
+    with pytest.raises(BadInputError, match="--freeze-backbone-epochs"):
+        DetectorTrainConfig(freeze_backbone_epochs=-1)
+    with pytest.raises(BadInputError, match="unknown setting 'hue'"):
+        DetectorTrainConfig(augment={"hue": 0.1})
+    with pytest.raises(BadInputError, match="--augment mosaic: needs a number"):
+        DetectorTrainConfig(augment={"mosaic": "yes"})
+
+
+def test_bad_freezing_and_augment_options_write_nothing(small_project, capsys):
+    before = _state(small_project)
+    root = str(small_project.root)
+    assert main(["train-detector", "-p", root, "--arch", "yolo11n", "--freeze-backbone-epochs", "3"]) == 2
+    assert "random weights, with no pretrained backbone to freeze" in capsys.readouterr().err
+    assert main(["train-detector", "-p", root, "--augment", "hsv_h"]) == 2
+    assert "--augment 'hsv_h': write KEY=NUMBER" in capsys.readouterr().err
+    assert main(["train-detector", "-p", root, "--augment", "hue=0.3"]) == 2
+    assert "unknown setting 'hue'" in capsys.readouterr().err
+    assert _state(small_project) == before
+
+
 def test_single_source_validates_on_train_and_says_so(tmp_path):
     from lrihar.train.detector import DetectorTrainConfig, _export_project
 
@@ -373,4 +445,8 @@ def test_project_file_section_sets_the_training_and_options_win(small_project, c
     project_file.write_text(with_section({"imgsz": 100}))
     assert main(["train-detector", "-p", root]) == 2
     assert "train_detector.imgsz" in capsys.readouterr().err
+    project_file.write_text(with_section({"augment": {"hue": 0.2}}))
+    assert main(["train-detector", "-p", root]) == 2
+    err = capsys.readouterr().err
+    assert "train_detector.augment" in err and "unknown setting 'hue'" in err
     assert _state(small_project)[1] == []

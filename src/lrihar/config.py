@@ -154,11 +154,28 @@ class TrainDetectorConfig(_Frozen):
     patience: int | None = Field(default=None, ge=1)
     workers: int | None = Field(default=None, ge=0)
     val_fraction: float | None = Field(default=None, gt=0, lt=1)
+    freeze_backbone_epochs: int | None = Field(
+        default=None, ge=0, description="epochs the pretrained backbone stays frozen before it trains too")
+    augment: dict[str, float] | None = Field(
+        default=None, description="ultralytics augmentation settings over its defaults, e.g. {hsv_h: 0.15}")
+    val: bool | None = Field(default=None, description="validate after every epoch (False: after the last)")
 
     @field_validator("device")
     @classmethod
     def _device(cls, value: str | None) -> str | None:
         return None if value is None else _known_device(value)
+
+    @field_validator("augment")
+    @classmethod
+    def _augment(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        from lrihar.train.detector import AUGMENT_KEYS
+
+        for key, number in (value or {}).items():
+            if key not in AUGMENT_KEYS:
+                raise ValueError(f"unknown setting {key!r}; choose from {', '.join(AUGMENT_KEYS)}")
+            if number < 0:
+                raise ValueError(f"{key}: needs a number of 0 or more, not {number}")
+        return value
 
 
 class ProcedureStep(_Frozen):
@@ -609,4 +626,7 @@ train_detector:
   patience: 20              # stop after this many epochs without improvement
   workers: 2
   val_fraction: 0.2         # share of sources held out for validation
+  freeze_backbone_epochs: 0 # keep the pretrained backbone frozen this many epochs first
+  augment: {}               # ultralytics augmentation over its defaults, e.g. {hsv_h: 0.15, degrees: 10}
+  val: true                 # validate every epoch; false: only after the last (faster on a CPU)
 """

@@ -18,21 +18,30 @@ def train_detector(
     arch: Annotated[str | None, typer.Option(
         help="mobilenetv2-yolo (pretrained ImageNet backbone; default), yolo11n, yolov8n, yolov5nu "
              "(random init), or a local .pt / model .yaml.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the training images [default: 30].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training images \\[default: 30].")] = None,
     imgsz: Annotated[int | None, typer.Option(
-        help="Training size in pixels, a multiple of 32 [default: 320].")] = None,
-    batch: Annotated[int | None, typer.Option(help="Images per step [default: 16].")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N [default: cpu].")] = None,
+        help="Training size in pixels, a multiple of 32 \\[default: 320].")] = None,
+    batch: Annotated[int | None, typer.Option(help="Images per step \\[default: 16].")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N \\[default: cpu].")] = None,
     seed: Annotated[int | None, typer.Option(
-        help="Seed of the training and of the train/val split [default: 0].")] = None,
+        help="Seed of the training and of the train/val split \\[default: 0].")] = None,
     patience: Annotated[int | None, typer.Option(
-        help="Stop after this many epochs without improvement [default: 20].")] = None,
-    workers: Annotated[int | None, typer.Option(help="Data-loader processes [default: 2].")] = None,
+        help="Stop after this many epochs without improvement \\[default: 20].")] = None,
+    workers: Annotated[int | None, typer.Option(help="Data-loader processes \\[default: 2].")] = None,
     val_fraction: Annotated[float | None, typer.Option(
-        help="Share of sources held out for validation [default: 0.2].")] = None,
+        help="Share of sources held out for validation \\[default: 0.2].")] = None,
     data: Annotated[Path | None, typer.Option(
         help="Train on this YOLO data.yaml instead of the project's boxes.")] = None,
     plots: Annotated[bool, typer.Option(help="Let ultralytics draw its result plots.")] = True,
+    val: Annotated[bool | None, typer.Option(
+        "--val/--no-val", help="Validate after every epoch; --no-val: only after the last, and best.pt is "
+                               "the last epoch (faster on a CPU) \\[default: --val].")] = None,
+    freeze_backbone_epochs: Annotated[int | None, typer.Option(
+        help="Keep the pretrained backbone frozen for this many epochs, then train it too \\[default: 0].")]
+        = None,
+    augment: Annotated[list[str] | None, typer.Option(
+        help="An ultralytics augmentation setting over its default, KEY=NUMBER (repeatable), "
+             "e.g. --augment hsv_h=0.15 --augment degrees=10.")] = None,
     name: Annotated[str | None, typer.Option(help="Run folder under models/detector (default <arch>-<n>).")]
         = None,
     resume: Annotated[bool, typer.Option(
@@ -53,12 +62,28 @@ def train_detector(
     proj = Project.open(project)
     # The project file's train_detector section, then the options given here, over the defaults.
     given = {"arch": arch, "epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "seed": seed,
-             "patience": patience, "workers": workers, "val_fraction": val_fraction}
+             "patience": patience, "workers": workers, "val_fraction": val_fraction,
+             "freeze_backbone_epochs": freeze_backbone_epochs, "val": val}
     settings = proj.config.train_detector.model_dump(exclude_none=True)
     settings.update({k: v for k, v in given.items() if v is not None})
+    settings["augment"] = {**settings.get("augment", {}), **_key_numbers(augment or [], "--augment")}
     cfg = DetectorTrainConfig(**settings, data=str(data) if data else None, plots=plots)
     train_and_report(lambda: run_training(proj, cfg, name=name, resume=resume), "training",
                      f"lrihar train-detector -p {project}", name, _print_train_summary, json_out)
+
+
+def _key_numbers(items: list[str], option: str) -> dict[str, float]:
+    """``["hsv_h=0.15", ...]`` as ``{"hsv_h": 0.15}``; a malformed item is bad input."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise BadInputError(f"{option} {item!r}: write KEY=NUMBER, e.g. {option} hsv_h=0.15")
+    return out
 
 
 def _print_train_summary(s) -> None:

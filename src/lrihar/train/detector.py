@@ -83,6 +83,8 @@ class DetectorTrainConfig:
             throughout); only the neck and head learn meanwhile.
         augment: ultralytics augmentation settings over its defaults, e.g. ``{"hsv_h": 0.3}``
             (keys: :data:`AUGMENT_KEYS`).
+        val: validate after every epoch (picks ``best.pt``, allows the early stop); False:
+            only after the last epoch, ``best.pt`` is the last (faster on a CPU).
     """
 
     arch: str = DEFAULT_ARCH
@@ -98,6 +100,7 @@ class DetectorTrainConfig:
     plots: bool = True
     freeze_backbone_epochs: int = 0
     augment: dict[str, float] = field(default_factory=dict)
+    val: bool = True
 
     def __post_init__(self) -> None:
         for name in ("epochs", "imgsz", "batch"):
@@ -461,6 +464,7 @@ def _run_ultralytics(ul, cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Pat
                      verbose: bool, summary: TrainSummary) -> None:
     """Build or reload the model and train it in ``run_dir``; the val metrics into ``summary``."""
     model = ul.YOLO(str(run_dir / "weights" / "last.pt") if resume else model_source(cfg.arch))
+    model.add_callback("on_pretrain_routine_start", _drop_ray_tune_reporting)
     freeze = {}
     if cfg.freeze_backbone_epochs:
         layer0 = type(model.model.model[0]).__name__
@@ -477,7 +481,7 @@ def _run_ultralytics(ul, cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Pat
         model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                     device=cfg.device, seed=cfg.seed, patience=cfg.patience, workers=cfg.workers,
                     plots=cfg.plots, amp=False, deterministic=True, project=str(run_dir.parent),
-                    name=run_dir.name, exist_ok=True, verbose=verbose, **freeze, **cfg.augment)
+                    name=run_dir.name, exist_ok=True, verbose=verbose, val=cfg.val, **freeze, **cfg.augment)
     metrics = getattr(model.trainer, "metrics", None) or {}
     summary.metrics = {k: round(float(metrics[v]), 5) for k, v in METRIC_KEYS.items() if v in metrics}
 
@@ -496,3 +500,11 @@ def _unfreeze_backbone_at(epoch: int):
                 param.requires_grad = True
 
     return unfreeze
+
+
+def _drop_ray_tune_reporting(trainer) -> None:
+    """Remove ultralytics' Ray Tune callback: with Ray installed (lrihar's ``ray`` extra) it asks
+    for a Tune session after every epoch and warns that there is none."""
+    for event, functions in trainer.callbacks.items():
+        trainer.callbacks[event] = [f for f in functions
+                                    if not getattr(f, "__module__", "").endswith("raytune")]

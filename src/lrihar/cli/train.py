@@ -112,7 +112,12 @@ def export_runtime(
     classifier: Annotated[bool, typer.Option(
         "--classifier", help="Export the trained classifier (default run: the latest student).")] = False,
     int8: Annotated[bool | None, typer.Option(
-        "--int8/--no-int8", help="Classifier: also INT8 (default: transformers only; never CNNs).")] = None,
+        "--int8/--no-int8", help="Also an INT8 copy. Classifier: default for transformers, never CNNs. "
+                                 "Detector: static INT8 convolutions, ~1.5x faster on CPUs with VNNI, "
+                                 "kept if it finds --min-int8-agreement of the float model's boxes.")] = None,
+    min_int8_agreement: Annotated[float, typer.Option(
+        help="Detector --int8: the share of the float model's boxes (calibration frames, IoU 0.5) the "
+             "INT8 copy must find again to be kept.")] = 0.9,
     run: Annotated[str | None, typer.Option(help="Training run (default: the latest).")] = None,
     imgsz: Annotated[int, typer.Option(help="Input size of the exported model (multiple of 32).")] = 320,
     dynamic: Annotated[bool, typer.Option(help="Dynamic batch size instead of batch 1.")] = False,
@@ -128,14 +133,25 @@ def export_runtime(
         return export_classifier_command(project, run, int8)
     if not detector:
         raise BadInputError("export-runtime: say what to export (--detector or --classifier)")
-    s = export_detector(Project.open(project), run, imgsz=imgsz, dynamic=dynamic, parity_frames=parity_frames)
+    if not 0 < min_int8_agreement <= 1:
+        raise BadInputError(f"--min-int8-agreement: must lie in (0, 1], not {min_int8_agreement}")
+    s = export_detector(Project.open(project), run, imgsz=imgsz, dynamic=dynamic, parity_frames=parity_frames,
+                        int8=bool(int8), min_int8_agreement=min_int8_agreement)
     p = s.parity
     typer.echo(f"wrote {s.onnx} ({s.bytes / 1e6:.1f} MB, opset {s.opset}, imgsz {s.imgsz}"
                f"{', dynamic batch' if s.dynamic else ''})")
     typer.echo(f"sha256 {s.sha256}")
     typer.echo(f"parity on {p.frames} frames: {p.matched}/{p.torch_boxes} PyTorch boxes matched, "
                f"min IoU {p.min_iou:.3f}, max score diff {p.max_score_diff:.4f}")
-    typer.echo(f"use it: lrihar annotate -p {project} --detector yolo --model {s.onnx}")
+    deployed = s.onnx
+    if s.int8:
+        q = s.int8
+        verdict = "kept" if q["kept"] else f"removed (below {q['min_agreement']:.0%}; the float model stays)"
+        typer.echo(f"INT8 copy {q['onnx']}: finds {q['found_again']}/{q['float_boxes']} of the float model's "
+                   f"boxes on {q['calibration_frames']} calibration frames (+{q['int8_only_boxes']} of its "
+                   f"own): {verdict}")
+        deployed = str(Path(s.onnx).with_name(q["onnx"])) if q["kept"] else deployed
+    typer.echo(f"use it: lrihar annotate -p {project} --detector yolo --model {deployed}")
 
 
 @app.command()

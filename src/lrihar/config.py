@@ -144,8 +144,8 @@ class TrainDetectorConfig(_Frozen):
     """``lrihar train-detector`` settings; a field left out (None) takes the command's default,
     and a command-line option overrides the field."""
 
-    arch: str | None = Field(default=None, description="mobilenetv2-yolo, yolo11n, yolov8n, yolov5nu, "
-                                                       "or a local .pt / model .yaml")
+    arch: str | None = Field(default=None, description="mobilenetv2-yolo, efficientnet-lite0-yolo, yolo11n, "
+                                                       "yolov8n, yolov5nu, or a local .pt / model .yaml")
     epochs: int | None = Field(default=None, ge=1)
     imgsz: int | None = Field(default=None, ge=32, multiple_of=32)
     batch: int | None = Field(default=None, ge=1)
@@ -617,7 +617,8 @@ classify:
 
 # Your own hand detector (`lrihar train-detector`, needs lrihar[train]); options override these.
 train_detector:
-  arch: mobilenetv2-yolo    # pretrained ImageNet backbone, offline; or yolo11n, yolov8n, yolov5nu
+  arch: mobilenetv2-yolo    # pretrained ImageNet backbone, offline; or efficientnet-lite0-yolo (also
+                            # pretrained), yolo11n, yolov8n, yolov5nu
   epochs: 30                # ~0.26 s per image per epoch on 2 CPU cores; far less on a GPU
   imgsz: 320
   batch: 16

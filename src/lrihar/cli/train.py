@@ -16,8 +16,8 @@ from lrihar.errors import BadInputError
 def train_detector(
     project: ProjectOpt = Path("."),
     arch: Annotated[str | None, typer.Option(
-        help="mobilenetv2-yolo (pretrained ImageNet backbone; default), yolo11n, yolov8n, yolov5nu "
-             "(random init), or a local .pt / model .yaml.")] = None,
+        help="mobilenetv2-yolo (pretrained ImageNet backbone; default), efficientnet-lite0-yolo "
+             "(pretrained), yolo11n, yolov8n, yolov5nu (random init), or a local .pt / model .yaml.")] = None,
     epochs: Annotated[int | None, typer.Option(
         help="Passes over the training images \\[default: 30].")] = None,
     imgsz: Annotated[int | None, typer.Option(

@@ -191,6 +191,9 @@ def export_onnx(best: Path, out_dir: Path, imgsz: int = 320, images: list[Path] 
     best, out_dir = Path(best), Path(out_dir)
     if not best.is_file():
         raise BadInputError(f"{best}: no such weights file")
+    from lrihar.train.backbones import check_checkpoint
+
+    check_checkpoint(best)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"detector-{imgsz}{'-dynamic' if dynamic else ''}.onnx"
     record_path = target.with_suffix(".json")

@@ -12,6 +12,8 @@ module loads neither the project store nor supervision.
 
 The default architecture, ``mobilenetv2-yolo``, starts from the packaged ImageNet MobileNetV2:
 a nano YOLO from random weights generalises poorly on a few hundred images (shared/OFFLINE.md).
+``efficientnet-lite0-yolo`` puts the same neck and head on the packaged EfficientNet-Lite0
+(:mod:`lrihar.train.backbones`).
 
 Example:
     >>> summary = train_detector(Project.open("proj"), DetectorTrainConfig(epochs=30))  # doctest: +SKIP
@@ -37,15 +39,19 @@ if TYPE_CHECKING:  # the store (and pydantic) load only where a project is train
     from lrihar.project import Project
 
 DEFAULT_ARCH = "mobilenetv2-yolo"
-# Architecture names -> ultralytics model yaml. Only mobilenetv2-yolo starts from pretrained
+# Architecture names -> ultralytics model yaml. Only those in PRETRAINED start from pretrained
 # features; the others are built with random weights (no YOLO checkpoint can be downloaded).
-ARCHITECTURES = {"mobilenetv2-yolo": "resource:mobilenetv2-yolo.yaml", "yolo11n": "yolo11n.yaml",
-                 "yolov8n": "yolov8n.yaml", "yolov5nu": "yolov5nu.yaml"}
+ARCHITECTURES = {"mobilenetv2-yolo": "resource:mobilenetv2-yolo.yaml",
+                 "efficientnet-lite0-yolo": "resource:efficientnet-lite0-yolo.yaml",
+                 "yolo11n": "yolo11n.yaml", "yolov8n": "yolov8n.yaml", "yolov5nu": "yolov5nu.yaml"}
+# Architectures with packaged ImageNet features -> the module that holds them, layer 0 of the model
+# (what --freeze-backbone-epochs freezes; a .pt or .yaml qualifies by that layer's type).
+PRETRAINED = {"mobilenetv2-yolo": "TorchVision", "efficientnet-lite0-yolo": "EfficientNetLite0"}
 RECORD = "lrihar-train.json"
 # ultralytics' augmentation hyperparameters that ``augment`` may set (numbers; see its docs).
 AUGMENT_KEYS = ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
                 "fliplr", "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "close_mosaic", "erasing")
-BACKBONE = "model.0."  # the pretrained TorchVision backbone is layer 0 of mobilenetv2-yolo
+BACKBONE = "model.0."  # the pretrained backbone is layer 0 of every PRETRAINED architecture
 METRIC_KEYS = {"precision": "metrics/precision(B)", "recall": "metrics/recall(B)",
                "mAP50": "metrics/mAP50(B)", "mAP50-95": "metrics/mAP50-95(B)"}
 
@@ -65,8 +71,9 @@ class DetectorTrainConfig:
     """How to train the detector (the CLI's options; a project-file section can fill it too).
 
     Attributes:
-        arch: ``mobilenetv2-yolo`` (default, pretrained backbone), ``yolo11n``, ``yolov8n``,
-            ``yolov5nu`` (random init), or a local ``.pt`` (fine-tune) or model ``.yaml``.
+        arch: ``mobilenetv2-yolo`` (default), ``efficientnet-lite0-yolo`` (pretrained backbones),
+            ``yolo11n``, ``yolov8n``, ``yolov5nu`` (random init), or a local ``.pt`` (fine-tune)
+            or model ``.yaml``.
         epochs: passes over the training images; ~0.26 s per image per epoch on 2 CPU cores
             for mobilenetv2-yolo, ~0.1 s for yolo11n.
         imgsz: square training size in pixels.
@@ -78,9 +85,9 @@ class DetectorTrainConfig:
         val_fraction: share of the project's sources held out for validation (split by source).
         data: train on this YOLO ``data.yaml`` instead of exporting the project's boxes.
         plots: let ultralytics draw its result plots.
-        freeze_backbone_epochs: keep the pretrained backbone (layer 0, a ``TorchVision``
-            module) frozen for this many epochs, then train it too (>= ``epochs``: frozen
-            throughout); only the neck and head learn meanwhile.
+        freeze_backbone_epochs: keep the pretrained backbone (layer 0, a module named in
+            :data:`PRETRAINED`) frozen for this many epochs, then train it too (>= ``epochs``:
+            frozen throughout); only the neck and head learn meanwhile.
         augment: ultralytics augmentation settings over its defaults, e.g. ``{"hsv_h": 0.3}``
             (keys: :data:`AUGMENT_KEYS`).
         val: validate after every epoch (picks ``best.pt``, allows the early stop); False:
@@ -158,7 +165,8 @@ def model_source(arch: str) -> str:
                         f"{', '.join(ARCHITECTURES)}, or give a local .pt or model .yaml file")
 
 
-def _needs_imagenet_weights(arch: str) -> bool | None:
+def _needs_mobilenet_weights(arch: str) -> bool | None:
+    """Whether torchvision's ImageNet MobileNetV2 file must be placed (``prepare_state``'s flag)."""
     if arch == "mobilenetv2-yolo":
         return True
     return None  # placed if installed: a .pt or .yaml may hold the TorchVision backbone
@@ -395,9 +403,16 @@ def _start(cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path) -> TrainSum
     """Check the set and the device; the summary of a run about to train."""
     info = check_yolo_data(data_yaml)
     _check_device(cfg.device)
-    if cfg.freeze_backbone_epochs and cfg.arch in ARCHITECTURES and not _needs_imagenet_weights(cfg.arch):
+    if cfg.freeze_backbone_epochs and cfg.arch in ARCHITECTURES and cfg.arch not in PRETRAINED:
         raise BadInputError(f"--freeze-backbone-epochs: {cfg.arch} is trained from random weights, with no "
-                            "pretrained backbone to freeze; use mobilenetv2-yolo")
+                            f"pretrained backbone to freeze; use {' or '.join(PRETRAINED)}")
+    # Before anything is trained: a clear install hint, not a parse or unpickling error.
+    from lrihar.train.backbones import check_checkpoint, require_lite0
+
+    if cfg.arch == "efficientnet-lite0-yolo":
+        require_lite0()
+    elif cfg.arch.endswith(".pt"):
+        check_checkpoint(Path(cfg.arch).expanduser())
     summary = TrainSummary(run=run_dir.name, folder=str(run_dir), arch=cfg.arch, data=str(data_yaml))
     summary.images, summary.boxes = info["_images"], info["_boxes"]
     summary.val_is_train = info.get("val") == info.get("train")
@@ -450,7 +465,7 @@ def _fit(cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, resume: bool,
          summary: TrainSummary, state_dir: Path, imagenet_weights: Path | None) -> None:
     from lrihar.train.offline import ultralytics_offline
 
-    torch_weights = _needs_imagenet_weights(cfg.arch)
+    torch_weights = _needs_mobilenet_weights(cfg.arch)
     with ultralytics_offline(state_dir, torch_weights=torch_weights, weights_file=imagenet_weights) as ul:
         try:
             _run_ultralytics(ul, cfg, run_dir, data_yaml, resume, verbose, summary)
@@ -468,10 +483,10 @@ def _run_ultralytics(ul, cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Pat
     freeze = {}
     if cfg.freeze_backbone_epochs:
         layer0 = type(model.model.model[0]).__name__
-        if layer0 != "TorchVision":
-            raise BadInputError(f"--freeze-backbone-epochs: {cfg.arch} has no pretrained TorchVision "
-                                f"backbone as its first layer (it starts with {layer0}); "
-                                "use mobilenetv2-yolo")
+        if layer0 not in PRETRAINED.values():
+            raise BadInputError(f"--freeze-backbone-epochs: {cfg.arch} has no pretrained backbone "
+                                f"({' or '.join(PRETRAINED.values())}) as its first layer (it starts "
+                                f"with {layer0}); use {' or '.join(PRETRAINED)}")
         freeze = {"freeze": [0]}
         model.add_callback("on_train_epoch_start", _unfreeze_backbone_at(cfg.freeze_backbone_epochs))
     if resume:

@@ -6,7 +6,8 @@ downloads ``Arial.ttf`` from GitHub on every run. torchvision fetches ImageNet w
 ``$TORCH_HOME/hub/checkpoints``. :func:`ultralytics_offline` points all of these at a state
 folder (a bundled font, the packaged MobileNetV2 weights), imports ultralytics inside, and puts
 the environment back afterwards. Where ultralytics was imported earlier in this process, the
-module constants it read then are switched too (and restored).
+module constants it read then are switched too (and restored). lrihar's own backbone modules
+(:mod:`lrihar.train.backbones`) are registered with ultralytics' model parser there.
 
 Example:
     >>> with ultralytics_offline(project.root / "models" / "detector" / ".offline") as ul:  # doctest: +SKIP
@@ -116,7 +117,8 @@ def _constants(config_dir: Path) -> list[tuple[str, str, object]]:
 @contextmanager
 def ultralytics_offline(state_dir: Path, torch_weights: bool | None = None,
                         weights_file: Path | None = None) -> Iterator[ModuleType]:
-    """Set the offline environment, import ultralytics, yield it; restore everything after.
+    """Set the offline environment, import ultralytics (with lrihar's backbones registered), yield
+    it; restore the environment after.
 
     Args:
         state_dir: folder for ultralytics' config (with the font) and ``TORCH_HOME``.
@@ -137,7 +139,11 @@ def ultralytics_offline(state_dir: Path, torch_weights: bool | None = None,
                 if module is not None and hasattr(module, attr):
                     saved_attrs.append((module, attr, getattr(module, attr)))
                     setattr(module, attr, value)
-        yield importlib.import_module("ultralytics")
+        ul = importlib.import_module("ultralytics")
+        from lrihar.train.backbones import register_backbones
+
+        register_backbones()  # a model yaml or checkpoint built or reloaded inside may name one
+        yield ul
     finally:
         for module, attr, value in reversed(saved_attrs):
             setattr(module, attr, value)

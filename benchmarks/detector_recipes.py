@@ -7,10 +7,12 @@ labelled by round 1's own YOLO) is trained once per recipe with ``lrihar.train.d
 ``yolo`` backend on the held-out half and scored as the bootstrap scores its arms: eq. 3 recall
 and eq. 4 accuracy at T_IoU 0.3 / 0.4 and per hand class, at the backend's default point
 (confidence 0.25, NMS IoU 0.7) and at the sweep's best recall with accuracy >= 90 % (chosen on
-the held-out half: optimistic). Recipes (``RECIPES``): the default, the backbone frozen for the
-first third of the epochs or throughout, stronger colour and rotation augmentation, and 256 or
-416 px instead of 320. One seed per recipe: differences of a few points are within the noise of
-128 held-out photos (one gloved hand = 1.2 points of gloved recall).
+the held-out half: optimistic). Recipes (``RECIPES``): the default, the backbone frozen for
+the first third of the epochs or throughout, stronger colour and rotation augmentation, 256 or
+416 px instead of 320, and an optimizer step after every batch of 16 (ultralytics accumulates
+gradients up to 64 images by default: two steps per epoch on this arm). One seed per recipe:
+differences of a few points are within the noise of 128 held-out photos (one gloved hand = 1.2
+points of gloved recall).
 
 Usage (after ``detector_bootstrap.py prepare --out DIR`` and, for a ``+self`` arm, ``relabel``):
     python benchmarks/detector_recipes.py train --work DIR [--recipes default,frozen-third] [--epochs 30]
@@ -45,6 +47,7 @@ RECIPES: dict[str, dict] = {
     "colour+rotate": {"augment": {"hsv_h": 0.15, "degrees": 10.0}},
     "imgsz-256": {"imgsz": 256},
     "imgsz-416": {"imgsz": 416},
+    "step-every-batch": {"nominal_batch": 16},
 }
 
 

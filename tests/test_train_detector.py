@@ -157,7 +157,8 @@ def test_backbone_frozen_first_then_trained_and_augmentation_reaches_ultralytics
         for name, frozen in (("frozen", 3), ("thawed", 2)):
             backbone_took_gradients[name] = set()
             cfg = DetectorTrainConfig(arch="mobilenetv2-yolo", freeze_backbone_epochs=frozen,
-                                      augment={"hsv_h": 0.2, "degrees": 5}, **(FAST | {"epochs": 3}))
+                                      augment={"hsv_h": 0.2, "degrees": 5}, nominal_batch=4,
+                                      **(FAST | {"epochs": 3}))
             runs[name] = train_detector(project, cfg, name=name, verbose=False)
     assert attempts == []
     assert backbone_took_gradients["frozen"] == {(0, False), (1, False), (2, False)}
@@ -170,7 +171,7 @@ def test_backbone_frozen_first_then_trained_and_augmentation_reaches_ultralytics
     assert all(torch.allclose(kept[k], imagenet[k], rtol=2e-3, atol=1e-4) for k in imagenet)
     for name in runs:
         args = yaml.safe_load((project.root / "models/detector" / name / "args.yaml").read_text())
-        assert args["freeze"] == [0] and args["hsv_h"] == 0.2 and args["degrees"] == 5
+        assert args["freeze"] == [0] and args["hsv_h"] == 0.2 and args["degrees"] == 5 and args["nbs"] == 4
         assert read_record(project.root / "models/detector" / name)["config"]["augment"] == {
             "hsv_h": 0.2, "degrees": 5}
 
@@ -453,6 +454,8 @@ def test_config_checks_freezing_and_augmentation():
 
     with pytest.raises(BadInputError, match="--freeze-backbone-epochs"):
         DetectorTrainConfig(freeze_backbone_epochs=-1)
+    with pytest.raises(BadInputError, match="--nominal-batch"):
+        DetectorTrainConfig(nominal_batch=0)
     with pytest.raises(BadInputError, match="unknown setting 'hue'"):
         DetectorTrainConfig(augment={"hue": 0.1})
     with pytest.raises(BadInputError, match="--augment mosaic: needs a number"):

@@ -158,6 +158,7 @@ class TrainDetectorConfig(_Frozen):
         default=None, ge=0, description="epochs the pretrained backbone stays frozen before it trains too")
     augment: dict[str, float] | None = Field(
         default=None, description="ultralytics augmentation settings over its defaults, e.g. {hsv_h: 0.15}")
+    nominal_batch: int | None = Field(default=None, ge=1, description="images per optimizer step")
     val: bool | None = Field(default=None, description="validate after every epoch (False: after the last)")
 
     @field_validator("device")
@@ -629,5 +630,6 @@ train_detector:
   val_fraction: 0.2         # share of sources held out for validation
   freeze_backbone_epochs: 0 # keep the pretrained backbone frozen this many epochs first
   augment: {}               # ultralytics augmentation over its defaults, e.g. {hsv_h: 0.15, degrees: 10}
+  nominal_batch: 64         # images per optimizer step (gradients accumulate); = batch: a step per batch
   val: true                 # validate every epoch; false: only after the last (faster on a CPU)
 """

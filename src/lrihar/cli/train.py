@@ -34,6 +34,9 @@ def train_detector(
     data: Annotated[Path | None, typer.Option(
         help="Train on this YOLO data.yaml instead of the project's boxes.")] = None,
     plots: Annotated[bool, typer.Option(help="Let ultralytics draw its result plots.")] = True,
+    nominal_batch: Annotated[int | None, typer.Option(
+        help="Images per optimizer step; gradients of --batch images accumulate up to it. Set it to "
+             "--batch on small sets to step after every batch \\[default: 64].")] = None,
     val: Annotated[bool | None, typer.Option(
         "--val/--no-val", help="Validate after every epoch; --no-val: only after the last, and best.pt is "
                                "the last epoch (faster on a CPU) \\[default: --val].")] = None,
@@ -64,7 +67,8 @@ def train_detector(
     # The project file's train_detector section, then the options given here, over the defaults.
     given = {"arch": arch, "epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "seed": seed,
              "patience": patience, "workers": workers, "val_fraction": val_fraction,
-             "freeze_backbone_epochs": freeze_backbone_epochs, "val": val}
+             "freeze_backbone_epochs": freeze_backbone_epochs, "val": val,
+             "nominal_batch": nominal_batch}
     settings = proj.config.train_detector.model_dump(exclude_none=True)
     settings.update({k: v for k, v in given.items() if v is not None})
     settings["augment"] = {**settings.get("augment", {}), **_key_numbers(augment or [], "--augment")}

@@ -117,7 +117,8 @@ class DetectorTrainConfig:
     def __post_init__(self) -> None:
         for name in ("epochs", "imgsz", "batch", "nominal_batch"):
             if getattr(self, name) < 1:
-                raise BadInputError(f"--{name.replace('_', '-')}: must be at least 1, not {getattr(self, name)}")
+                option = name.replace("_", "-")
+                raise BadInputError(f"--{option}: must be at least 1, not {getattr(self, name)}")
         if self.freeze_backbone_epochs < 0:
             raise BadInputError("--freeze-backbone-epochs: must be 0 or more, "
                                 f"not {self.freeze_backbone_epochs}")

@@ -143,15 +143,14 @@ def test_backbone_frozen_first_then_trained_and_augmentation_reaches_ultralytics
 
     project = tiny_yolo["project"]
     backbone_took_gradients: dict[str, set[tuple[int, bool]]] = {}
-    callbacks = BaseTrainer.run_callbacks
+    step = BaseTrainer.optimizer_step
 
-    def watch_the_backbone(self, event: str):  # after each batch's backward pass: did it reach layer 0?
-        if event == "on_train_batch_end":
-            grads = [p.grad is not None for n, p in self.model.named_parameters() if n.startswith("model.0.")]
-            backbone_took_gradients[self.args.name].add((self.epoch, any(grads)))
-        callbacks(self, event)
+    def watch_the_backbone(self):  # at each optimizer step (every batch: nominal_batch = batch)
+        grads = [p.grad is not None for n, p in self.model.named_parameters() if n.startswith("model.0.")]
+        backbone_took_gradients[self.args.name].add((self.epoch, any(grads)))
+        step(self)
 
-    monkeypatch.setattr(BaseTrainer, "run_callbacks", watch_the_backbone)
+    monkeypatch.setattr(BaseTrainer, "optimizer_step", watch_the_backbone)
     runs = {}
     with no_network() as attempts:
         for name, frozen in (("frozen", 3), ("thawed", 2)):

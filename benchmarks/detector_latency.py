@@ -5,10 +5,12 @@ Both paths are timed end to end per frame at batch 1 with 2 threads: an RGB fram
 frame pixels out (letterbox, inference, decoding and NMS included), at the default thresholds
 (confidence 0.25, NMS IoU 0.7), each frame through each path in turn so that load from other
 processes falls on all alike. The backend runs with ORT's thread spinning off (its default) and
-on (``spin: true``). Frames are the real 640×640 photos of the gloves set. The
-models are built from their yaml with random weights (the MobileNetV2 backbone keeps its
-ImageNet features): latency does not depend on the weights, except that an untrained model
-leaves almost no box for NMS, which costs ~0.1 ms for the handful a trained one keeps.
+on (``spin: true``), and on the INT8 copy ``export-runtime --int8`` makes (calibrated on 16 of
+the frames). Architectures: yolo11n, mobilenetv2-yolo (the default), efficientnet-lite0-yolo.
+Frames are the real 640×640 photos of the gloves set. The models are built from their yaml
+with random weights (the pretrained backbones keep their ImageNet features): latency does not
+depend on the weights, except that an untrained model leaves almost no box for NMS, which
+costs ~0.1 ms for the handful a trained one keeps.
 
 Targets: ≤ 15 ms p50 at 320 px on 2 cores, and ≥ 2× ultralytics' predict at the same size.
 
@@ -30,7 +32,7 @@ from _common import HANDS_DEV, write_result
 from lrihar.sources import read_image
 
 THREADS = 2
-ARCHS = ("yolo11n", "mobilenetv2-yolo")
+ARCHS = ("yolo11n", "mobilenetv2-yolo", "efficientnet-lite0-yolo")
 SIZES = (320, 640)
 
 
@@ -97,6 +99,7 @@ def main() -> None:
             import torch
 
             torch.set_num_threads(THREADS)
+            from lrihar.deploy.int8_detector import quantize_detector
             from lrihar.models.detectors import create_detector
 
             for arch in ARCHS:
@@ -109,21 +112,25 @@ def main() -> None:
                     onnx.replace(target)
                     det = create_detector("yolo", model=str(target), threads=THREADS)
                     spinning = create_detector("yolo", model=str(target), threads=THREADS, spin=True)
+                    int8 = target.with_name(f"{arch}-{size}-int8.onnx")
+                    quantize_detector(target, int8, images[:16], size)  # export-runtime --int8's copy
+                    quantised = create_detector("yolo", model=str(int8), threads=THREADS)
 
                     def predict(im, m=model, s=size):
                         return m.predict(im[..., ::-1], imgsz=s, conf=0.25, iou=0.7, device="cpu",
                                          verbose=False)
 
                     timed = time_interleaved({"onnxruntime": det, "onnxruntime_spin": spinning,
-                                              "ultralytics": predict}, images)
+                                              "onnxruntime_int8": quantised, "ultralytics": predict}, images)
                     ort, pt = timed["onnxruntime"], timed["ultralytics"]
                     row = {"arch": arch, "imgsz": size, "onnxruntime": ort,
                            "onnxruntime_spin": timed["onnxruntime_spin"], "ultralytics_predict": pt,
+                           "onnxruntime_int8": timed["onnxruntime_int8"],
                            "speedup_p50": round(pt["p50_ms"] / ort["p50_ms"], 2)}
                     rows.append(row)
-                    spin = timed["onnxruntime_spin"]["p50_ms"]
-                    print(f"{arch:18s} {size:4d}px  onnxruntime p50 {ort['p50_ms']:6.1f} ms "
-                          f"p90 {ort['p90_ms']:6.1f} (spinning p50 {spin:6.1f})"
+                    spin, q = timed["onnxruntime_spin"]["p50_ms"], timed["onnxruntime_int8"]["p50_ms"]
+                    print(f"{arch:23s} {size:4d}px  onnxruntime p50 {ort['p50_ms']:6.1f} ms "
+                          f"p90 {ort['p90_ms']:6.1f} (spinning p50 {spin:6.1f}, int8 p50 {q:6.1f})"
                           f"  |  ultralytics p50 {pt['p50_ms']:6.1f} ms "
                           f"p90 {pt['p90_ms']:6.1f}  |  {row['speedup_p50']:.2f}×", flush=True)
     os.chdir(here)

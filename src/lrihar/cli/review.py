@@ -43,10 +43,10 @@ def review(
     proj = Project.open(project)  # a bad project fails here, before the server starts
     suggestions = None
     if queue == "uncertain":
-        from lrihar.cli.train import _compare_detector  # the same NAME[=MODEL] as `lrihar suggest`
+        from lrihar.cli.train import compare_detector  # the same NAME[=MODEL] as `lrihar suggest`
         from lrihar.train.suggest import suggest_frames
 
-        other = _compare_detector(proj, compare, compare_threshold) if compare else None
+        other = compare_detector(proj, compare, compare_threshold) if compare else None
         suggestions = suggest_frames(proj, n, other, show_progress=True)
         typer.echo(f"uncertain queue: {len(suggestions)} frames, best first")
         if not suggestions:

@@ -181,7 +181,7 @@ def suggest(
     from lrihar.train.suggest import suggest_frames
 
     proj = Project.open(project)
-    other = _compare_detector(proj, compare, compare_threshold) if compare else None
+    other = compare_detector(proj, compare, compare_threshold) if compare else None
     picks = suggest_frames(proj, n, other, iou=iou, low_confidence=low_confidence,
                            include_reviewed=include_reviewed, show_progress=progress)
     _print_suggestions(picks)
@@ -190,7 +190,7 @@ def suggest(
         echo_err(f"wrote {len(picks)} frames to {output}")
 
 
-def _compare_detector(proj, text: str, threshold: float | None):
+def compare_detector(proj, text: str, threshold: float | None):
     from lrihar.evaluate.run_sweep import DetectorSpec
     from lrihar.models.detectors import create_detector
 

@@ -77,24 +77,30 @@ def test_int8_copy_is_quantised_measured_and_kept_or_removed(tiny_yolo):
     from lrihar.deploy.onnx_detector import export_detector
 
     project = tiny_yolo["project"]
-    s = export_detector(project, "tiny", imgsz=64, parity_frames=2, int8=True, calibration_frames=6)
-    q = s.int8
-    path = Path(s.onnx).with_name(q["onnx"])
-    assert q["onnx"] == "detector-64-int8.onnx" and q["calibration_frames"] == 6
-    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Sigmoid"} <= ops  # convs INT8, scores float
-    assert q["kept"] and q["sha256"] == _sha256(path)
-    assert json.loads(Path(s.record).read_text())["int8"]["sha256"] == q["sha256"]
-    # the project folder now stands for the INT8 copy, the newest export
-    assert create_detector("yolo", model=str(project.root)).path == path
-    frames = [read_image(tiny_yolo["frames"] / f"frame0{i}.png") for i in range(6)]
-    low = int8_agreement(Path(s.onnx), path, frames, confidence=0.01)  # enough boxes to compare
-    assert low["float_boxes"] > 0 and 0 <= low["found_again"] <= low["float_boxes"]
-    # a floor no copy can reach: the INT8 file goes, the float one stays and is deployed
-    s = export_detector(project, "tiny", imgsz=64, parity_frames=2, int8=True, calibration_frames=6,
-                        min_int8_agreement=1.01, int8_confidence=0.01)
-    assert not s.int8["kept"] and not path.exists() and Path(s.onnx).is_file()
-    assert create_detector("yolo", model=str(project.root)).path == Path(s.onnx)
+    runs = project.root / "models/detector"
+    shutil.copytree(runs / "tiny", runs / "tiny-int8", ignore=shutil.ignore_patterns("export"))
+    try:
+        s = export_detector(project, "tiny-int8", imgsz=64, parity_frames=2, int8=True, calibration_frames=6,
+                            min_int8_agreement=0.0)
+        q = s.int8
+        path = Path(s.onnx).with_name(q["onnx"])
+        assert q["onnx"] == "detector-64-int8.onnx" and q["calibration_frames"] == 6
+        ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Sigmoid"} <= ops  # convs INT8, scores float
+        assert q["kept"] and q["sha256"] == _sha256(path)
+        assert json.loads(Path(s.record).read_text())["int8"]["sha256"] == q["sha256"]
+        # the project folder now stands for the INT8 copy, the newest export
+        assert create_detector("yolo", model=str(project.root)).path == path
+        frames = [read_image(tiny_yolo["frames"] / f"frame0{i}.png") for i in range(6)]
+        low = int8_agreement(Path(s.onnx), path, frames, confidence=0.01)  # enough boxes to compare
+        assert low["float_boxes"] > 0 and 0 <= low["found_again"] <= low["float_boxes"]
+        # a floor no copy can reach: the INT8 file goes, the float one stays and is deployed
+        s = export_detector(project, "tiny-int8", imgsz=64, parity_frames=2, int8=True, calibration_frames=6,
+                            min_int8_agreement=1.01, int8_confidence=0.01)
+        assert not s.int8["kept"] and not path.exists() and Path(s.onnx).is_file()
+        assert create_detector("yolo", model=str(project.root)).path == Path(s.onnx)
+    finally:  # the session's project keeps only the runs other tests expect
+        shutil.rmtree(runs / "tiny-int8")
 
 
 def test_pretrained_backbone_starts_from_the_packaged_imagenet_weights(tiny_yolo, tmp_path):

@@ -630,6 +630,6 @@ train_detector:
   val_fraction: 0.2         # share of sources held out for validation
   freeze_backbone_epochs: 0 # keep the pretrained backbone frozen this many epochs first
   augment: {}               # ultralytics augmentation over its defaults, e.g. {hsv_h: 0.15, degrees: 10}
-  nominal_batch: 64         # images per optimizer step (gradients accumulate); = batch: a step per batch
+  nominal_batch: null       # images per optimizer step (gradients accumulate); null: batch, a step per batch
   val: true                 # validate every epoch; false: only after the last (faster on a CPU)
 """

@@ -35,8 +35,8 @@ def train_detector(
         help="Train on this YOLO data.yaml instead of the project's boxes.")] = None,
     plots: Annotated[bool, typer.Option(help="Let ultralytics draw its result plots.")] = True,
     nominal_batch: Annotated[int | None, typer.Option(
-        help="Images per optimizer step; gradients of --batch images accumulate up to it. Set it to "
-             "--batch on small sets to step after every batch \\[default: 64].")] = None,
+        help="Images per optimizer step; gradients of --batch images accumulate up to it "
+             "\\[default: --batch, a step after every batch; ultralytics' own: 64].")] = None,
     val: Annotated[bool | None, typer.Option(
         "--val/--no-val", help="Validate after every epoch; --no-val: only after the last, and best.pt is "
                                "the last epoch (faster on a CPU) \\[default: --val].")] = None,

@@ -91,9 +91,9 @@ class DetectorTrainConfig:
         augment: ultralytics augmentation settings over its defaults, e.g. ``{"hsv_h": 0.3}``
             (keys: :data:`AUGMENT_KEYS`).
         nominal_batch: images per optimizer step (ultralytics' ``nbs``): gradients of ``batch``
-            images accumulate up to it, and weight decay scales with it. The default 64 gives a
-            set of 100 images two steps per epoch at batch 16; ``nominal_batch = batch`` steps
-            after every batch.
+            images accumulate up to it. None (default): ``batch``, a step after every batch.
+            ultralytics' own default, 64, gives a set of 100 images two steps per epoch at
+            batch 16, and trained a worse detector in 30 epochs (docs/detector.md#recipes).
         val: validate after every epoch (picks ``best.pt``, allows the early stop); False:
             only after the last epoch, ``best.pt`` is the last (faster on a CPU).
     """
@@ -111,12 +111,12 @@ class DetectorTrainConfig:
     plots: bool = True
     freeze_backbone_epochs: int = 0
     augment: dict[str, float] = field(default_factory=dict)
-    nominal_batch: int = 64
+    nominal_batch: int | None = None
     val: bool = True
 
     def __post_init__(self) -> None:
         for name in ("epochs", "imgsz", "batch", "nominal_batch"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 option = name.replace("_", "-")
                 raise BadInputError(f"--{option}: must be at least 1, not {getattr(self, name)}")
         if self.freeze_backbone_epochs < 0:
@@ -502,8 +502,8 @@ def _run_ultralytics(ul, cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Pat
         model.train(data=str(data_yaml), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
                     device=cfg.device, seed=cfg.seed, patience=cfg.patience, workers=cfg.workers,
                     plots=cfg.plots, amp=False, deterministic=True, project=str(run_dir.parent),
-                    name=run_dir.name, exist_ok=True, verbose=verbose, val=cfg.val, nbs=cfg.nominal_batch,
-                    **freeze, **cfg.augment)
+                    name=run_dir.name, exist_ok=True, verbose=verbose, val=cfg.val,
+                    nbs=cfg.nominal_batch or cfg.batch, **freeze, **cfg.augment)
     metrics = getattr(model.trainer, "metrics", None) or {}
     summary.metrics = {k: round(float(metrics[v]), 5) for k, v in METRIC_KEYS.items() if v in metrics}
 

@@ -145,13 +145,13 @@ def markdown(out: dict) -> str:
     """One table: each recipe at the default point and at its best point with accuracy >= 90 %."""
     lines = [f"Arm `{out['arm']}` ({out['train_set']['images']} images / {out['train_set']['boxes']} boxes), "
              f"held-out half {out['test_images']} photos; R / A in %, T_IoU 0.3.", "",
-             "| recipe | epochs | train time | default: R | A | gloved R | bare R "
-             "| best at A ≥ 90 %: conf, NMS | R | A | gloved R |", "|---" * 11 + "|"]
+             "| recipe | epochs | default: R | A | gloved R | bare R "
+             "| best at A ≥ 90 %: conf, NMS | R | A | gloved R |", "|---" * 10 + "|"]
     for name, r in out["recipes"].items():
         d, b = r["default"]["0.3"], r["best_at_90"].get("0.3")
         best = (f"{b['confidence']:.2f}, {b['nms_iou']:.1f} | {_pct(b['recall'])} | {_pct(b['accuracy'])} | "
                 f"{_pct(b['recall_gloved_hand'])}") if b else "– | – | – | –"
-        lines.append(f"| {name} | {r['training']['epochs_done']} | {r['training']['seconds'] or 0:.0f} s | "
+        lines.append(f"| {name} | {r['training']['epochs_done']} | "
                      f"{_pct(d['recall'])} | {_pct(d['accuracy'])} | {_pct(d['recall_gloved_hand'])} | "
                      f"{_pct(d['recall_bare_hand'])} | {best} |")
     return "\n".join(lines) + "\n"

@@ -169,13 +169,12 @@ class TrainDetectorConfig(_Frozen):
     @field_validator("augment")
     @classmethod
     def _augment(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        from lrihar.train.detector import AUGMENT_KEYS
+        from lrihar.train.detector import augment_problem
 
         for key, number in (value or {}).items():
-            if key not in AUGMENT_KEYS:
-                raise ValueError(f"unknown setting {key!r}; choose from {', '.join(AUGMENT_KEYS)}")
-            if number < 0:
-                raise ValueError(f"{key}: needs a number of 0 or more, not {number}")
+            problem = augment_problem(key, number)
+            if problem:
+                raise ValueError(problem)
         return value
 
 

@@ -18,15 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from lrihar.models.detectors.yolo import letterbox
+from lrihar.models.detectors.yolo import input_tensor, letterbox
 
 MATCH_IOU = 0.5
-
-
-def _inputs(frames: Sequence[np.ndarray], imgsz: int) -> list[np.ndarray]:
-    """The float model's input tensors for ``frames``: the backend's own letterbox, 0-1, NCHW."""
-    return [letterbox(f, (imgsz, imgsz))[0].transpose(2, 0, 1)[None].astype(np.float32) / 255.0
-            for f in frames]
 
 
 def quantize_detector(fp32: Path, target: Path, frames: Sequence[np.ndarray], imgsz: int) -> str:
@@ -46,7 +40,7 @@ def quantize_detector(fp32: Path, target: Path, frames: Sequence[np.ndarray], im
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
-    tensors = _inputs(frames, imgsz)
+    tensors = [input_tensor([letterbox(f, (imgsz, imgsz))[0]]) for f in frames]  # as the backend feeds them
 
     class Frames(CalibrationDataReader):
         def __init__(self) -> None:

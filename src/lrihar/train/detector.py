@@ -123,11 +123,9 @@ class DetectorTrainConfig:
             raise BadInputError("--freeze-backbone-epochs: must be 0 or more, "
                                 f"not {self.freeze_backbone_epochs}")
         for key, value in self.augment.items():
-            if key not in AUGMENT_KEYS:
-                raise BadInputError(f"--augment: unknown setting {key!r}; "
-                                    f"choose from {', '.join(AUGMENT_KEYS)}")
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise BadInputError(f"--augment {key}: needs a number of 0 or more, not {value!r}")
+            problem = augment_problem(key, value)
+            if problem:
+                raise BadInputError(f"--augment {problem}")
         if self.imgsz % 32:
             raise BadInputError(f"--imgsz: {self.imgsz} is not a multiple of 32 (the model's stride)")
         if not 0 < self.val_fraction < 1:
@@ -153,6 +151,15 @@ class TrainSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def augment_problem(key: str, value: object) -> str | None:
+    """What is wrong with the augmentation setting ``key: value`` (None: nothing)."""
+    if key not in AUGMENT_KEYS:
+        return f"unknown setting {key!r}; choose from {', '.join(AUGMENT_KEYS)}"
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return f"{key}: needs a number of 0 or more, not {value!r}"
+    return None
 
 
 def model_source(arch: str) -> str:

@@ -74,6 +74,11 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, flo
     return out, r, left, top
 
 
+def input_tensor(letterboxed: Sequence[np.ndarray]) -> np.ndarray:
+    """Letterboxed RGB uint8 frames as the model's input: float32 0-1, NCHW."""
+    return np.stack(letterboxed).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+
+
 def providers_for(device: str) -> list[str]:
     """ONNX Runtime execution providers: CPU, preceded by TensorRT / CUDA when asked and present."""
     import onnxruntime as ort
@@ -166,7 +171,7 @@ class YoloOnnxDetector(Detector):
         for i in range(0, len(images), max(step, 1)):
             chunk = images[i:i + step]
             boxes = [letterbox(im, self.imgsz) for im in chunk]
-            x = np.stack([b[0] for b in boxes]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+            x = input_tensor([b[0] for b in boxes])
             raw = self.session.run(None, {self.input_name: x})[0]
             for im, (_, r, left, top), pred in zip(chunk, boxes, raw, strict=True):
                 out.append(self._decode(pred, r, left, top, im.shape[1], im.shape[0]))

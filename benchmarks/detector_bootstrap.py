@@ -316,17 +316,18 @@ def _materialise(work: Path, arm: str) -> int:
     return n
 
 
-def _export(work: Path, arm: str) -> Path:
-    """``arms/<arm>/run/export/detector-320.onnx`` (exported and parity-checked if missing)."""
+def _export(work: Path, arm: str, run: Path | None = None, imgsz: int = IMGSZ) -> Path:
+    """``<run>/export/detector-<imgsz>.onnx`` (exported and parity-checked on the arm's images if
+    missing); ``run`` defaults to ``arms/<arm>/run``."""
     from lrihar.deploy.onnx_detector import export_onnx
 
-    run = work / "arms" / arm / "run"
-    onnx = run / "export" / f"detector-{IMGSZ}.onnx"
+    run = run or work / "arms" / arm / "run"
+    onnx = run / "export" / f"detector-{imgsz}.onnx"
     if not onnx.is_file():
         samples = sorted((work / "arms" / arm / "images" / "train").glob("*.jpg"))[:8]
         if not samples:
             samples = sorted((work / "images" / "train").glob("*.jpg"))[:8]
-        export_onnx(run / "weights" / "best.pt", run / "export", IMGSZ, samples, work / ".offline")
+        export_onnx(run / "weights" / "best.pt", run / "export", imgsz, samples, work / ".offline")
     return onnx
 
 
@@ -571,6 +572,18 @@ def _sweep_scores(preds, gts, classes, default: tuple[float, float] | None) -> d
     return out
 
 
+def heldout(plan: dict) -> tuple[list[dict], list[str], list[np.ndarray], list[list[str]]]:
+    """The held-out half: its ground-truth entries, image paths, boxes and hand classes."""
+    src = Path(plan["dataset"])
+    by_file = {e["file"]: e for e in json.loads((src / "gt.json").read_text())["images"]}
+    test = [by_file[f] for f in plan["split"]["test"]]
+    paths = [str(src / e["file"]) for e in test]
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise SystemExit(f"{len(missing)} held-out images missing under {src} (e.g. {missing[0]})")
+    return test, paths, [_boxes(e["hands"]) for e in test], [list(e["hand_classes"]) for e in test]
+
+
 def score(work: Path, weights: list[Path] | None = None, results: Path | None = None) -> dict:
     """Score the offline default and every trained arm on the held-out half; JSON + Markdown."""
     from lrihar.evaluate.run_sweep import DetectorSpec, predict_once
@@ -579,15 +592,7 @@ def score(work: Path, weights: list[Path] | None = None, results: Path | None = 
     plan = _load_plan(work)
     for folder in weights or []:
         _import_weights(work, folder)
-    src = Path(plan["dataset"])
-    by_file = {e["file"]: e for e in json.loads((src / "gt.json").read_text())["images"]}
-    test = [by_file[f] for f in plan["split"]["test"]]
-    paths = [str(src / e["file"]) for e in test]
-    missing = [p for p in paths if not Path(p).is_file()]
-    if missing:
-        raise SystemExit(f"{len(missing)} held-out images missing under {src} (e.g. {missing[0]})")
-    gts = [_boxes(e["hands"]) for e in test]
-    classes = [list(e["hand_classes"]) for e in test]
+    test, paths, gts, classes = heldout(plan)
     out: dict = {"dataset": DATASET, "seed": plan["seed"], "imgsz": IMGSZ, "ious": list(IOUS),
                  "accuracy_floor": ACCURACY_FLOOR,
                  "split": {"train_images": len(plan["split"]["train"]), "test_images": len(test),

@@ -34,12 +34,13 @@ from _common import write_result
 from detector_bootstrap import (
     DEFAULT_POINT,
     GRID_A,
-    _boxes,
+    _export,
     _load_plan,
     _materialise,
     _pct,
     _polars_stand_in,
     _sweep_scores,
+    heldout,
 )
 
 RECIPES: dict[str, dict] = {
@@ -78,7 +79,6 @@ def _folder(work: Path, arm: str, name: str) -> Path:
 def train(work: Path, arm: str, recipes: list[str], epochs: int, batch: int, device: str, workers: int,
           verbose: bool) -> None:
     """Train (or resume, or skip when done) each recipe on the arm's set, then export it."""
-    from lrihar.deploy.onnx_detector import export_onnx
     from lrihar.train.detector import fit_detector, read_record
 
     plan = _load_plan(work)
@@ -97,11 +97,7 @@ def train(work: Path, arm: str, recipes: list[str], epochs: int, batch: int, dev
                   f"{cfg.imgsz} px", flush=True)
             fit_detector(work / "arms" / arm / "data.yaml", run, cfg, state_dir=work / ".offline",
                          resume=resume, verbose=verbose)
-        onnx = run / "export" / f"detector-{cfg.imgsz}.onnx"
-        if not onnx.is_file():
-            samples = sorted((work / "arms" / arm / "images" / "train").glob("*.jpg"))[:8]
-            export_onnx(run / "weights" / "best.pt", run / "export", cfg.imgsz, samples, work / ".offline")
-        print(f"{name}: trained and exported ({onnx})", flush=True)
+        print(f"{name}: trained and exported ({_export(work, arm, run, cfg.imgsz)})", flush=True)
 
 
 def score(work: Path, arm: str) -> dict:
@@ -109,12 +105,7 @@ def score(work: Path, arm: str) -> dict:
     from lrihar.evaluate.run_sweep import DetectorSpec, predict_once
 
     plan = _load_plan(work)
-    src = Path(plan["dataset"])
-    by_file = {e["file"]: e for e in json.loads((src / "gt.json").read_text())["images"]}
-    test = [by_file[f] for f in plan["split"]["test"]]
-    paths = [str(src / e["file"]) for e in test]
-    gts = [_boxes(e["hands"]) for e in test]
-    classes = [list(e["hand_classes"]) for e in test]
+    test, paths, gts, classes = heldout(plan)
     out: dict = {"dataset": plan["dataset"], "arm": arm, "train_set": {k: plan["arms"][arm][k]
                                                                         for k in ("images", "boxes")},
                  "test_images": len(test), "recipes": {}}

@@ -76,10 +76,11 @@ def sample_images(run_dir: Path, n: int, every_split: bool = False) -> list[Path
     doc = check_yolo_data(data)
     base = Path(doc.get("path") or data.parent)
     base = base if base.is_absolute() else data.parent / base
-    folders = dict.fromkeys(base / str(doc[k]) for k in ("val", "train") if doc.get(k))
-    images = [im for folder in folders for im in images_in(folder)]
-    if not every_split:
-        images = images_in(next(iter(folders))) or images
+    splits = [base / str(doc[k]) for k in ("val", "train") if doc.get(k)]
+    if every_split:
+        images = [im for folder in dict.fromkeys(splits) for im in images_in(folder)]
+    else:
+        images = images_in(splits[0]) or images_in(splits[-1])
     if len(images) > n:
         images = [images[round(i)] for i in np.linspace(0, len(images) - 1, n)]
     return images

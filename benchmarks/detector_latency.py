@@ -4,17 +4,20 @@ supervision NMS) against ultralytics' own PyTorch predict, same frames, same run
 Both paths are timed end to end per frame at batch 1 with 2 threads: an RGB frame in, boxes in
 frame pixels out (letterbox, inference, decoding and NMS included), at the default thresholds
 (confidence 0.25, NMS IoU 0.7), each frame through each path in turn so that load from other
-processes falls on all alike. The backend runs with ORT's thread spinning off (its default) and
-on (``spin: true``), and on the INT8 copy ``export-runtime --int8`` makes (calibrated on 16 of
-the frames). Architectures: yolo11n, mobilenetv2-yolo (the default), efficientnet-lite0-yolo.
-Frames are the real 640×640 photos of the gloves set. The models are built from their yaml
-with random weights (the pretrained backbones keep their ImageNet features): latency does not
-depend on the weights, except that an untrained model leaves almost no box for NMS, which
-costs ~0.1 ms for the handful a trained one keeps.
+processes falls on all alike. The backend runs as deployed (the graph cut before its box
+decoding, the few candidates decoded in numpy; ORT's threads spinning during a call), and, to
+show what each change brings, without spinning, and on the whole graph without spinning (the
+configuration before both), and on the INT8 copy ``export-runtime --int8`` makes (calibrated on
+16 of the frames). Architectures: yolo11n, mobilenetv2-yolo (the default),
+efficientnet-lite0-yolo, built from their yaml with random weights (the pretrained backbones
+keep their ImageNet features), and any trained ``--weights``: latency does not depend on the
+weights, except that an untrained model leaves almost no box for NMS and decoding, which costs
+~0.1 ms for the handful a trained one keeps. Frames are the real 640×640 photos of the gloves
+set.
 
 Targets: ≤ 15 ms p50 at 320 px on 2 cores, and ≥ 2× ultralytics' predict at the same size.
 
-Usage: python benchmarks/detector_latency.py [--frames 60]
+Usage: python benchmarks/detector_latency.py [--frames 60] [--sizes 320,640] [--weights RUN/weights/best.pt]
        -> benchmarks/results/detector_latency.json
 """
 
@@ -36,14 +39,14 @@ ARCHS = ("yolo11n", "mobilenetv2-yolo", "efficientnet-lite0-yolo")
 SIZES = (320, 640)
 
 
-def frames(n: int) -> list[np.ndarray]:
-    folder = HANDS_DEV / "gloves_roboflow"
-    paths = sorted(p for p in folder.glob("*.jpg"))[:n] if folder.is_dir() else []
-    images = [read_image(p) for p in paths]
-    if not images:  # without the dev set: random frames of the same size (said in the output)
-        rng = np.random.default_rng(0)
-        images = [rng.integers(0, 255, (640, 640, 3), dtype=np.uint8) for _ in range(n)]
-    return images
+def frames(n: int) -> tuple[list[np.ndarray], bool]:
+    """``n`` photos of the gloves set, and whether they are real (without the dev set: random
+    frames of the same size)."""
+    images = [read_image(p) for p in sorted((HANDS_DEV / "gloves_roboflow" / "images").glob("*.jpg"))[:n]]
+    if images:
+        return images, True
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (640, 640, 3), dtype=np.uint8) for _ in range(n)], False
 
 
 def one_class_yaml(arch: str, folder: Path) -> Path:
@@ -82,15 +85,39 @@ def time_interleaved(calls: dict, images: list[np.ndarray], warmup: int = 5) -> 
     return {name: percentiles(t) for name, t in times.items()}
 
 
+def variants(onnx: Path, arch: str, size: int, images: list[np.ndarray], strides: list[float]) -> dict:
+    """The deployed configuration and the ones it is measured against, as ``yolo`` backends."""
+    import shutil
+
+    from lrihar.deploy.int8_detector import quantize_detector
+    from lrihar.deploy.onnx_head import cut_before_decoding
+    from lrihar.models.detectors import create_detector
+
+    cut = Path(shutil.copy(onnx, onnx.with_name(f"{arch}-{size}-cut.onnx")))
+    cut_before_decoding(cut, strides)  # what export-runtime --detector ships
+    int8 = cut.with_name(f"{arch}-{size}-int8.onnx")
+    quantize_detector(cut, int8, images[:16], size)  # export-runtime --int8's copy
+    return {"onnxruntime": create_detector("yolo", model=str(cut), threads=THREADS),
+            "no_spin": create_detector("yolo", model=str(cut), threads=THREADS, spin=False),
+            # the configuration before the head cut and spinning: decoding in the graph, no spin
+            "full_graph_no_spin": create_detector("yolo", model=str(onnx), threads=THREADS, spin=False),
+            "int8": create_detector("yolo", model=str(int8), threads=THREADS)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--weights", type=Path, action="append", default=[],
+                        help="a trained detector (best.pt) to time too, e.g. the bootstrap's arm")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(THREADS)
-    images = frames(args.frames)
+    images, real = frames(args.frames)
+    sizes = [int(x) for x in args.sizes.split(",")]
     rows = []
     load_before = os.getloadavg()
     here = Path.cwd()
+    weights = [w.resolve() for w in args.weights]
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)  # ultralytics writes a yaml-built model's export into the working folder
         from lrihar.train.offline import ultralytics_offline
@@ -99,46 +126,38 @@ def main() -> None:
             import torch
 
             torch.set_num_threads(THREADS)
-            from lrihar.deploy.int8_detector import quantize_detector
-            from lrihar.models.detectors import create_detector
-
-            for arch in ARCHS:
-                yaml_path = one_class_yaml(arch, Path(tmp))
-                model = ul.YOLO(str(yaml_path))
-                for size in SIZES:
+            sources = {arch: one_class_yaml(arch, Path(tmp)) for arch in ARCHS}
+            sources |= {f"trained:{w.parent.parent.name}": w for w in weights}
+            for arch, source in sources.items():
+                model = ul.YOLO(str(source))
+                for size in sizes:
                     onnx = Path(model.export(format="onnx", imgsz=size, opset=18, simplify=True,
                                              batch=1, device="cpu", verbose=False))
-                    target = onnx.with_name(f"{arch}-{size}.onnx")
+                    name = arch.replace(":", "-")
+                    target = onnx.with_name(f"{name}-{size}.onnx")
                     onnx.replace(target)
-                    det = create_detector("yolo", model=str(target), threads=THREADS)
-                    spinning = create_detector("yolo", model=str(target), threads=THREADS, spin=True)
-                    int8 = target.with_name(f"{arch}-{size}-int8.onnx")
-                    quantize_detector(target, int8, images[:16], size)  # export-runtime --int8's copy
-                    quantised = create_detector("yolo", model=str(int8), threads=THREADS)
+                    calls = variants(target, name, size, images, model.model.stride.tolist())
 
                     def predict(im, m=model, s=size):
                         return m.predict(im[..., ::-1], imgsz=s, conf=0.25, iou=0.7, device="cpu",
                                          verbose=False)
 
-                    timed = time_interleaved({"onnxruntime": det, "onnxruntime_spin": spinning,
-                                              "onnxruntime_int8": quantised, "ultralytics": predict}, images)
-                    ort, pt = timed["onnxruntime"], timed["ultralytics"]
-                    row = {"arch": arch, "imgsz": size, "onnxruntime": ort,
-                           "onnxruntime_spin": timed["onnxruntime_spin"], "ultralytics_predict": pt,
-                           "onnxruntime_int8": timed["onnxruntime_int8"],
+                    timed = time_interleaved(calls | {"ultralytics_predict": predict}, images)
+                    ort, pt = timed["onnxruntime"], timed["ultralytics_predict"]
+                    row = {"arch": arch, "imgsz": size, **timed,
                            "speedup_p50": round(pt["p50_ms"] / ort["p50_ms"], 2)}
                     rows.append(row)
-                    spin, q = timed["onnxruntime_spin"]["p50_ms"], timed["onnxruntime_int8"]["p50_ms"]
-                    print(f"{arch:23s} {size:4d}px  onnxruntime p50 {ort['p50_ms']:6.1f} ms "
-                          f"p90 {ort['p90_ms']:6.1f} (spinning p50 {spin:6.1f}, int8 p50 {q:6.1f})"
-                          f"  |  ultralytics p50 {pt['p50_ms']:6.1f} ms "
-                          f"p90 {pt['p90_ms']:6.1f}  |  {row['speedup_p50']:.2f}×", flush=True)
+                    print(f"{arch:23s} {size:4d}px  deployed p50 {ort['p50_ms']:6.1f} ms "
+                          f"p90 {ort['p90_ms']:6.1f} (no spin {timed['no_spin']['p50_ms']:6.1f}, "
+                          f"full graph no spin {timed['full_graph_no_spin']['p50_ms']:6.1f}, "
+                          f"int8 {timed['int8']['p50_ms']:6.1f})  |  ultralytics p50 {pt['p50_ms']:6.1f} ms"
+                          f"  |  {row['speedup_p50']:.2f}×", flush=True)
     os.chdir(here)
     from importlib import metadata
 
     path = write_result("detector_latency", {
         "frames": len(images), "frame_size": list(images[0].shape[:2]), "threads": THREADS, "batch": 1,
-        "real_frames": (HANDS_DEV / "gloves_roboflow").is_dir(), "weights": "random init (yaml)",
+        "real_frames": real, "weights": "random init (yaml), and the --weights given",
         "thresholds": {"confidence": 0.25, "nms_iou": 0.7},
         "versions": {k: metadata.version(k) for k in ("onnxruntime", "torch", "ultralytics")},
         "load_average_1min": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},

@@ -52,6 +52,7 @@ def test_train_and_export_offline_with_every_artefact_kept(tiny_yolo):
     assert onnx == run / "export" / "detector-64.onnx" and exported.sha256 == _sha256(onnx)
     doc = json.loads(onnx.with_suffix(".json").read_text())
     assert doc["sha256"] == exported.sha256 and doc["opset"] == 18 and doc["imgsz"] == 64
+    assert doc["head"] == "cut before decoding"  # the backend decodes the few candidates in numpy
     assert doc["parity"]["ok"] and doc["parity"]["torch_boxes"] > 0
     assert doc["parity"]["min_iou"] >= 0.9 and doc["parity"]["max_score_diff"] <= 0.005
     [export_run] = _runs(project, "export-runtime")
@@ -313,6 +314,44 @@ def test_parity_check_catches_a_broken_export(tiny_yolo, tmp_path):
         bad = parity_check(Path(tiny_yolo["train"].best), broken, frames, 64, ul)
     assert good.ok and good.torch_boxes > 0
     assert not bad.ok and "has no ONNX match" in bad.problems[0]
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_head_cut_decodes_the_candidates_as_the_full_graph_does(tiny_yolo, tmp_path, dynamic):
+    import onnx
+    import torch
+
+    from lrihar.deploy.onnx_head import cut_before_decoding
+    from lrihar.models.detectors.yolo_head import anchor_grid
+    from lrihar.train.detector import offline_state
+    from lrihar.train.offline import ultralytics_offline
+
+    with ultralytics_offline(offline_state(tiny_yolo["project"])) as ul:
+        from ultralytics.utils.tal import make_anchors
+
+        model = ul.YOLO(str(tiny_yolo["train"].best))
+        full = Path(model.export(format="onnx", imgsz=64, opset=18, dynamic=dynamic, simplify=True,
+                                 batch=1, device="cpu", nms=False))
+        feats = [torch.zeros(1, 1, 64 // s, 64 // s) for s in (8, 16, 32)]
+        points, strides = make_anchors(feats, torch.tensor([8.0, 16.0, 32.0]), 0.5)
+    ours = anchor_grid((64, 64), [8.0, 16.0, 32.0])
+    assert np.array_equal(ours[0], points.numpy().T) and np.array_equal(ours[1], strides.numpy().ravel())
+    cut = shutil.copy(full, tmp_path / "cut.onnx")
+    assert cut_before_decoding(Path(cut), model.model.stride.tolist())
+    graph = onnx.load(str(cut)).graph
+    assert [o.name for o in graph.output] == ["box_bins", "scores"]
+    assert not any("/dfl/" in n.name for n in graph.node)  # the decoding left the graph
+    assert not cut_before_decoding(Path(cut), [8, 16, 32])  # a cut graph is left as it is
+    frames = [read_image(tiny_yolo["frames"] / f"frame0{i}.png") for i in range(4)]
+    a = create_detector("yolo", model=str(full), box_threshold=0.001, nms_iou=1.0, batch_size=4)
+    b = create_detector("yolo", model=str(cut), box_threshold=0.001, nms_iou=1.0, batch_size=4)
+    assert a.head is None and b.head is not None and b.dynamic_batch == dynamic
+    compared = 0
+    for x, y in zip(a.detect_batch(frames), b.detect_batch(frames), strict=True):
+        assert len(x) == len(y)
+        assert np.allclose(x.xyxy, y.xyxy, atol=1e-3) and np.allclose(x.confidence, y.confidence, atol=1e-6)
+        compared += len(x)
+    assert compared > 10
 
 
 def test_ctrl_c_then_resume_finishes_the_run(tiny_yolo, monkeypatch):

@@ -151,3 +151,15 @@ def test_annotate_with_the_trained_detector(tiny_yolo, tmp_path):
     [run] = store.runs()
     assert json.loads(run["config"])["detector"]["sha256"] == tiny_yolo["export"].sha256
     assert read_image(Path(rows[0].frame_name)) is not None
+
+
+def test_threads_spin_only_when_asked_and_only_during_a_call(synthetic_onnx):
+    def entry(det, key):
+        return det.session.get_session_options().get_session_config_entry(key)
+
+    default = create_detector("yolo", model=str(synthetic_onnx))
+    assert default.describe()["spin"] is False
+    assert entry(default, "session.intra_op.allow_spinning") == "0"
+    spinning = create_detector("yolo", model=str(synthetic_onnx), spin=True)
+    assert entry(spinning, "session.intra_op.allow_spinning") == "1"
+    assert entry(spinning, "session.force_spinning_stop") == "1"  # no CPU taken between frames

@@ -2,7 +2,9 @@
 
 ultralytics exports ``weights/best.pt`` (opset 18, simplified by onnxslim, which must already be
 installed: the ``[train]`` extra pins it, and ultralytics is told never to install anything).
-The file lands in ``<run>/export/detector-<imgsz>[-dynamic].onnx``. A parity check then runs the
+The file lands in ``<run>/export/detector-<imgsz>[-dynamic].onnx``, its graph cut before the
+box decoding, which the ``yolo`` backend does in numpy for the few anchors above its threshold
+(:mod:`lrihar.deploy.onnx_head`). A parity check then runs the
 PyTorch model (ultralytics' predict) and the ``yolo`` backend (ONNX Runtime, our letterbox and
 NMS) on sample frames of the run's data: every confident PyTorch box must have an ONNX box with
 IoU ≥ 0.9 and a score within tolerance. The SHA-256 of the file, the settings and the parity
@@ -20,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from lrihar.deploy.onnx_head import cut_before_decoding
 from lrihar.errors import BadInputError, LriharError
 from lrihar.paths import sha256_of
 from lrihar.project import Project, package_versions, recorded_run
@@ -203,12 +206,15 @@ def export_onnx(best: Path, out_dir: Path, imgsz: int = 320, images: list[Path] 
         from ultralytics.utils import checks
 
         _check_export_requirements(checks)
-        exported = ul.YOLO(str(best)).export(format="onnx", imgsz=imgsz, opset=OPSET, dynamic=dynamic,
-                                             simplify=True, batch=1, device="cpu", nms=False)
+        model = ul.YOLO(str(best))
+        strides = model.model.stride.tolist()
+        exported = model.export(format="onnx", imgsz=imgsz, opset=OPSET, dynamic=dynamic, simplify=True,
+                                batch=1, device="cpu", nms=False)
         shutil.move(str(exported), target)
+        head = "cut before decoding" if cut_before_decoding(target, strides) else "decoded boxes"
         parity = parity_check(best, target, frames, imgsz, ul, confidence=parity_confidence)
     doc = {"onnx": target.name, "sha256": sha256_of(target), "bytes": target.stat().st_size,
-           "imgsz": imgsz, "dynamic": dynamic, "opset": OPSET, "run": best.parent.parent.name,
+           "imgsz": imgsz, "dynamic": dynamic, "opset": OPSET, "head": head, "run": best.parent.parent.name,
            "weights": str(best), "weights_sha256": sha256_of(best), "parity": asdict(parity),
            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
            "versions": package_versions() | _export_versions()}

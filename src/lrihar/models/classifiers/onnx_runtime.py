@@ -36,8 +36,8 @@ class OnnxClassifier:
         path: the ``.onnx`` file.
         batch_size: crops per ONNX Runtime call.
         threads: intra-op threads (None: ONNX Runtime's default).
-        spin: let idle ORT threads busy-wait between operators (off: on a shared 2-core machine
-            spinning doubled the detector's latency, docs/benchmarks.md).
+        spin: let idle ORT threads busy-wait between operators during a call (they stop when it
+            returns; off by default, not measured for the classifier).
     """
 
     def __init__(self, path: str | Path, batch_size: int = 32, threads: int | None = None,
@@ -47,12 +47,11 @@ class OnnxClassifier:
         self.path = Path(path)
         if not self.path.is_file():
             raise BadInputError(f"{self.path}: no such ONNX file")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        from lrihar.models.ort_session import session_options
+
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(self.path), session_options(threads, spin),
+                                                providers=["CPUExecutionProvider"])
         except Exception as exc:  # ONNX Runtime raises its own exception types for damaged files
             raise ModelLoadError(f"{self.path}: not a loadable ONNX model ({str(exc)[:200]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map

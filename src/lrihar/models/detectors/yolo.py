@@ -1,11 +1,13 @@
 """The trained hand detector, deployed: a YOLO ONNX model run by ONNX Runtime.
 
 Letterbox (as ultralytics does it: aspect kept, grey 114 padding, centred) and decoding happen in
-numpy; overlapping boxes are merged with supervision's NMS, the same function the offline sweep
-uses, on the boxes clipped to the frame (the boxes that get stored), so a sweep that
-re-thresholds boxes found at the lowest confidence with ``nms_iou=1.0`` (no NMS) gets exactly
-what a rerun at each (confidence, NMS IoU) pair returns. (ultralytics suppresses before
-clipping; the two differ only for overlapping boxes that cross the frame's edge.) Neither torch
+numpy (exports since the head cut decode only the anchors above the threshold,
+:mod:`lrihar.models.detectors.yolo_head`; older ones return decoded boxes). Overlapping boxes
+are merged with supervision's NMS, the same function the offline sweep uses, on the boxes
+clipped to the frame (the boxes that get stored), so a sweep that re-thresholds boxes found at
+the lowest confidence with ``nms_iou=1.0`` (no NMS) gets exactly what a rerun at each
+(confidence, NMS IoU) pair returns. (ultralytics suppresses before clipping; the two differ only
+for overlapping boxes that cross the frame's edge.) Neither torch
 nor ultralytics is imported here.
 
 ``model`` is an ``.onnx`` file, a training run folder, or a project folder (its latest export);
@@ -19,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import ast
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ import numpy as np
 from lrihar.errors import BadInputError, ModelLoadError
 from lrihar.models.detectors import register_detector
 from lrihar.models.detectors.base import Detector, empty_detections
+from lrihar.models.detectors.yolo_head import HEAD_KEY, REG_MAX_KEY, STRIDES_KEY, anchor_grid, decode_bins
 
 PAD_VALUE = 114  # ultralytics' letterbox grey
 
@@ -101,9 +105,9 @@ class YoloOnnxDetector(Detector):
         nms_iou: IoU above which the lower-scored of two boxes is dropped (1.0 = no NMS).
         max_det: most boxes per image, highest scores first.
         threads: ONNX Runtime intra-op threads (default: ORT's choice, one per core).
-        spin: let ORT's idle threads busy-wait between operators. Off by default: on a shared
-            2-core machine spinning doubled the latency (45 vs 24 ms at 320 px, 2 threads),
-            while on an idle one it saves little.
+        spin: let ORT's idle threads busy-wait between operators during a call (they stop when
+            it returns). Off by default: on 2 idle cores it saves ~2 ms of 16 at 320 px, but with
+            both cores busy with other work it doubled the latency (51 vs 26 ms).
         device: ``cpu``, or ``cuda`` to use the CUDA / TensorRT providers when installed.
         batch_size: frames per call of :meth:`detect_batch` (batched only for dynamic models).
     """
@@ -130,16 +134,16 @@ class YoloOnnxDetector(Detector):
         names = _literal(meta.get("names")) or {0: "hand"}
         self.names = {int(k): str(v) for k, v in dict(names).items()}
         self.threads, self.spin = threads, spin
+        self.head = self._head(meta)
 
     def _session(self, threads: int | None, spin: bool):
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or 0
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        from lrihar.models.ort_session import session_options
+
         try:
-            return ort.InferenceSession(str(self.path), opts, providers=providers_for(self.device))
+            return ort.InferenceSession(str(self.path), session_options(threads, spin),
+                                        providers=providers_for(self.device))
         except Exception as exc:  # ORT raises its own Fail / InvalidProtobuf / InvalidGraph types
             raise ModelLoadError(f"{self.path}: not a loadable ONNX model ({type(exc).__name__}: "
                                  f"{str(exc)[:200]}); export it again with "
@@ -153,6 +157,18 @@ class YoloOnnxDetector(Detector):
             return int(size[0]), int(size[1])
         raise ModelLoadError(f"{self.path}: the input size is neither fixed in the graph nor in the "
                              "metadata (imgsz); export it with `lrihar export-runtime --detector`")
+
+    def _head(self, meta: dict[str, str]) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """Anchor centres, strides and bins of a graph cut before decoding; None for one that
+        returns decoded boxes (exports made before the cut, or without a DFL head)."""
+        if meta.get(HEAD_KEY) != json.dumps("dfl"):
+            return None
+        try:
+            strides, reg_max = json.loads(meta[STRIDES_KEY]), int(json.loads(meta[REG_MAX_KEY]))
+        except (KeyError, ValueError, TypeError):
+            raise ModelLoadError(f"{self.path}: its metadata lacks the strides or bins of its head; "
+                                 "export it again with `lrihar export-runtime --detector`") from None
+        return (*anchor_grid(self.imgsz, strides), reg_max)
 
     @property
     def thresholds(self) -> tuple[float | None, float | None]:
@@ -172,24 +188,36 @@ class YoloOnnxDetector(Detector):
             chunk = images[i:i + step]
             boxes = [letterbox(im, self.imgsz) for im in chunk]
             x = input_tensor([b[0] for b in boxes])
-            raw = self.session.run(None, {self.input_name: x})[0]
-            for im, (_, r, left, top), pred in zip(chunk, boxes, raw, strict=True):
-                out.append(self._decode(pred, r, left, top, im.shape[1], im.shape[0]))
+            outputs = self.session.run(None, {self.input_name: x})
+            for k, (im, (_, r, left, top)) in enumerate(zip(chunk, boxes, strict=True)):
+                found = self._candidates([o[k] for o in outputs])
+                out.append(self._decode(*found, r, left, top, im.shape[1], im.shape[0]))
         return out
 
-    def _decode(self, pred: np.ndarray, r: float, left: int, top: int, width: int, height: int):
-        """(4 + classes, anchors) -> boxes in image pixels, thresholded, NMS, best first."""
-        import supervision as sv
-
-        pred = pred.T  # (anchors, 4 + classes): cx, cy, w, h in letterbox pixels, class scores
+    def _candidates(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One frame's boxes (xyxy, letterbox pixels), scores and classes above the threshold."""
+        if self.head is not None:  # (4 * reg_max, anchors) bins, (classes, anchors) scores
+            bins, all_scores = outputs
+            scores = all_scores.max(axis=0)
+            keep = scores > self.box_threshold
+            points, strides, reg_max = self.head
+            xyxy = decode_bins(bins[:, keep], points[:, keep], strides[keep], reg_max)
+            return xyxy, scores[keep].astype(np.float32), all_scores[:, keep].argmax(axis=0)
+        pred = outputs[0].T  # (anchors, 4 + classes): cx, cy, w, h in letterbox pixels, class scores
         scores = pred[:, 4:].max(axis=1)
         keep = scores > self.box_threshold
-        if not keep.any():
-            return empty_detections()
-        pred, scores = pred[keep], scores[keep].astype(np.float32)
-        classes = pred[:, 4:].argmax(axis=1)
+        pred = pred[keep]
         cxcy, wh = pred[:, :2], pred[:, 2:4]
         xyxy = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=1)
+        return xyxy, scores[keep].astype(np.float32), pred[:, 4:].argmax(axis=1)
+
+    def _decode(self, xyxy: np.ndarray, scores: np.ndarray, classes: np.ndarray, r: float, left: int,
+                top: int, width: int, height: int):
+        """Candidates in letterbox pixels -> boxes in image pixels, NMS, best first."""
+        import supervision as sv
+
+        if not len(scores):
+            return empty_detections()
         xyxy = (xyxy - np.array([left, top, left, top], np.float32)) / r
         # NMS on the final, clipped boxes: what the sweep re-thresholds offline.
         xyxy = sv.clip_boxes(xyxy, (width, height)).astype(np.float32)

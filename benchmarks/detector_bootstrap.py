@@ -365,7 +365,7 @@ def _train_in_parallel(work: Path, arms: list[str], jobs: int, options: list[str
 def train(work: Path, arms: list[str], device: str, epochs: int, batch: int = 16, workers: int = 4,
           arch: str = "mobilenetv2-yolo", imagenet_weights: Path | None = None,
           collect: Path | None = None, export: bool | None = None, verbose: bool = True,
-          jobs: int = 1) -> dict:
+          jobs: int = 1, val: bool = True) -> dict:
     """Train (or resume, or skip when done) each arm, ``jobs`` arms at a time in their own
     processes; export ONNX when possible; collect each best.pt."""
     from lrihar.train.detector import DetectorTrainConfig, fit_detector, read_record
@@ -381,9 +381,11 @@ def train(work: Path, arms: list[str], device: str, epochs: int, batch: int = 16
             options += ["--imagenet-weights", str(Path(imagenet_weights).resolve())]
         if export is False:
             options.append("--no-export")
+        if not val:
+            options.append("--no-val")
         _train_in_parallel(work, arms, jobs, options)
         return train(work, arms, device, epochs, batch, workers, arch, imagenet_weights, collect, export,
-                     verbose)  # all done now: records, exports, collection
+                     verbose, val=val)  # all done now: records, exports, collection
     _polars_stand_in()
     export = _can_export() if export is None else export
     done: dict[str, dict] = {}
@@ -400,7 +402,7 @@ def train(work: Path, arms: list[str], device: str, epochs: int, batch: int = 16
             print(f"{arm}: {'resuming' if resume else 'training'} on {n} images, {epochs} epochs, {device}",
                   flush=True)
             cfg = DetectorTrainConfig(arch=arch, epochs=epochs, imgsz=IMGSZ, batch=batch, device=device,
-                                      seed=0, patience=epochs, workers=workers, plots=False)
+                                      seed=0, patience=epochs, workers=workers, plots=False, val=val)
             fit_detector(work / "arms" / arm / "data.yaml", run, cfg, state_dir=work / ".offline",
                          imagenet_weights=imagenet_weights, resume=resume, verbose=verbose)
             record = read_record(run)
@@ -823,6 +825,9 @@ def main() -> None:
         t.add_argument("--quiet", action="store_true", help="less ultralytics output")
         t.add_argument("--jobs", type=int, default=1, help="arms trained at once, each in its own process")
         t.add_argument("--no-export", action="store_true", help="leave the ONNX export to the score phase")
+        t.add_argument("--no-val", action="store_true",
+                       help="validate only after the last epoch (best.pt = last; the arms validate on their "
+                            "own training images, so per-epoch validation only costs time)")
     r = sub.add_parser("relabel", help="round 2: each arm's YOLO re-annotates its train half -> <arm>+self")
     r.add_argument("--work", type=Path, required=True)
     r.add_argument("--weights", type=Path, nargs="+", required=True,
@@ -857,7 +862,7 @@ def main() -> None:
         prepare(work, args.seed)
     train(work, [a for a in args.arms.split(",") if a], args.device, args.epochs, args.batch, args.workers,
           args.arch, args.imagenet_weights, args.collect, export=False if args.no_export else None,
-          verbose=not args.quiet, jobs=args.jobs)
+          verbose=not args.quiet, jobs=args.jobs, val=not args.no_val)
     if args.phase == "all":
         score(work, results=args.results)
 

@@ -3,12 +3,13 @@ supervision NMS) against ultralytics' own PyTorch predict, same frames, same run
 
 Both paths are timed end to end per frame at batch 1 with 2 threads: an RGB frame in, boxes in
 frame pixels out (letterbox, inference, decoding and NMS included), at the default thresholds
-(confidence 0.25, NMS IoU 0.7), each frame through each path in turn so that load from other
-processes falls on all alike. The backend runs as deployed (the graph cut before its box
-decoding, the few candidates decoded in numpy; ORT's threads spinning during a call), and, to
-show what each change brings, without spinning, and on the whole graph without spinning (the
-configuration before both), and on the INT8 copy ``export-runtime --int8`` makes (calibrated on
-16 of the frames). Architectures: yolo11n, mobilenetv2-yolo (the default),
+(confidence 0.25, NMS IoU 0.7), each frame through every path of one size in turn (all models
+and variants in one loop), so that load from other processes and this VM's drift fall on all
+alike. The backend runs as deployed (the graph cut before its box decoding, the few candidates
+decoded in numpy; ORT's threads not spinning), and, to show what each option brings, with ORT's
+threads spinning during a call (``spin: true``), on the whole graph (decoding every anchor in
+it: exports made before the cut), and on the INT8 copy ``export-runtime --int8`` makes
+(calibrated on 16 of the frames). Architectures: yolo11n, mobilenetv2-yolo (the default),
 efficientnet-lite0-yolo, built from their yaml with random weights (the pretrained backbones
 keep their ImageNet features), and any trained ``--weights``: latency does not depend on the
 weights, except that an untrained model leaves almost no box for NMS and decoding, which costs
@@ -98,9 +99,9 @@ def variants(onnx: Path, arch: str, size: int, images: list[np.ndarray], strides
     int8 = cut.with_name(f"{arch}-{size}-int8.onnx")
     quantize_detector(cut, int8, images[:16], size)  # export-runtime --int8's copy
     return {"onnxruntime": create_detector("yolo", model=str(cut), threads=THREADS),
-            "no_spin": create_detector("yolo", model=str(cut), threads=THREADS, spin=False),
-            # the configuration before the head cut and spinning: decoding in the graph, no spin
-            "full_graph_no_spin": create_detector("yolo", model=str(onnx), threads=THREADS, spin=False),
+            "spin": create_detector("yolo", model=str(cut), threads=THREADS, spin=True),
+            # before the head cut: the decoding of every anchor in the graph
+            "full_graph": create_detector("yolo", model=str(onnx), threads=THREADS),
             "int8": create_detector("yolo", model=str(int8), threads=THREADS)}
 
 
@@ -127,30 +128,39 @@ def main() -> None:
 
             torch.set_num_threads(THREADS)
             sources = {arch: one_class_yaml(arch, Path(tmp)) for arch in ARCHS}
-            sources |= {f"trained:{w.parent.parent.name}": w for w in weights}
-            for arch, source in sources.items():
-                model = ul.YOLO(str(source))
-                for size in sizes:
+            # RUN/weights/best.pt -> "trained:<run's parent>/<run>" (a benchmark's runs are all "run")
+            sources |= {f"trained:{w.parents[2].name}/{w.parents[1].name}": w for w in weights}
+            models = {arch: ul.YOLO(str(source)) for arch, source in sources.items()}
+            for size in sizes:
+                # every model and variant at this size in one interleaved loop: this VM's speed
+                # drifts over minutes, and rows timed one after the other would not compare
+                calls: dict[tuple[str, str], object] = {}
+                for arch, model in models.items():
                     onnx = Path(model.export(format="onnx", imgsz=size, opset=18, simplify=True,
                                              batch=1, device="cpu", verbose=False))
-                    name = arch.replace(":", "-")
+                    name = arch.replace(":", "-").replace("/", "-")
                     target = onnx.with_name(f"{name}-{size}.onnx")
                     onnx.replace(target)
-                    calls = variants(target, name, size, images, model.model.stride.tolist())
+                    strides = model.model.stride.tolist()
+                    for variant, call in variants(target, name, size, images, strides).items():
+                        calls[arch, variant] = call
 
                     def predict(im, m=model, s=size):
                         return m.predict(im[..., ::-1], imgsz=s, conf=0.25, iou=0.7, device="cpu",
                                          verbose=False)
 
-                    timed = time_interleaved(calls | {"ultralytics_predict": predict}, images)
-                    ort, pt = timed["onnxruntime"], timed["ultralytics_predict"]
-                    row = {"arch": arch, "imgsz": size, **timed,
+                    calls[arch, "ultralytics_predict"] = predict
+                timed = time_interleaved(calls, images)
+                for arch in models:
+                    t = {variant: v for (a, variant), v in timed.items() if a == arch}
+                    ort, pt = t["onnxruntime"], t["ultralytics_predict"]
+                    row = {"arch": arch, "imgsz": size, **t,
                            "speedup_p50": round(pt["p50_ms"] / ort["p50_ms"], 2)}
                     rows.append(row)
                     print(f"{arch:23s} {size:4d}px  deployed p50 {ort['p50_ms']:6.1f} ms "
-                          f"p90 {ort['p90_ms']:6.1f} (no spin {timed['no_spin']['p50_ms']:6.1f}, "
-                          f"full graph no spin {timed['full_graph_no_spin']['p50_ms']:6.1f}, "
-                          f"int8 {timed['int8']['p50_ms']:6.1f})  |  ultralytics p50 {pt['p50_ms']:6.1f} ms"
+                          f"p90 {ort['p90_ms']:6.1f} (spinning {t['spin']['p50_ms']:6.1f}, "
+                          f"whole graph {t['full_graph']['p50_ms']:6.1f}, "
+                          f"int8 {t['int8']['p50_ms']:6.1f})  |  ultralytics p50 {pt['p50_ms']:6.1f} ms"
                           f"  |  {row['speedup_p50']:.2f}×", flush=True)
     os.chdir(here)
     from importlib import metadata

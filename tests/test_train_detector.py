@@ -118,6 +118,7 @@ def test_pretrained_backbone_starts_from_the_packaged_imagenet_weights(tiny_yolo
     first_conv = built.model.model[0].m[0][0].weight
     imagenet = torch.load(packaged_weights(), map_location="cpu")["features.0.0.weight"]
     assert torch.equal(first_conv.detach(), imagenet)  # not random: the ImageNet features
+    assert built.model.model[-1].reg_max == 1  # the light box head: sides regressed, no DFL bins
 
     with no_network() as attempts:
         trained = train_detector(project, DetectorTrainConfig(arch="mobilenetv2-yolo", **FAST),
@@ -126,6 +127,8 @@ def test_pretrained_backbone_starts_from_the_packaged_imagenet_weights(tiny_yolo
     assert attempts == []
     assert trained.status == "done" and Path(trained.best).is_file()
     assert exported.parity.ok and exported.parity.torch_boxes > 0
+    # no DFL bins to cut away: the graph keeps its (cheap) decoding and the backend reads its boxes
+    assert json.loads(Path(exported.record).read_text())["head"] == "decoded boxes"
     det = create_detector("yolo", model=exported.onnx, box_threshold=0.0, batch_size=2)
     assert det.dynamic_batch
     frames = [read_image(tiny_yolo["frames"] / f"frame0{i}.png") for i in range(3)]

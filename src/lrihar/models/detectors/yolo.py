@@ -7,8 +7,8 @@ are merged with supervision's NMS, the same function the offline sweep uses, on 
 clipped to the frame (the boxes that get stored), so a sweep that re-thresholds boxes found at
 the lowest confidence with ``nms_iou=1.0`` (no NMS) gets exactly what a rerun at each
 (confidence, NMS IoU) pair returns. (ultralytics suppresses before clipping; the two differ only
-for overlapping boxes that cross the frame's edge.) Neither torch
-nor ultralytics is imported here.
+for overlapping boxes that cross the frame's edge.) Neither torch nor ultralytics is imported
+here.
 
 ``model`` is an ``.onnx`` file, a training run folder, or a project folder (its latest export);
 by default the project in the current directory.

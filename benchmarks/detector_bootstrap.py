@@ -662,8 +662,10 @@ def score(work: Path, weights: list[Path] | None = None, results: Path | None = 
     out["arms"] = {}
     for arm, info in plan["arms"].items():
         run = work / "arms" / arm / "run"
-        if not (run / "weights" / "best.pt").is_file():
-            print(f"{arm}: not trained, left out")
+        status = _read_json(run / "lrihar-train.json").get("summary", {}).get("status")
+        if not (run / "weights" / "best.pt").is_file() or status not in (None, "done"):
+            # None: weights imported from elsewhere without their record
+            print(f"{arm}: {'not trained' if status is None else f'training {status}'}, left out")
             continue
         onnx = _export(work, arm)
         t0 = time.perf_counter()

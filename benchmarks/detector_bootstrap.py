@@ -44,6 +44,8 @@ this repository's ``src/`` (no lrihar CLI, no store, no mediapipe, no supervisio
 Usage (PYTHONPATH=src):
   python benchmarks/detector_bootstrap.py prepare --out /tmp/boot
   python benchmarks/detector_bootstrap.py train --work /tmp/boot --device 0 --epochs 100
+  OMP_NUM_THREADS=1 python benchmarks/detector_bootstrap.py train --work /tmp/boot --epochs 30 \
+      --jobs 2 --workers 0 --no-val --collect /tmp/boot/round1        # 2 CPU cores: ~15 min a pair
   python benchmarks/detector_bootstrap.py relabel --work /tmp/boot --weights FOLDER \
       [--arms suggest-20,random-20] [--confidence 0.5]
   python benchmarks/detector_bootstrap.py train --work /tmp/boot --arms suggest-20+self,random-20+self ...

@@ -23,3 +23,17 @@ def write_result(name: str, result: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"benchmark": name, "machine": machine_info(), **result}, indent=2) + "\n")
     return path
+
+
+def write_model_yaml(arch: str, path: Path, changes: dict) -> Path:
+    """``path``: the model yaml of architecture ``arch`` with ``changes`` (top-level keys) applied;
+    its ``yaml_file`` names ``path``, where ultralytics then writes an export of it."""
+    import yaml
+    from ultralytics.nn.tasks import yaml_model_load
+
+    from lrihar.train.detector import model_source
+
+    doc = yaml_model_load(model_source(arch)) | changes | {"yaml_file": str(path)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path

@@ -664,7 +664,9 @@ def score(work: Path, weights: list[Path] | None = None, results: Path | None = 
     out["arms"] = {}
     for arm, info in plan["arms"].items():
         run = work / "arms" / arm / "run"
-        status = _read_json(run / "lrihar-train.json").get("summary", {}).get("status")
+        record = _read_json(run / "lrihar-train.json")
+        summary, config = record.get("summary", {}), record.get("config", {})
+        status = summary.get("status")
         if not (run / "weights" / "best.pt").is_file() or status not in (None, "done"):
             # None: weights imported from elsewhere without their record
             print(f"{arm}: {'not trained' if status is None else f'training {status}'}, left out")
@@ -673,8 +675,6 @@ def score(work: Path, weights: list[Path] | None = None, results: Path | None = 
         t0 = time.perf_counter()
         preds = predict_once(DetectorSpec("yolo", str(onnx)), paths, float(GRID_A.min()), 0.0,
                              cache=work / "arms" / arm / "heldout-predictions.json")
-        record = _read_json(run / "lrihar-train.json")
-        summary, config = record.get("summary", {}), record.get("config", {})
         out["arms"][arm] = {
             "corrected_frames": len(info["corrected"]), "corrected_were_empty": info["corrected_were_empty"],
             "train_set": {"images": info["images"], "boxes": info["boxes"]},

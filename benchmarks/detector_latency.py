@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import HANDS_DEV, write_result
+from _common import HANDS_DEV, write_model_yaml, write_result
 from lrihar.sources import read_image
 
 THREADS = 2
@@ -52,17 +52,7 @@ def frames(n: int) -> tuple[list[np.ndarray], bool]:
 
 def one_class_yaml(arch: str, folder: Path) -> Path:
     """The architecture's model yaml with one class, copied where the export may write."""
-    import yaml
-    from ultralytics.nn.tasks import yaml_model_load
-
-    from lrihar.train.detector import model_source
-
-    doc = yaml_model_load(model_source(arch))
-    doc["nc"] = 1
-    path = folder / f"{arch}.yaml"
-    doc["yaml_file"] = str(path)  # where ultralytics writes the export
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return write_model_yaml(arch, folder / f"{arch}.yaml", {"nc": 1})
 
 
 def percentiles(times: list[float]) -> dict[str, float]:

@@ -35,7 +35,7 @@ import shutil
 import time
 from pathlib import Path
 
-from _common import write_result
+from _common import write_model_yaml, write_result
 from detector_bootstrap import (
     DEFAULT_POINT,
     GRID_A,
@@ -81,27 +81,12 @@ def recipe_config(name: str, epochs: int, batch: int, device: str, workers: int,
         options["freeze_backbone_epochs"] = epochs if freeze == "all" else max(1, epochs // 3)
     if "model" in options:
         arch = options.get("arch", "mobilenetv2-yolo")
-        options["arch"] = str(_model_yaml(arch, options.pop("model"), folder))
+        options["arch"] = str(write_model_yaml(arch, folder / "model.yaml", options.pop("model")))
     options.setdefault("imgsz", 320)
     # val=False: no per-epoch validation on the training images (the arm's set has no other);
     # best.pt is the last epoch, and a third of each epoch's CPU time is saved.
     return DetectorTrainConfig(epochs=epochs, batch=batch, device=device, seed=0, patience=epochs,
                                workers=workers, plots=False, val=False, **options)
-
-
-def _model_yaml(arch: str, changes: dict, folder: Path) -> Path:
-    """``folder/model.yaml``: the yaml of ``arch`` with ``changes`` (top-level keys) applied."""
-    import yaml
-    from ultralytics.nn.tasks import yaml_model_load
-
-    from lrihar.train.detector import model_source
-
-    doc = yaml_model_load(model_source(arch))
-    doc.pop("yaml_file", None)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "model.yaml"
-    path.write_text(yaml.safe_dump(doc | changes, sort_keys=False))
-    return path
 
 
 def _folder(work: Path, arm: str, name: str) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lrihar.project import machine_info
+from lrihar.versions import machine_info
 
 REPO = Path(__file__).resolve().parents[1]
 HANDS_DEV = next((p for p in (REPO.parent / "shared/data/hands-dev", REPO / "shared/data/hands-dev")

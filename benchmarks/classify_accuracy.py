@@ -36,9 +36,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from _common import HANDS_DEV, load_gt, write_result
+from lrihar.classes import NG_INDEX as NG
 from lrihar.classify.auto import candidate_label, candidate_vectors, rank_candidates
 from lrihar.classify.calibrate import leave_one_out, suggest_lambda
-from lrihar.classify.match import NG, Matcher
+from lrihar.classify.match import Matcher
 from lrihar.models.encoders import Crop, create_encoder
 from lrihar.sources import read_image
 
@@ -103,10 +104,9 @@ def _template_crops_of(images, template_crops, template_file) -> list[Crop]:
 def asl_set() -> LabelledSet:
     """`valid` GT crops as the template pool; `test` images through mediapipe-hands as queries."""
     from lrihar.annotate.pipeline import build_detector
+    from lrihar.boxes import box_iou, padded_box
     from lrihar.classify.templates import TemplateFile, template_crops
     from lrihar.config import ProjectConfig
-    from lrihar.crops import padded_box
-    from lrihar.evaluate.metrics import box_iou
 
     root = HANDS_DEV / "asl_letters"
     entries = json.loads((root / "gt.json").read_text())["images"]

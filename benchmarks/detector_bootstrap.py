@@ -164,7 +164,7 @@ def prepare(out: Path, seed: int = 0, dataset: Path | None = None) -> dict:
     from PIL import Image
 
     from lrihar.evaluate.run_sweep import DetectorSpec, predict_once
-    from lrihar.project import machine_info, package_versions
+    from lrihar.versions import machine_info, package_versions
 
     src = dataset or HANDS_DEV / DATASET
     if not (src / "gt.json").is_file():
@@ -432,7 +432,7 @@ SELF = "+self"
 def _merge(current: np.ndarray, found: np.ndarray, rule: str, iou: float = 0.5) -> np.ndarray:
     """A frame's round-2 boxes: ``union`` adds the detector's boxes that overlap no current box at
     IoU >= ``iou``; ``replace`` takes the detector's boxes alone."""
-    from lrihar.evaluate.metrics import box_iou
+    from lrihar.boxes import box_iou
 
     current, found = _boxes(current), _boxes(found)
     if rule == "replace":
@@ -696,7 +696,7 @@ def score(work: Path, weights: list[Path] | None = None, results: Path | None = 
 
 
 def _write_elsewhere(path: Path, result: dict) -> Path:
-    from lrihar.project import machine_info
+    from lrihar.versions import machine_info
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"benchmark": "detector_bootstrap", "machine": machine_info(), **result},

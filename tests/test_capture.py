@@ -11,8 +11,8 @@ import pytest
 
 from live_server import wait_for
 from lrihar.errors import BadInputError
+from lrihar.events import Gap
 from lrihar.runtime.capture import Capture
-from lrihar.runtime.events import Gap
 from lrihar.runtime.ids import IdCounter
 from lrihar.sources import Frame
 

@@ -13,10 +13,11 @@ from conftest import CLASSES, load_gt, make_project
 from lrihar.annotate.pipeline import annotate
 from lrihar.classify.match import Matcher
 from lrihar.classify.pipeline import classify, embed_detections
-from lrihar.classify.templates import class_folders, discover_templates
+from lrihar.classify.templates import discover_templates
 from lrihar.cli import main
 from lrihar.config import load_project_config
 from lrihar.errors import BadInputError
+from lrihar.lines import class_folders
 from lrihar.models.encoders import create_encoder
 from lrihar.sources import read_image
 

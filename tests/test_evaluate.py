@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 from conftest import CLASSES, load_gt, synthetic_frames
+from lrihar.classes import NG
 from lrihar.cli import main
 from lrihar.errors import BadInputError
-from lrihar.evaluate.confusion import NG, Confusion, plot_confusion
+from lrihar.evaluate.confusion import Confusion, plot_confusion
 from lrihar.evaluate.groundtruth import load_ground_truth
 from lrihar.evaluate.metrics import standard_metrics
 from lrihar.evaluate.sweep import ImagePredictions, best_pair, keep, plot_surfaces, sweep

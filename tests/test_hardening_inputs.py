@@ -19,10 +19,11 @@ from PIL import Image
 
 from conftest import make_project, synthetic_frames, tiny_gd_project, write_video
 from lrihar.annotate.pipeline import annotate
-from lrihar.classify.templates import class_folders, template_crops
+from lrihar.classify.templates import template_crops
 from lrihar.cli import main
 from lrihar.config import load_project_config, with_overrides
 from lrihar.errors import BadInputError
+from lrihar.lines import class_folders
 from lrihar.project import Project
 from lrihar.sources import read_frame, read_image
 from test_annotate import assert_same_rows, frame_rows

@@ -20,7 +20,7 @@ from detector_fixtures import RED, ColourBoxDetector, draw_frames
 from lrihar.cli import main
 from lrihar.config import load_project_config, parse_project_config
 from lrihar.errors import BadInputError
-from lrihar.layout import NO_LINE, project_layout
+from lrihar.lines import NO_LINE, project_layout
 from lrihar.models.detectors import DETECTORS
 from lrihar.models.encoders import ENCODERS, Encoder
 

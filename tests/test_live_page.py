@@ -11,7 +11,7 @@ import supervision as sv
 
 from live_server import browser_page
 from lrihar.errors import BadInputError
-from lrihar.runtime.events import ActionEvent, Alert, Cycle, Gap, StepStatus
+from lrihar.events import ActionEvent, Alert, Cycle, Gap, StepStatus
 from lrihar.runtime.live import LivePage
 from lrihar.runtime.pipeline import FrameView
 from lrihar.sources import Frame

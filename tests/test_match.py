@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lrihar.classes import NG_INDEX as NG
 from lrihar.classify.calibrate import leave_one_out, suggest_lambda, sweep
-from lrihar.classify.match import NG, Matcher, similarity
+from lrihar.classify.match import Matcher, similarity
 
 
 def unit(*angles_deg):

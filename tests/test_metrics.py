@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lrihar.evaluate.metrics import box_iou, detection_scores
+from lrihar.boxes import box_iou
+from lrihar.evaluate.metrics import detection_scores
 
 A = [0, 0, 10, 10]
 

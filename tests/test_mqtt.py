@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from live_server import free_port
 from lrihar.config import MqttConfig
-from lrihar.runtime.events import ActionEvent, Alert, Cycle
+from lrihar.events import ActionEvent, Alert, Cycle
 from lrihar.runtime.sinks.mqtt import MqttSink, topic_level
 
 MOSQUITTO = "/usr/sbin/mosquitto"

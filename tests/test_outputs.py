@@ -12,8 +12,9 @@ from PIL import Image
 
 from conftest import make_project, tiny_gd_project
 from lrihar.annotate.pipeline import annotate
+from lrihar.boxes import padded_box
 from lrihar.cli import main
-from lrihar.crops import iter_crops, padded_box
+from lrihar.crops import iter_crops
 from lrihar.dump import dump_detections
 from lrihar.project import Project
 

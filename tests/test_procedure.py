@@ -11,7 +11,7 @@ import yaml
 
 from lrihar.config import ProcedureConfig, load_project_config
 from lrihar.errors import BadInputError
-from lrihar.runtime.events import ActionEvent, Alert, Cycle
+from lrihar.events import ActionEvent, Alert, Cycle
 from lrihar.runtime.ids import IdCounter
 from lrihar.runtime.procedure import ProcedureMonitor
 

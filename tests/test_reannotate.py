@@ -22,9 +22,9 @@ from PIL import Image
 
 from detector_fixtures import ColourBoxDetector, annotated_project, draw_frames, synthetic_yolo_onnx
 from lrihar.annotate.pipeline import annotate, detector_identity, same_detector
+from lrihar.boxes import box_iou
 from lrihar.cli import main
 from lrihar.errors import BadInputError
-from lrihar.evaluate.metrics import box_iou
 from lrihar.project import Project
 from lrihar.review.actions import add_box, mark_wrong, move_box, relabel, undo_last
 

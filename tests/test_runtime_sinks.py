@@ -11,7 +11,7 @@ import time
 import pytest
 
 from lrihar.errors import BadInputError
-from lrihar.runtime.events import ActionEvent, Alert, Cycle, Gap
+from lrihar.events import ActionEvent, Alert, Cycle, Gap
 from lrihar.runtime.ids import IdCounter
 from lrihar.runtime.sinks.files import CsvSink, JsonlSink
 from lrihar.runtime.sinks.store_sink import StoreSink

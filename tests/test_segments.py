@@ -27,7 +27,7 @@ from lrihar.evaluate.step_inputs import (
     read_predicted_jsonl,
     read_step_truth,
 )
-from lrihar.runtime.events import ActionEvent, Alert, Cycle, Gap
+from lrihar.events import ActionEvent, Alert, Cycle, Gap
 
 PROJECT = "posts: [post-1, post-2]\nclasses:\n  - name: pick\n  - name: screw\n  - name: inspect\n"
 

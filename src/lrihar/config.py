@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lrihar.classes import NG, class_list_problem
 from lrihar.errors import BadInputError
 from lrihar.naming import class_name_problem
 from lrihar.sources import DEFAULT_MAX_IMAGE_PIXELS
@@ -140,6 +141,20 @@ class ClassifyConfig(_Frozen):
     _options = field_validator("options")(_finite_options)
 
 
+# ultralytics' augmentation hyperparameters that ``augment`` may set (numbers; see its docs).
+AUGMENT_KEYS = ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
+                "fliplr", "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "close_mosaic", "erasing")
+
+
+def augment_problem(key: str, value: object) -> str | None:
+    """What is wrong with the augmentation setting ``key: value`` (None: nothing)."""
+    if key not in AUGMENT_KEYS:
+        return f"unknown setting {key!r}; choose from {', '.join(AUGMENT_KEYS)}"
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return f"{key}: needs a number of 0 or more, not {value!r}"
+    return None
+
+
 class TrainDetectorConfig(_Frozen):
     """``lrihar train-detector`` settings; a field left out (None) takes the command's default,
     and a command-line option overrides the field."""
@@ -169,8 +184,6 @@ class TrainDetectorConfig(_Frozen):
     @field_validator("augment")
     @classmethod
     def _augment(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        from lrihar.train.detector import augment_problem
-
         for key, number in (value or {}).items():
             problem = augment_problem(key, number)
             if problem:
@@ -223,8 +236,8 @@ class ProcedureConfig(_Frozen):
         if repeated:
             raise ValueError(f"class(es) {', '.join(repeated)} named by more than one step (or twice in a "
                              "group); each class may be in one step only")
-        if "NG" in [*named, self.start_action]:
-            raise ValueError("'NG' (the rejection class) cannot be a step or the start_action")
+        if NG in [*named, self.start_action]:
+            raise ValueError(f"'{NG}' (the rejection class) cannot be a step or the start_action")
         return self
 
 
@@ -326,11 +339,9 @@ def _valid_layout_name(value: str, what: str) -> str:
 
 
 def _check_class_list(names: list[str]) -> None:
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"class names must be unique; repeated: {', '.join(duplicates)}")
-    if "NG" in names:
-        raise ValueError("'NG' is reserved for the rejection class; rename that class")
+    problem = class_list_problem(names)
+    if problem:
+        raise ValueError(problem)
 
 
 def _check_lines(cfg: ProjectConfig) -> None:
@@ -385,7 +396,7 @@ class ProjectConfig(_Frozen):
     procedures: dict[str, ProcedureConfig] = Field(default_factory=dict, description="post -> its SOP")
     run: RunConfig = RunConfig()
     lines: list[LineConfig] = Field(default_factory=list, description="lines and their posts; "
-                                    "replaces `line` and `posts` (see lrihar.layout)")
+                                    "replaces `line` and `posts` (see lrihar.lines)")
 
     @model_validator(mode="after")
     def _lines(self) -> ProjectConfig:
@@ -396,11 +407,7 @@ class ProjectConfig(_Frozen):
     @model_validator(mode="after")
     def _unique_class_names(self) -> ProjectConfig:
         names = [c.name for c in self.classes]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"class names must be unique; repeated: {', '.join(duplicates)}")
-        if "NG" in names:
-            raise ValueError("'NG' is reserved for the rejection class; rename that class")
+        _check_class_list(names)
         for where, posts in (("procedures", self.procedures), ("run.sources", self.run.sources)):
             unknown = sorted(set(posts) - set(self.posts))
             if unknown:

@@ -17,18 +17,10 @@ from typing import TypeVar
 
 import numpy as np
 
+from lrihar.boxes import padded_box
 from lrihar.naming import safe_file_name
 from lrihar.sources import SourceError, is_stream, open_source, read_image
 from lrihar.store import DetectionRow, Store
-
-
-def padded_box(xyxy: tuple[float, float, float, float], padding: float, width: int,
-               height: int) -> tuple[int, int, int, int]:
-    """``xyxy`` grown by ``padding`` × its size on each side, rounded and clipped to the image."""
-    x1, y1, x2, y2 = xyxy
-    dx, dy = (x2 - x1) * padding, (y2 - y1) * padding
-    return (max(0, int(np.floor(x1 - dx))), max(0, int(np.floor(y1 - dy))),
-            min(width, int(np.ceil(x2 + dx))), min(height, int(np.ceil(y2 + dy))))
 
 
 @dataclass(frozen=True)
@@ -145,7 +137,7 @@ def write_crops(store: Store, out_dir: str | Path, padding: float = 0.0,
 
     from PIL import Image
 
-    from lrihar.project import package_versions
+    from lrihar.versions import package_versions
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

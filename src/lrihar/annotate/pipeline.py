@@ -160,7 +160,7 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
         redo: forget these sources' stored frames first and process them afresh (refused
             where a person drew or fixed boxes on them).
         post: the inspection post these inputs film (one of the project's posts, see
-            :mod:`lrihar.layout`); its line follows from the project file.
+            :mod:`lrihar.lines`); its line follows from the project file.
         recursive: read the sub-folders of folders too (each folder of images one source).
         reannotate: annotate again the frames another detector stored (off: keep them as they
             are and only annotate frames not stored yet). Frames of live streams cannot be read
@@ -169,7 +169,7 @@ def annotate(project: Project, uris: list[str] | None = None, *, config: Project
         engine: runs the per-source work of an :class:`AnnotateJob` (default
             :func:`annotate_locally`, in this process; see :mod:`lrihar.engines.ray_annotate`).
     """
-    from lrihar.layout import project_layout
+    from lrihar.lines import project_layout
 
     cfg = config or project.config
     if post is not None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lrihar.classify.pipeline import ClassifySummary, classify
 from lrihar.config import with_overrides
-from lrihar.layout import project_layout, unplaced_detections
+from lrihar.lines import project_layout, unplaced_detections
 from lrihar.naming import safe_file_name
 from lrihar.project import Project
 

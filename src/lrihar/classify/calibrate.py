@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lrihar.classify.match import NG, Matcher, similarity
+from lrihar.classes import NG, NG_INDEX
+from lrihar.classify.match import Matcher, similarity
+from lrihar.lines import class_folders
 
 
 @dataclass
@@ -64,7 +66,7 @@ def leave_one_out(vectors: np.ndarray, template_class: np.ndarray, n_classes: in
         scores = m.class_scores_from_similarities(sims[i:i + 1, keep])[0]
         best[i] = int(np.argmax(scores))
         score[i] = scores[best[i]]
-    best[~np.any(np.asarray(vectors) != 0, axis=1)] = NG
+    best[~np.any(np.asarray(vectors) != 0, axis=1)] = NG_INDEX
     return best, score
 
 
@@ -73,9 +75,9 @@ def sweep(name: str, truth: np.ndarray, best: np.ndarray, score: np.ndarray,
     """Accuracy (right class accepted, or NG where truth is NG) and NG rate for each λ."""
     acc, ng = [], []
     for lam in grid:
-        label = np.where(score >= lam, best, NG)
+        label = np.where(score >= lam, best, NG_INDEX)
         acc.append(float((label == truth).mean()) if len(truth) else 0.0)
-        ng.append(float((label == NG).mean()) if len(truth) else 0.0)
+        ng.append(float((label == NG_INDEX).mean()) if len(truth) else 0.0)
     return LambdaSweep(name, grid, np.array(acc), np.array(ng), len(truth))
 
 
@@ -130,8 +132,8 @@ def calibrate_project(project, *, config=None, templates: Path | None = None, en
     """
     from lrihar.classify.auto import resolve_encoder
     from lrihar.classify.pipeline import embed_detections
-    from lrihar.classify.templates import build_bank, class_folders
-    from lrihar.layout import detection_ids_at
+    from lrihar.classify.templates import build_bank
+    from lrihar.lines import detection_ids_at
 
     cfg = config or project.config
     store = project.store
@@ -153,7 +155,7 @@ def calibrate_project(project, *, config=None, templates: Path | None = None, en
 
     only = detection_ids_at(store, posts)
     reviewed = {i: v["label"] for i, v in store.labels("corrected").items()
-                if (v["label"] in bank.classes or v["label"] == "NG") and (only is None or i in only)}
+                if (v["label"] in bank.classes or v["label"] == NG) and (only is None or i in only)}
     if reviewed:
         embed_detections(store, encoder, key, cfg.classify.padding, [], only=set(reviewed))
         ids, vectors = store.detection_embeddings(key)
@@ -162,6 +164,6 @@ def calibrate_project(project, *, config=None, templates: Path | None = None, en
                           cfg.classify.reduce, cfg.classify.k, encoder.parts)
         assigned = matcher.assign(vectors[mask])
         names = bank.classes
-        rtruth = np.array([names.index(reviewed[i]) if reviewed[i] in names else NG for i in ids[mask]])
+        rtruth = np.array([names.index(reviewed[i]) if reviewed[i] in names else NG_INDEX for i in ids[mask]])
         result.sweeps.append(sweep("reviewed labels", rtruth, assigned.best_class, assigned.score, grid))
     return result

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NG = -1
+from lrihar.classes import NG_INDEX
 
 
 def similarity(a: np.ndarray, b: np.ndarray, parts: list[tuple[int, float]] | None = None) -> np.ndarray:
@@ -104,7 +104,7 @@ class Matcher:
         scores = self.class_scores(crops)
         n = len(scores)
         if self.n_classes == 0 or n == 0:
-            empty = np.full(n, NG)
+            empty = np.full(n, NG_INDEX)
             return Assignment(empty, empty, np.full(n, -np.inf), empty, np.zeros(n), scores)
         order = np.argsort(-scores, axis=1, kind="stable")  # stable: ties go to the first class
         best = order[:, 0]
@@ -114,9 +114,9 @@ class Matcher:
             runner = order[:, 1]
             margin = best_score - scores[rows, runner]
         else:
-            runner = np.full(n, NG)
+            runner = np.full(n, NG_INDEX)
             margin = np.full(n, np.inf)
         # An all-zero embedding carries no evidence (e.g. hand-pose without landmarks): NG.
         has_signal = np.any(np.asarray(crops) != 0, axis=1)
-        label = np.where((best_score >= self.lambdas[best]) & has_signal, best, NG)
+        label = np.where((best_score >= self.lambdas[best]) & has_signal, best, NG_INDEX)
         return Assignment(label, best, best_score, runner, margin, scores)

@@ -22,19 +22,19 @@ from typing import Any
 
 import numpy as np
 
+from lrihar.classes import NG, NG_INDEX
 from lrihar.classify.contact_sheet import contact_sheet, save_sheet
-from lrihar.classify.match import NG, Matcher
-from lrihar.classify.templates import TemplateBank, build_bank, class_folders
+from lrihar.classify.match import Matcher
+from lrihar.classify.templates import TemplateBank, build_bank
 from lrihar.config import ProjectConfig
 from lrihar.crops import iter_crops
+from lrihar.lines import class_folders
 from lrihar.models.encoders import Crop, Encoder, create_encoder
 from lrihar.naming import safe_file_name
 from lrihar.progress import progress_bar
 from lrihar.project import Project, recorded_run
 from lrihar.sources import SourceError
 from lrihar.store import Store
-
-NG_NAME = "NG"
 
 
 @dataclass
@@ -177,9 +177,9 @@ def classify(project: Project, *, config: ProjectConfig | None = None, templates
         embedder: embeds the detections not yet embedded (default :func:`embed_detections`, in
             this process; see :mod:`lrihar.engines.ray_classify`).
         posts: label only the crops of these posts (None: every crop); ``config`` should then be
-            theirs (:meth:`lrihar.layout.Layout.config_for`).
+            theirs (:meth:`lrihar.lines.Layout.config_for`).
     """
-    from lrihar.layout import detection_ids_at
+    from lrihar.lines import detection_ids_at
 
     cfg = config or project.config
     store = project.store
@@ -216,8 +216,8 @@ def classify(project: Project, *, config: ProjectConfig | None = None, templates
         summary.detections = len(ids)
         if len(ids):
             result = matcher.assign(vectors)
-            names = [*bank.classes, NG_NAME]  # index -1 -> NG
-            rows = [(int(i), names[lab], _finite(s), names[r] if r != NG else None, _finite(m), key,
+            names = [*bank.classes, NG]  # index -1 -> NG
+            rows = [(int(i), names[lab], _finite(s), names[r] if r != NG_INDEX else None, _finite(m), key,
                      float(matcher.lambdas[b]))
                     for i, lab, s, r, m, b in zip(ids, result.label, result.score, result.runner_up,
                                                   result.margin, result.best_class, strict=True)]
@@ -242,8 +242,8 @@ def label_counts(store: Store, classes: list[str], only: set[int] | None = None)
     for label, det_id in rows:
         if only is None or det_id in only:
             got[label] = got.get(label, 0) + 1
-    return {name: int(got.get(name, 0)) for name in [*classes, NG_NAME]} | {
-        k: int(v) for k, v in got.items() if k not in classes and k != NG_NAME}
+    return {name: int(got.get(name, 0)) for name in [*classes, NG]} | {
+        k: int(v) for k, v in got.items() if k not in classes and k != NG}
 
 
 def write_contact_sheets(store: Store, out_dir: Path, per_class: int = 60,

@@ -14,10 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lrihar.config import ProjectConfig
 from lrihar.errors import BadInputError
 from lrihar.models.encoders.base import Crop, Encoder
-from lrihar.naming import check_class_name
 from lrihar.sources import IMAGE_SUFFIXES, read_image
 from lrihar.store import Store
 
@@ -46,115 +44,6 @@ class TemplateBank:
 
 def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-NG_LABEL = "NG"
-"""The rejection label: never a class, so never a template folder."""
-
-
-def template_subfolders(root: Path) -> dict[str, Path]:
-    """Class name -> folder, for every sub-folder of a templates root.
-
-    Hidden folders (``.cache``, ``.ipynb_checkpoints``) are tools' clutter, not classes; every
-    other sub-folder name may become a class name, so it must be a valid one.
-
-    Raises:
-        BadInputError: the root is missing, or a sub-folder's name is not a valid class name.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise BadInputError(f"{root}: templates folder not found")
-    subdirs = {check_class_name(p.name, f"{root}: template folder"): p
-               for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
-    if NG_LABEL in subdirs:
-        raise BadInputError(f"{subdirs[NG_LABEL]}: 'NG' is reserved for the rejection class; rename "
-                            "that template folder")
-    return subdirs
-
-
-def class_folders(cfg: ProjectConfig, templates_root: Path | None = None) -> dict[str, Path]:
-    """Class name -> template folder.
-
-    The classes are those the project file names, else the sub-folders of the templates root
-    (``templates_root`` from the command line, else ``classify.templates``), named as the
-    folders. With a root, a class's folder is ``ROOT/<name>``; without one, its own
-    ``classes[].templates``.
-
-    Raises:
-        BadInputError: no classes, a class with no folder, a sub-folder naming no class of the
-            project or not a valid class name.
-    """
-    root = templates_root or cfg.classify.templates
-    names = [c.name for c in cfg.classes]
-    if root is not None:
-        root = Path(root)
-        subdirs = template_subfolders(root)
-        if not names:  # no classes in the project file: the sub-folders are the classes
-            names = list(subdirs)
-        unknown = sorted(set(subdirs) - set(names))
-        if unknown:
-            raise BadInputError(f"{root}: folder(s) {', '.join(unknown)} name no class of the project "
-                                f"(classes: {', '.join(names)}); add them to `classes` or remove them")
-        folders = {n: root / n for n in names}
-    else:
-        folders = {c.name: c.templates for c in cfg.classes if c.templates is not None}
-        missing = [c.name for c in cfg.classes if c.templates is None]
-        if missing:
-            raise BadInputError(f"classes {', '.join(missing)}: no `templates` folder given in the "
-                                "project file (set `classify.templates`, or pass --templates DIR)")
-    if not folders:
-        if root is not None:
-            raise BadInputError(f"{root}: no class folders: make one sub-folder of a few template crops "
-                                "per action class (its name is the class name), or list the classes "
-                                "under `classes` in the project file")
-        raise BadInputError("no action classes: set `classify.templates` in the project file (or pass "
-                            "--templates DIR) to a folder with one sub-folder of template crops per "
-                            "class, or list them under `classes`")
-    return folders
-
-
-def post_classes(cfg: ProjectConfig, posts: list[str] | None = None) -> list[str]:
-    """The classes of ``posts`` (None: the project-wide ones, then every post's), in order of
-    first appearance: each post's named classes, else the sub-folders of its templates root
-    (none while that folder does not exist yet).
-
-    Raises:
-        BadInputError: an unknown post, or a template sub-folder's name is not a valid class name.
-    """
-    from lrihar.layout import project_layout
-
-    layout = project_layout(cfg)
-    names = [c.name for c in cfg.classes] if posts is None else []
-    roots = [cfg.classify.templates] if posts is None and not names else []
-    for post in [layout.post(p) for p in (posts if posts is not None else layout.posts)]:
-        if post.classes:
-            names += [n for n in post.class_names if n not in names]
-        else:
-            roots.append(post.templates)
-    for root in dict.fromkeys(roots):  # posts often share one root: read it once
-        if root is not None and Path(root).is_dir():
-            names += [n for n in template_subfolders(root) if n not in names]
-    return names
-
-
-def project_classes(cfg: ProjectConfig, store: Store | None = None, every_label: bool = False) -> list[str]:
-    """The project's action classes: the one answer the review page, export, evaluation and
-    interchange share (through :attr:`lrihar.project.Project.classes`).
-
-    The classes the project file names (project-wide, then each post's), else the sub-folders
-    of ``classify.templates`` (and of posts' own templates roots; none while a folder does not
-    exist yet), else the labels stored in ``store`` (a project classified with ``--templates``
-    elsewhere). With ``every_label``, any other label stored follows, sorted, so that evaluation
-    and export leave no labelled box out. NG is never one.
-
-    Raises:
-        BadInputError: a template sub-folder's name is not a valid class name.
-    """
-    names = post_classes(cfg)
-    if store is not None and (every_label or not names):
-        stored = store.db.execute("SELECT DISTINCT label FROM labels ORDER BY label")
-        names += [n for (n,) in stored if n != NG_LABEL and n not in names]
-    return names
 
 
 def discover_templates(folders: dict[str, Path]) -> list[TemplateFile]:

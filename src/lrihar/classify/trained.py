@@ -77,7 +77,7 @@ def classify_with_model(project: Project, classifier: str, padding: float | None
     ``posts``: only those on frames of these posts."""
     from lrihar.classify.pipeline import label_counts
     from lrihar.deploy.onnx_detector import sha256_of
-    from lrihar.layout import detection_ids_at
+    from lrihar.lines import detection_ids_at
     from lrihar.models.classifiers import OnnxClassifier
 
     store = project.store

@@ -90,7 +90,7 @@ def annotate(
     """
     from lrihar.annotate.pipeline import annotate as run_annotate
     from lrihar.config import with_overrides
-    from lrihar.layout import annotate_inputs, project_layout
+    from lrihar.lines import annotate_inputs, project_layout
     from lrihar.project import Project
 
     ray = ray_options(engine, ray_address, ray_workers, ray_batch_size, ray_num_gpus, ray_shard_frames)

@@ -47,7 +47,7 @@ def classify(
     labels a person corrected are never overwritten.
     """
     from lrihar.classify.by_post import classify_posts
-    from lrihar.layout import project_layout
+    from lrihar.lines import project_layout
     from lrihar.project import Project
 
     ray = ray_options(engine, ray_address, ray_workers, ray_batch_size, ray_num_gpus)
@@ -143,7 +143,7 @@ def calibrate_lambda(
 
     from lrihar.classify.calibrate import calibrate_project, plot_sweeps
     from lrihar.config import with_overrides
-    from lrihar.layout import project_layout
+    from lrihar.lines import project_layout
     from lrihar.project import Project
 
     proj = Project.open(project)

@@ -66,7 +66,7 @@ def evaluate(
     (per post, per line, and for a line of --posts-per-line posts)."""
     from lrihar.evaluate.groundtruth import load_ground_truth
     from lrihar.evaluate.project_eval import evaluate_project
-    from lrihar.layout import project_layout
+    from lrihar.lines import project_layout
     from lrihar.project import Project
 
     proj = Project.open(project)
@@ -96,7 +96,7 @@ def _evaluate_events(proj, events: Path, predicted: Path | None, early_tolerance
     """`evaluate --events`: a run's events, cycles and alerts against annotated step segments."""
     from lrihar.evaluate.segments import score_steps
     from lrihar.evaluate.step_inputs import load_predicted_from_store, read_predicted_jsonl, read_step_truth
-    from lrihar.layout import project_layout
+    from lrihar.lines import project_layout
 
     layout = project_layout(proj.config)
     steps = {c for p in layout.posts.values() if p.procedure for s in p.procedure.steps for c in s.classes}
@@ -271,7 +271,7 @@ def report(
     from lrihar.evaluate.groundtruth import load_ground_truth
     from lrihar.evaluate.project_eval import evaluate_project
     from lrihar.evaluate.report import write_report
-    from lrihar.layout import project_layout
+    from lrihar.lines import project_layout
     from lrihar.project import Project
 
     proj = Project.open(project)

@@ -87,7 +87,7 @@ def export(
     Label Studio / CVAT. A hand detector set (the yolo default) needs no classify run."""
     from lrihar.dataset.export import check_out_folder, export_dataset, make_folder
     from lrihar.errors import BadInputError
-    from lrihar.layout import project_layout
+    from lrihar.lines import project_layout
     from lrihar.project import Project
 
     tool = fmt in ("labelstudio", "cvat")

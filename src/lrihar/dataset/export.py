@@ -24,18 +24,20 @@ from pathlib import Path
 
 import numpy as np
 
-from lrihar.crops import FrameRef, frame_stem, iter_frames, padded_box, read_frames
+from lrihar.boxes import padded_box
+from lrihar.classes import NG
+from lrihar.crops import FrameRef, frame_stem, iter_frames, read_frames
 from lrihar.dataset.split import SPLITS, check_fractions, split_groups
 from lrihar.errors import BadInputError
 from lrihar.naming import safe_file_name
 from lrihar.paths import inside
-from lrihar.project import Project, package_versions
+from lrihar.project import Project
 from lrihar.sources import SourceError
 from lrihar.store import DetectionRow
+from lrihar.versions import package_versions
 
 FORMATS = ("yolo", "imagefolder", "coco")
 CLASS_SCHEMES = ("hand", "actions")
-NG = "NG"
 HAND = "hand"
 _BACKGROUND = None  # the split's stratum for a frame with no box (never a class name)
 
@@ -170,7 +172,7 @@ def export_dataset(project: Project, out: str | Path, fmt: str = "yolo",
     boxes = list(store.detections())
     at = None
     if posts is not None:
-        from lrihar.layout import source_uris_at
+        from lrihar.lines import source_uris_at
 
         at = source_uris_at(store, posts)
         boxes = [r for r in boxes if r.source_uri in at]
@@ -191,9 +193,9 @@ def export_dataset(project: Project, out: str | Path, fmt: str = "yolo",
         if posts is None:
             classes = project.classes
         else:
-            from lrihar.classify.templates import post_classes
+            from lrihar.lines import project_layout
 
-            classes = post_classes(project.config, posts)
+            classes = project_layout(project.config).classes(posts)
         classes += sorted({r.action for r in rows} - set(classes) - {NG})
         if include_ng:
             classes.append(NG)

@@ -69,7 +69,7 @@ def int8_agreement(fp32: Path, int8: Path, frames: Sequence[np.ndarray], confide
                    nms_iou: float = 0.7) -> dict[str, Any]:
     """Both files through the ``yolo`` backend at its default thresholds: the share of the float
     model's boxes the INT8 model finds again (IoU ≥ 0.5), and the boxes only INT8 finds."""
-    from lrihar.evaluate.metrics import box_iou
+    from lrihar.boxes import box_iou
     from lrihar.models.detectors import create_detector
 
     kw = {"box_threshold": confidence, "nms_iou": nms_iou}

@@ -28,10 +28,12 @@ import numpy as np
 
 from lrihar.deploy.onnx_detector import sha256_of
 from lrihar.errors import BadInputError, LriharError
-from lrihar.project import Project, package_versions, recorded_run
+from lrihar.project import Project, recorded_run
+from lrihar.versions import package_versions
 
 OPSET = 17
 EXPORT_RECORD = "classifier.json"
+_EXPORT_PACKAGES = ("onnx", "onnxruntime", "peft", "safetensors")  # versions in the record
 META_KEYS = ("classes", "input_size", "mean", "std", "kind", "run", "precision")
 
 
@@ -242,22 +244,10 @@ def _write_record(out_dir: Path, summary: ClassifierExportSummary, spec) -> None
     doc = summary.as_dict() | {"classes": spec.classes, "input_size": spec.input_size, "kind": spec.kind,
                                "backbone": spec.backbone,
                                "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                               "versions": package_versions() | _versions()}
+                               "versions": package_versions(extra=_EXPORT_PACKAGES)}
     tmp = out_dir / (EXPORT_RECORD + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     tmp.replace(out_dir / EXPORT_RECORD)
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for name in ("onnx", "onnxruntime", "peft", "safetensors"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def deployed_file(run_dir: Path) -> Path:

@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from lrihar.boxes import box_iou
 from lrihar.deploy.onnx_head import cut_before_decoding
 from lrihar.errors import BadInputError, LriharError
 from lrihar.paths import sha256_of
-from lrihar.project import Project, package_versions, recorded_run
+from lrihar.project import Project, recorded_run
 from lrihar.train.detector import check_yolo_data, images_in, offline_state, read_record, run_folder
+from lrihar.versions import package_versions
 
 OPSET = 18
 # ultralytics' own requirement strings for an ONNX export with simplification.
@@ -101,7 +103,6 @@ def parity_check(model_pt: Path, onnx_path: Path, images: list[np.ndarray], imgs
     a score within ``score_tol``; a PyTorch box scoring within ``score_tol`` of ``confidence``
     may be missing (it can fall either side of the threshold).
     """
-    import supervision as sv
 
     from lrihar.models.detectors import create_detector
 
@@ -126,7 +127,7 @@ def parity_check(model_pt: Path, onnx_path: Path, images: list[np.ndarray], imgs
             if not borderline.all():
                 p.problems.append(f"frame {k}: ONNX found no box, PyTorch {int((~borderline).sum())}")
             continue
-        iou = sv.box_iou_batch(t_xyxy, np.asarray(o.xyxy, float))
+        iou = box_iou(t_xyxy, o.xyxy)
         for i in range(len(t_score)):
             j = int(iou[i].argmax())
             diff = abs(float(o.confidence[j]) - t_score[i])
@@ -217,7 +218,7 @@ def export_onnx(best: Path, out_dir: Path, imgsz: int = 320, images: list[Path] 
            "imgsz": imgsz, "dynamic": dynamic, "opset": OPSET, "head": head, "run": best.parent.parent.name,
            "weights": str(best), "weights_sha256": sha256_of(best), "parity": asdict(parity),
            "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-           "versions": package_versions() | _export_versions()}
+           "versions": package_versions(extra=("ultralytics", "onnx", "onnxslim", "onnxruntime"))}
     if parity.ok and int8 is not None:
         doc["int8"] = _int8_copy(target, [read_image(Path(p)) for p in int8], imgsz, min_int8_agreement,
                                  int8_confidence)
@@ -258,15 +259,3 @@ def _int8_copy(fp32: Path, frames: list[np.ndarray | None], imgsz: int, floor: f
 def _check_imgsz(imgsz: int) -> None:
     if imgsz < 32 or imgsz % 32:
         raise BadInputError(f"--imgsz: {imgsz} is not a positive multiple of 32 (the model's stride)")
-
-
-def _export_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for name in ("ultralytics", "onnx", "onnxslim", "onnxruntime"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out

@@ -21,8 +21,9 @@ def template_matcher_row(project, confusions: dict[str, Confusion], sample: int 
     """Accuracy from ``confusions`` and the per-crop call time (embed + match, batch 1)."""
     from lrihar.classify.auto import resolve_encoder
     from lrihar.classify.pipeline import matcher_for
-    from lrihar.classify.templates import build_bank, class_folders
+    from lrihar.classify.templates import build_bank
     from lrihar.crops import iter_crops
+    from lrihar.lines import class_folders
     from lrihar.models.encoders import Crop
 
     cfg = project.config
@@ -87,7 +88,8 @@ def _call_times(call, crops: list, sample: int) -> dict[str, Any]:
 def _template_row(project, crops, truth, classes, posts, sample) -> dict[str, Any]:
     from lrihar.classify.auto import resolve_encoder
     from lrihar.classify.pipeline import matcher_for
-    from lrihar.classify.templates import build_bank, class_folders
+    from lrihar.classify.templates import build_bank
+    from lrihar.lines import class_folders
     from lrihar.models.encoders import Crop
 
     cfg = project.config

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-NG = "NG"
+from lrihar.classes import NG
 
 
 @dataclass(frozen=True)

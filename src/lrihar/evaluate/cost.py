@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from lrihar.store import Store
 
 if TYPE_CHECKING:
-    from lrihar.layout import Layout
+    from lrihar.lines import Layout
 
 LINE = "(line)"
 _POST = " FROM {} JOIN sources s ON s.id = {}.source_id {} GROUP BY s.post"

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lrihar.boxes import box_iou
+
 
 @dataclass(frozen=True)
 class DetectionScores:
@@ -38,17 +40,6 @@ class DetectionScores:
 
     def as_dict(self) -> dict[str, float | int]:
         return dict(self.__dict__)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (len(a), len(b)) of ``xyxy`` boxes."""
-    import supervision as sv
-
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    if not len(a) or not len(b):
-        return np.zeros((len(a), len(b)))
-    return sv.box_iou_batch(a, b)
 
 
 def best_ious(preds: np.ndarray, gts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

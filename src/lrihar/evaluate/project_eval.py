@@ -21,9 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from lrihar.evaluate.confusion import NG, Confusion
+from lrihar.boxes import box_iou
+from lrihar.classes import NG
+from lrihar.evaluate.confusion import Confusion
 from lrihar.evaluate.groundtruth import GroundTruth
-from lrihar.evaluate.metrics import box_iou, detection_scores, standard_metrics
+from lrihar.evaluate.metrics import detection_scores, standard_metrics
+from lrihar.lines import class_folders
 from lrihar.store import DetectionRow, Store
 
 LINE = "(line)"
@@ -138,7 +141,7 @@ def check_frames(store: Store, gt: GroundTruth, uris: set[str] | None = None) ->
 
 def project_classes(project) -> list[str]:
     """The project's classes, then every other label stored: no labelled box is left out."""
-    from lrihar.classify.templates import project_classes as resolve
+    from lrihar.project import project_classes as resolve
 
     return resolve(project.config, project.store, every_label=True)
 
@@ -235,10 +238,10 @@ def evaluate_project(project, gt: GroundTruth | None = None, ious=(0.3, 0.4),
                      rates=None, posts_per_line: int = 20, posts: list[str] | None = None) -> dict[str, Any]:
     """Every figure of ``lrihar evaluate``: detection, classification, annotation cost; ``posts``
     (``--line`` / ``--post``): only the frames of these posts, with their classes."""
-    from lrihar.classify.templates import class_folders, discover_templates, post_classes
+    from lrihar.classify.templates import discover_templates
     from lrihar.errors import BadInputError
     from lrihar.evaluate.cost import CostRates, annotation_cost
-    from lrihar.layout import project_layout, source_uris_at
+    from lrihar.lines import project_layout, source_uris_at
 
     store = project.store
     layout = project_layout(project.config)
@@ -246,7 +249,7 @@ def evaluate_project(project, gt: GroundTruth | None = None, ious=(0.3, 0.4),
     uris = None
     if posts is not None:
         uris = source_uris_at(store, posts)
-        named = post_classes(project.config, posts)
+        named = layout.classes(posts)
         classes = [*named, *(c for c in classes if c not in named)]
     # Posts with their own templates: each post's folders, a folder that posts share counted once.
     views = [project.config] if layout.uniform else [layout.config_for(p) for p in posts or layout.posts]

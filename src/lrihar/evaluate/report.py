@@ -287,7 +287,7 @@ def write_report(project, evaluation: dict, out_html: Path, sweep_dir: Path | No
     """Render the HTML (self-contained, figures inlined) and optionally Markdown."""
     import jinja2
 
-    from lrihar.project import machine_info, package_versions
+    from lrihar.versions import machine_info, package_versions
 
     figures = out_html.parent / f"{out_html.stem}-figures"
     sections = build_sections(project, evaluation, figures, sweep_dir, table4)
@@ -312,7 +312,7 @@ def write_report(project, evaluation: dict, out_html: Path, sweep_dir: Path | No
 
 def _title(project, evaluation: dict) -> str:
     """The line(s) reported on: those of the posts selected (``--line`` / ``--post``), else all."""
-    from lrihar.layout import project_layout
+    from lrihar.lines import project_layout
 
     layout = project_layout(project.config)
     posts = evaluation.get("posts")

@@ -121,7 +121,7 @@ def run_sweep(specs: Sequence[DetectorSpec], gt: GroundTruth, out: Path,
         for metric in ("recall", "accuracy"):
             stem = f"surface-{metric}-iou{t:g}".replace(".", "_")  # with_suffix must not eat ".3"
             result.files += [str(p) for p in plot_surfaces(result.rows, metric, t, out / stem)]
-    from lrihar.project import package_versions
+    from lrihar.versions import package_versions
 
     doc = {"ious": list(ious), "accuracy_floor": accuracy_floor, "axes": KINDS,
            "detectors": [spec.__dict__ for spec in specs], "versions": package_versions(),

@@ -184,10 +184,10 @@ def _key(item, key_column: str) -> str:
 
 
 def _predicted_segments(predicted: Predicted, key_column: str) -> list[Segment]:
-    from lrihar.classify.templates import NG_LABEL
+    from lrihar.classes import NG
 
     return [Segment(_key(e, key_column), e.label, e.start, e.end) for e in predicted.events
-            if e.label != NG_LABEL]
+            if e.label != NG]
 
 
 def _by_key(segments: Sequence[Segment]) -> dict[str, list[Segment]]:

@@ -34,8 +34,8 @@ from typing import Any
 
 from lrihar.errors import BadInputError
 from lrihar.evaluate.groundtruth import _raise_problems
+from lrihar.events import ActionEvent, Alert, Cycle, Gap
 from lrihar.naming import class_name_problem
-from lrihar.runtime.events import ActionEvent, Alert, Cycle, Gap
 
 REQUIRED = ("start", "end", "class")
 YES, NO = {"1", "yes", "y", "true", "x"}, {"", "0", "no", "n", "false"}

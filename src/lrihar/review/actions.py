@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lrihar.classes import NG
 from lrihar.errors import BadInputError, LriharError
+from lrihar.lines import class_folders
 from lrihar.store import Store
 
-NG = "NG"
 MANUAL_BACKEND = "manual"
 """The ``backend`` of a box a person drew (review page or import)."""
 # A break longer than this between two actions is not counted as review time.
@@ -375,8 +376,7 @@ def promote_template(store: Store, cfg, det_id: int, frame: Any, box: Sequence[f
     """
     from PIL import Image
 
-    from lrihar.classify.templates import class_folders
-    from lrihar.crops import padded_box
+    from lrihar.boxes import padded_box
     from lrihar.naming import check_class_name
     from lrihar.paths import inside
 

@@ -35,9 +35,10 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
+from lrihar.boxes import box_iou
+from lrihar.classes import NG
 from lrihar.crops import FrameRef, frame_stem, read_frames
 from lrihar.errors import BadInputError
-from lrihar.evaluate.metrics import box_iou
 from lrihar.naming import check_class_name
 from lrihar.project import Project
 from lrihar.review import actions
@@ -45,7 +46,6 @@ from lrihar.review.actions import box_numbers, finite_number
 from lrihar.sources import SourceError
 from lrihar.store import DetectionRow
 
-NG = "NG"
 TOOLS = ("labelstudio", "cvat", "coco")
 
 

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
 
 from lrihar.errors import BadInputError, LriharError
-from lrihar.layout import project_layout
+from lrihar.lines import project_layout
 from lrihar.naming import MAX_CLASS_NAME
 from lrihar.project import Project
 from lrihar.review import actions
@@ -271,7 +271,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
     @app.get("/api/crops/{det_id}.jpg")
     def crop_image(det_id: int = PathParam(ge=1, le=MAX_ID),
                    padding: float = Query(0.1, ge=0, le=1, allow_inf_nan=False)) -> Response:
-        from lrihar.crops import padded_box
+        from lrihar.boxes import padded_box
 
         image, box = frame_of(det_id)
         x1, y1, x2, y2 = padded_box(box, padding, image.shape[1], image.shape[0])

@@ -12,10 +12,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from lrihar.runtime.events import ActionEvent
+from lrihar.classes import NG
+from lrihar.events import ActionEvent
 from lrihar.runtime.ids import IdCounter
-
-NO_ACTION = "NG"
 
 
 @dataclass
@@ -63,7 +62,7 @@ class EventBuilder:
             state.last_t, state.last_wall = t, wall
             state.frames += 1
             state.confidence_sum += confidence
-            if label == NO_ACTION:
+            if label == NG:
                 continue
             if state.event is None and state.frames >= self.min_frames:
                 state.event = ActionEvent(

@@ -3,7 +3,7 @@
 Files and image folders never lose a frame: when the queue is full, decoding waits. Live sources
 (stream URLs, cameras) never wait: the oldest queued frame is dropped, and counted, so the pipeline
 always works on the newest picture. A live source that ends, fails or goes silent is reopened every
-``retry_s`` until the capture is stopped; each outage becomes one :class:`~lrihar.runtime.events.Gap`,
+``retry_s`` until the capture is stopped; each outage becomes one :class:`~lrihar.events.Gap`,
 queued between the last frame before it and the first frame after it. A watchdog thread per source
 tells a dead source (nothing decoded for ``source_timeout_s``: reopened) from a stalled pipeline
 (frames queued but none taken for ``stall_timeout_s``: reported, nothing to reopen).
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lrihar.errors import BadInputError
-from lrihar.runtime.events import Gap
+from lrihar.events import Gap
 from lrihar.runtime.ids import IdCounter
 from lrihar.sources import (
     Frame,

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lrihar.classes import NG
 from lrihar.errors import BadInputError
+from lrihar.lines import class_folders
 from lrihar.models.encoders.base import Crop
 from lrihar.registry import Registry
-
-NG = "NG"
 
 
 class CropLabeller(ABC):
@@ -67,9 +67,9 @@ class TemplateLabeller(CropLabeller):
     def __init__(self, project, config=None) -> None:
         from lrihar.classify.auto import resolve_encoder
         from lrihar.classify.pipeline import matcher_for
-        from lrihar.classify.templates import build_bank, class_folders
+        from lrihar.classify.templates import build_bank
 
-        cfg = config or project.config  # a post's own view (lrihar.layout.Layout.config_for)
+        cfg = config or project.config  # a post's own view (lrihar.lines.Layout.config_for)
         folders = class_folders(cfg)
         if not folders:
             raise BadInputError(f"{project.root}: no template classes; add templates/<class>/*.jpg "

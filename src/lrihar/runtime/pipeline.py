@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import supervision as sv
 
+from lrihar.boxes import padded_box
 from lrihar.config import ProcedureConfig, RunConfig
-from lrihar.crops import padded_box
+from lrihar.events import ActionEvent, Alert, Cycle, Gap, RuntimeItem, StepStatus
 from lrihar.models.detectors.base import Detector
 from lrihar.models.encoders.base import Crop
 from lrihar.runtime.actions import EventBuilder
-from lrihar.runtime.events import ActionEvent, Alert, Cycle, Gap, RuntimeItem, StepStatus
 from lrihar.runtime.ids import IdCounter
 from lrihar.runtime.labellers import CropLabeller
 from lrihar.runtime.smoothing import LabelSmoother

@@ -46,7 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lrihar.config import ProcedureConfig
-from lrihar.runtime.events import ActionEvent, Alert, Cycle, StepStatus, Violation
+from lrihar.events import ActionEvent, Alert, Cycle, StepStatus, Violation
 from lrihar.runtime.ids import IdCounter
 
 Item = Cycle | Alert

@@ -49,7 +49,7 @@ def sources_by_post(project: Project, opts: RunOptions) -> list[tuple[str, str]]
     """(uri, post) per source: the given sources at ``opts.post`` (default: the first post of
     ``opts.line``, or of the project), or the cameras of the posts ``opts.line`` / ``opts.post``
     select (all by default): ``run.sources``, or ``lines[].posts[].cameras``."""
-    from lrihar.layout import project_layout
+    from lrihar.lines import project_layout
 
     layout = project_layout(project.config)
     selected = layout.select(opts.line, opts.post)  # an unknown line or post: the valid ones named
@@ -150,7 +150,7 @@ def _stop_on_signals(stop: Callable[[], None]):
 def build_pipeline(project: Project, opts: RunOptions, run_id: int, ids: IdCounter,
                    sinks: list, observers: list) -> LinePipeline:
     """The pipeline for ``opts`` (captures not started)."""
-    from lrihar.layout import project_layout
+    from lrihar.lines import project_layout
     from lrihar.runtime.capture import Capture
     from lrihar.runtime.labellers import resolve_labeller
 

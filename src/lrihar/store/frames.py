@@ -241,7 +241,7 @@ def _not_on(rows: list[tuple[tuple, tuple]], boxes: list[tuple]) -> list[tuple[t
     """``rows`` (of :func:`_detection_values`) whose box overlaps none of ``boxes`` at :data:`KEEP_IOU`."""
     if not rows or not boxes:
         return rows
-    from lrihar.evaluate.metrics import box_iou
+    from lrihar.boxes import box_iou
 
     iou = box_iou(np.array([row[:4] for row, _ in rows], float), np.array(boxes, float))
     return [r for r, best in zip(rows, iou.max(axis=1), strict=True) if best < KEEP_IOU]

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lrihar.runtime.events import ActionEvent, Alert, Cycle, Gap, RuntimeItem
+from lrihar.events import ActionEvent, Alert, Cycle, Gap, RuntimeItem
 from lrihar.store.connection import Connection
 
 # Item type -> (table, its columns after run_id). `end` is an SQL keyword, hence the quoting below.

@@ -48,9 +48,6 @@ ARCHITECTURES = {"mobilenetv2-yolo": "resource:mobilenetv2-yolo.yaml",
 # (what --freeze-backbone-epochs freezes; a .pt or .yaml qualifies by that layer's type).
 PRETRAINED = {"mobilenetv2-yolo": "TorchVision", "efficientnet-lite0-yolo": "EfficientNetLite0"}
 RECORD = "lrihar-train.json"
-# ultralytics' augmentation hyperparameters that ``augment`` may set (numbers; see its docs).
-AUGMENT_KEYS = ("hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud",
-                "fliplr", "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "close_mosaic", "erasing")
 BACKBONE = "model.0."  # the pretrained backbone is layer 0 of every PRETRAINED architecture
 METRIC_KEYS = {"precision": "metrics/precision(B)", "recall": "metrics/recall(B)",
                "mAP50": "metrics/mAP50(B)", "mAP50-95": "metrics/mAP50-95(B)"}
@@ -89,7 +86,7 @@ class DetectorTrainConfig:
             :data:`PRETRAINED`) frozen for this many epochs, then train it too (>= ``epochs``:
             frozen throughout); only the neck and head learn meanwhile.
         augment: ultralytics augmentation settings over its defaults, e.g. ``{"hsv_h": 0.3}``
-            (keys: :data:`AUGMENT_KEYS`).
+            (keys: :data:`lrihar.config.AUGMENT_KEYS`).
         nominal_batch: images per optimizer step (ultralytics' ``nbs``): gradients of ``batch``
             images accumulate up to it. None (default): ``batch``, a step after every batch.
             ultralytics' own default, 64, gives a set of 100 images two steps per epoch at
@@ -122,6 +119,8 @@ class DetectorTrainConfig:
         if self.freeze_backbone_epochs < 0:
             raise BadInputError("--freeze-backbone-epochs: must be 0 or more, "
                                 f"not {self.freeze_backbone_epochs}")
+        from lrihar.config import augment_problem  # pydantic loads only where the settings are checked
+
         for key, value in self.augment.items():
             problem = augment_problem(key, value)
             if problem:
@@ -151,15 +150,6 @@ class TrainSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def augment_problem(key: str, value: object) -> str | None:
-    """What is wrong with the augmentation setting ``key: value`` (None: nothing)."""
-    if key not in AUGMENT_KEYS:
-        return f"unknown setting {key!r}; choose from {', '.join(AUGMENT_KEYS)}"
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        return f"{key}: needs a number of 0 or more, not {value!r}"
-    return None
 
 
 def model_source(arch: str) -> str:

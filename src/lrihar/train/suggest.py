@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from lrihar.boxes import box_iou
 from lrihar.crops import FrameRef, frame_stem
 from lrihar.dump import frame_file_name
 from lrihar.errors import BadInputError
@@ -71,9 +72,7 @@ def match_count(a: np.ndarray, b: np.ndarray, iou: float) -> int:
     """Pairs of boxes of ``a`` and ``b`` matched one-to-one at IoU ≥ ``iou`` (greedy, best first)."""
     if not len(a) or not len(b):
         return 0
-    import supervision as sv
-
-    m = sv.box_iou_batch(np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4))
+    m = box_iou(a, b)
     matched = 0
     while m.size and m.max() >= iou:
         i, j = np.unravel_index(int(m.argmax()), m.shape)

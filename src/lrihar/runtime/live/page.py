@@ -8,8 +8,8 @@ import threading
 import time
 
 from lrihar.errors import BadInputError, LriharError
+from lrihar.events import RuntimeItem
 from lrihar.review.guard import is_loopback, new_token
-from lrihar.runtime.events import RuntimeItem
 from lrihar.runtime.live.pictures import Pictures
 from lrihar.runtime.live.state import LiveState
 

@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict, deque
 from urllib.parse import urlsplit, urlunsplit
 
-from lrihar.runtime.events import ActionEvent, Alert, Cycle, Gap, RuntimeItem
+from lrihar.events import ActionEvent, Alert, Cycle, Gap, RuntimeItem
 
 
 def shown_source(uri: str) -> str:

@@ -1,6 +1,6 @@
 """Where runtime items go: the project store, JSONL / CSV files, MQTT, an annotated video, the live page.
 
-Every sink takes every item (:data:`lrihar.runtime.events.RuntimeItem`: action events in each
+Every sink takes every item (:data:`lrihar.events.RuntimeItem`: action events in each
 state, cycles, alerts, gaps) through ``emit`` and writes everything it holds on ``close``; a sink
 ignores the kinds it has no use for.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from lrihar.runtime.events import RuntimeItem
+from lrihar.events import RuntimeItem
 
 
 class Sink(Protocol):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO
 
 from lrihar.errors import BadInputError
-from lrihar.runtime.events import RuntimeItem
+from lrihar.events import RuntimeItem
 
 
 def _open_append(path: Path) -> IO[str]:

@@ -30,7 +30,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from lrihar.config import MqttConfig
-from lrihar.runtime.events import RuntimeItem
+from lrihar.events import RuntimeItem
 
 log = logging.getLogger(__name__)
 _LIST_TOPICS = {"cycle": "cycles", "alert": "alerts", "gap": "gaps"}

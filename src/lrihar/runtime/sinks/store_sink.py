@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 
-from lrihar.runtime.events import RuntimeItem
+from lrihar.events import RuntimeItem
 from lrihar.store import Store
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ one ``line`` with its ``posts`` and the post-keyed sections ``procedures`` and `
 Both are read here into one answer, so commands never look at the two shapes themselves.
 
 Example:
-    >>> from lrihar.layout import project_layout
+    >>> from lrihar.lines import project_layout
     >>> layout = project_layout(cfg)  # doctest: +SKIP
     >>> layout.pairs()  # doctest: +SKIP
     [('assembly', 'post-01'), ('assembly', 'post-02'), ('packing', 'post-03')]
@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from lrihar.classes import template_subfolders
 from lrihar.config import ActionClass, ProcedureConfig, ProjectConfig
 from lrihar.errors import BadInputError
 
@@ -137,12 +138,67 @@ class Layout:
         wide = (tuple(cfg.classes), cfg.classify.templates, cfg.classify.lambda_)
         return all((p.classes, p.templates, p.lambda_) == wide for p in self.posts.values())
 
-    def classes(self) -> list[str]:
-        """Every post's classes, in order of first appearance (the project-wide ones first)."""
-        names = [c.name for c in self.config.classes]
-        for p in self.posts.values():
-            names += [n for n in p.class_names if n not in names]
+    def classes(self, posts: list[str] | None = None) -> list[str]:
+        """The classes of ``posts`` (None: the project-wide ones, then every post's), in order of
+        first appearance: each post's named classes, else the sub-folders of its templates root
+        (none while that folder does not exist yet).
+
+        Raises:
+            BadInputError: an unknown post, or a template sub-folder's name is not a valid class name.
+        """
+        cfg = self.config
+        names = [c.name for c in cfg.classes] if posts is None else []
+        roots = [cfg.classify.templates] if posts is None and not names else []
+        for post in [self.post(p) for p in (posts if posts is not None else self.posts)]:
+            if post.classes:
+                names += [n for n in post.class_names if n not in names]
+            else:
+                roots.append(post.templates)
+        for root in dict.fromkeys(roots):  # posts often share one root: read it once
+            if root is not None and Path(root).is_dir():
+                names += [n for n in template_subfolders(root) if n not in names]
         return names
+
+
+def class_folders(cfg: ProjectConfig, templates_root: Path | None = None) -> dict[str, Path]:
+    """Class name -> template folder.
+
+    The classes are those the project file names, else the sub-folders of the templates root
+    (``templates_root`` from the command line, else ``classify.templates``), named as the
+    folders. With a root, a class's folder is ``ROOT/<name>``; without one, its own
+    ``classes[].templates``.
+
+    Raises:
+        BadInputError: no classes, a class with no folder, a sub-folder naming no class of the
+            project or not a valid class name.
+    """
+    root = templates_root or cfg.classify.templates
+    names = [c.name for c in cfg.classes]
+    if root is not None:
+        root = Path(root)
+        subdirs = template_subfolders(root)
+        if not names:  # no classes in the project file: the sub-folders are the classes
+            names = list(subdirs)
+        unknown = sorted(set(subdirs) - set(names))
+        if unknown:
+            raise BadInputError(f"{root}: folder(s) {', '.join(unknown)} name no class of the project "
+                                f"(classes: {', '.join(names)}); add them to `classes` or remove them")
+        folders = {n: root / n for n in names}
+    else:
+        folders = {c.name: c.templates for c in cfg.classes if c.templates is not None}
+        missing = [c.name for c in cfg.classes if c.templates is None]
+        if missing:
+            raise BadInputError(f"classes {', '.join(missing)}: no `templates` folder given in the "
+                                "project file (set `classify.templates`, or pass --templates DIR)")
+    if not folders:
+        if root is not None:
+            raise BadInputError(f"{root}: no class folders: make one sub-folder of a few template crops "
+                                "per action class (its name is the class name), or list the classes "
+                                "under `classes` in the project file")
+        raise BadInputError("no action classes: set `classify.templates` in the project file (or pass "
+                            "--templates DIR) to a folder with one sub-folder of template crops per "
+                            "class, or list them under `classes`")
+    return folders
 
 
 def project_layout(cfg: ProjectConfig) -> Layout:

@@ -44,7 +44,8 @@ def main() -> None:
     parser.add_argument("--loops", type=int, default=3, help="Times the 50-frame clip repeats.")
     args = parser.parse_args()
 
-    from lrihar.annotate.pipeline import annotate, build_detector
+    from lrihar.annotate.pipeline import annotate
+    from lrihar.models.build import build_detector
     from lrihar.project import Project, init_project
     from lrihar.sources import open_source
 

@@ -96,7 +96,7 @@ def _train(fn, project, cfg, name: str):
     (a rerun with --work picks up where an interrupted benchmark stopped)."""
     from types import SimpleNamespace
 
-    from lrihar.train.detector import read_record
+    from lrihar.artifacts import read_record
 
     folder = project.root / "models" / "classifier" / name
     record = read_record(folder) if folder.is_dir() else {}

@@ -38,8 +38,8 @@ import numpy as np
 from _common import HANDS_DEV, load_gt, write_result
 from lrihar.classes import NG_INDEX as NG
 from lrihar.classify.auto import candidate_label, candidate_vectors, rank_candidates
-from lrihar.classify.calibrate import leave_one_out, suggest_lambda
-from lrihar.classify.match import Matcher
+from lrihar.classify.calibrate import suggest_lambda
+from lrihar.classify.match import Matcher, leave_one_out
 from lrihar.models.encoders import Crop, create_encoder
 from lrihar.sources import read_image
 
@@ -103,10 +103,10 @@ def _template_crops_of(images, template_crops, template_file) -> list[Crop]:
 
 def asl_set() -> LabelledSet:
     """`valid` GT crops as the template pool; `test` images through mediapipe-hands as queries."""
-    from lrihar.annotate.pipeline import build_detector
     from lrihar.boxes import box_iou, padded_box
     from lrihar.classify.templates import TemplateFile, template_crops
     from lrihar.config import ProjectConfig
+    from lrihar.models.build import build_detector
 
     root = HANDS_DEV / "asl_letters"
     entries = json.loads((root / "gt.json").read_text())["images"]

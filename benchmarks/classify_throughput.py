@@ -29,8 +29,8 @@ import numpy as np
 
 from _common import HANDS_DEV, load_gt, write_result
 from lrihar.classify.match import Matcher
-from lrihar.classify.pipeline import build_encoder
 from lrihar.config import ProjectConfig
+from lrihar.models.build import build_encoder
 from lrihar.models.encoders import Crop
 from lrihar.sources import read_image
 

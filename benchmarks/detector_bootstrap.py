@@ -370,7 +370,8 @@ def train(work: Path, arms: list[str], device: str, epochs: int, batch: int = 16
           jobs: int = 1, val: bool = True) -> dict:
     """Train (or resume, or skip when done) each arm, ``jobs`` arms at a time in their own
     processes; export ONNX when possible; collect each best.pt."""
-    from lrihar.train.detector import DetectorTrainConfig, fit_detector, read_record
+    from lrihar.artifacts import read_record
+    from lrihar.train.detector import DetectorTrainConfig, fit_detector
 
     plan = _load_plan(work)
     unknown = [arm for arm in arms if arm not in plan["arms"]]

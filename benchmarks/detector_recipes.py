@@ -96,7 +96,8 @@ def _folder(work: Path, arm: str, name: str) -> Path:
 def train(work: Path, arm: str, recipes: list[str], epochs: int, batch: int, device: str, workers: int,
           verbose: bool) -> None:
     """Train (or resume, or skip when done) each recipe on the arm's set, then export it."""
-    from lrihar.train.detector import fit_detector, read_record
+    from lrihar.artifacts import read_record
+    from lrihar.train.detector import fit_detector
 
     plan = _load_plan(work)
     if arm not in plan["arms"]:
@@ -119,8 +120,8 @@ def train(work: Path, arm: str, recipes: list[str], epochs: int, batch: int, dev
 
 def score(work: Path, arm: str) -> dict:
     """Score every trained recipe of the arm on the held-out half; JSON + Markdown."""
+    from lrihar.artifacts import read_record
     from lrihar.evaluate.run_sweep import DetectorSpec, predict_once
-    from lrihar.train.detector import read_record
 
     plan = _load_plan(work)
     test, paths, gts, classes = heldout(plan)

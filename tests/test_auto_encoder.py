@@ -104,8 +104,9 @@ def test_calibrate_lambda_and_the_report_use_the_chosen_encoder(asl_project, tmp
 
 
 def test_fusion_embeddings_are_the_cached_parts_side_by_side(asl_project):
-    from lrihar.classify.pipeline import build_encoder, embed_detections
+    from lrihar.classify.embed import embed_detections
     from lrihar.crops import iter_crops
+    from lrihar.models.build import build_encoder
     from lrihar.models.encoders import Crop
 
     store = asl_project.store

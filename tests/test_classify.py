@@ -11,8 +11,9 @@ from PIL import Image
 
 from conftest import CLASSES, load_gt, make_project
 from lrihar.annotate.pipeline import annotate
+from lrihar.classify.embed import embed_detections
 from lrihar.classify.match import Matcher
-from lrihar.classify.pipeline import classify, embed_detections
+from lrihar.classify.pipeline import classify
 from lrihar.classify.templates import discover_templates
 from lrihar.cli import main
 from lrihar.config import load_project_config
@@ -98,7 +99,7 @@ def test_adding_a_template_embeds_only_that_file(gloves_project):
 
 
 def test_interrupted_embedding_resumes(gloves_project):
-    from lrihar.classify.pipeline import build_encoder
+    from lrihar.models.build import build_encoder
 
     store = gloves_project.store
     encoder = build_encoder(gloves_project.config, "mobilenet-v2")

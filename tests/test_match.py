@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lrihar.classes import NG_INDEX as NG
-from lrihar.classify.calibrate import leave_one_out, suggest_lambda, sweep
-from lrihar.classify.match import Matcher, similarity
+from lrihar.classify.calibrate import suggest_lambda, sweep
+from lrihar.classify.match import Matcher, leave_one_out, similarity
 
 
 def unit(*angles_deg):

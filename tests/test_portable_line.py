@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 from conftest import make_project
+from lrihar.artifacts import MODELS_DIR_ENV as ENV
 from lrihar.cli import main
-from lrihar.models.portable import ENV
 from lrihar.project import Project
 
 

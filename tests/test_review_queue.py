@@ -69,7 +69,7 @@ def queue_project(tmp_path: Path) -> Path:
 
 def _suggestions(root: Path):
     from lrihar.project import Project
-    from lrihar.train.suggest import suggest_frames
+    from lrihar.review.suggest import suggest_frames
 
     return suggest_frames(Project.open(root), k=10)
 

@@ -124,7 +124,7 @@ def test_markup_in_labels_and_class_names_runs_nothing_in_the_browser(project):
 
 def test_markup_in_suggested_frames_and_reasons_runs_nothing_in_the_browser(project, tmp_path):
     from lrihar.review.server import create_app
-    from lrihar.train.suggest import Suggestion
+    from lrihar.review.suggest import Suggestion
 
     frames = str(tmp_path / "frames")  # the fixture's source
     pick = Suggestion(frames, 1, f"{frames}/{AUTO_PAYLOAD}.jpg", "f1.jpg", "action", 0.5,

@@ -14,7 +14,7 @@ from lrihar.cli import main
 from lrihar.config import with_overrides
 from lrihar.project import Project
 from lrihar.review.actions import mark_wrong
-from lrihar.train.suggest import Suggestion, disagreement, pick_diverse, suggest_frames
+from lrihar.review.suggest import Suggestion, disagreement, pick_diverse, suggest_frames
 
 
 class LeftHalfDetector(ColourBoxDetector):

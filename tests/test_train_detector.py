@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from detector_fixtures import FAST, annotated_project, draw_frames, no_network
+from lrihar.artifacts import read_record
 from lrihar.cli import main
 from lrihar.errors import BadInputError
 from lrihar.models.detectors import create_detector
 from lrihar.sources import read_image
-from lrihar.train.detector import read_record
 
 
 def _sha256(path: Path) -> str:
@@ -360,7 +360,8 @@ def test_head_cut_decodes_the_candidates_as_the_full_graph_does(tiny_yolo, tmp_p
 def test_ctrl_c_then_resume_finishes_the_run(tiny_yolo, monkeypatch):
     from ultralytics.engine.trainer import BaseTrainer
 
-    from lrihar.train.detector import DetectorTrainConfig, read_record, train_detector
+    from lrihar.artifacts import read_record
+    from lrihar.train.detector import DetectorTrainConfig, train_detector
 
     project = tiny_yolo["project"]
     save = BaseTrainer.save_model

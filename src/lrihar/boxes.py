@@ -28,3 +28,10 @@ def padded_box(xyxy: tuple[float, float, float, float], padding: float, width: i
     dx, dy = (x2 - x1) * padding, (y2 - y1) * padding
     return (max(0, int(np.floor(x1 - dx))), max(0, int(np.floor(y1 - dy))),
             min(width, int(np.ceil(x2 + dx))), min(height, int(np.ceil(y2 + dy))))
+
+
+def crop(image: np.ndarray, xyxy, padding: float = 0.0) -> np.ndarray:
+    """The part of ``image`` inside the box ``xyxy`` grown by ``padding`` (:func:`padded_box`);
+    empty (size 0) when the box has no area inside the image."""
+    x1, y1, x2, y2 = padded_box(tuple(xyxy), padding, image.shape[1], image.shape[0])
+    return image[y1:y2, x1:x2]

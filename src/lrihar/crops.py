@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from lrihar.boxes import padded_box
+from lrihar.boxes import crop
 from lrihar.naming import safe_file_name
 from lrihar.sources import SourceError, is_stream, open_source, read_image
 from lrihar.store import DetectionRow, Store
@@ -96,9 +96,9 @@ def crops_of(rows: Iterable[DetectionRow], padding: float = 0.0, errors: list[So
     """Yield (detection, RGB crop) for ``rows`` ordered by (source, frame index), without the
     store (how a Ray worker cuts crops); see :func:`iter_crops`."""
     for row, image in read_frames(rows, errors):
-        x1, y1, x2, y2 = padded_box(row.xyxy, padding, image.shape[1], image.shape[0])
-        if x2 > x1 and y2 > y1:
-            yield row, image[y1:y2, x1:x2]
+        cut = crop(image, row.xyxy, padding)
+        if cut.size:
+            yield row, cut
 
 
 def _frames_for(uri: str, rows: list[_Item],
@@ -144,10 +144,10 @@ def write_crops(store: Store, out_dir: str | Path, padding: float = 0.0,
     (out_dir / "lrihar-crops.json").write_text(json.dumps(
         {"store": str(store.path), "padding": padding, "versions": package_versions()}, indent=2) + "\n")
     n = 0
-    for row, crop in iter_crops(store, padding, errors):
+    for row, cut in iter_crops(store, padding, errors):
         folder = out_dir / _safe_stem(row.source_uri)
         folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(crop).save(folder / f"{row.frame_index:07d}_{row.id}.jpg", quality=95)
+        Image.fromarray(cut).save(folder / f"{row.frame_index:07d}_{row.id}.jpg", quality=95)
         n += 1
     return n
 

@@ -125,11 +125,14 @@ class Layout:
             "lines": [], "line": p.line, "posts": [p.name], "classes": list(p.classes), "classify": classify,
             "procedures": {p.name: p.procedure} if p.procedure is not None else {}, "run": run})
 
-    def same_settings(self, posts: list[str]) -> bool:
-        """True when these posts classify alike (same classes, templates and λ), so one run over
-        all of them is the same as one run per post."""
-        keys = {(self.posts[p].classes, self.posts[p].templates, self.posts[p].lambda_) for p in posts}
-        return len(keys) <= 1
+    def groups(self, posts: list[str]) -> list[list[str]]:
+        """``posts`` in groups that classify alike (same classes, templates and λ), in order of
+        first appearance: one template bank or classifier run serves each group."""
+        groups: dict[tuple, list[str]] = {}
+        for p in posts:
+            post = self.post(p)
+            groups.setdefault((post.classes, post.templates, post.lambda_), []).append(p)
+        return list(groups.values())
 
     @property
     def uniform(self) -> bool:

@@ -23,7 +23,8 @@ from typing import Any
 from lrihar.annotate.sift import Cascade, build_gate
 from lrihar.config import ProjectConfig
 from lrihar.errors import BadInputError
-from lrihar.models.detectors import Detector, create_detector
+from lrihar.models.build import build_detector
+from lrihar.models.detectors import Detector
 from lrihar.progress import progress_bar
 from lrihar.project import Project, recorded_run
 from lrihar.sources import (
@@ -78,24 +79,6 @@ class AnnotateSummary:
         out["frames_sifted_out"] = self.frames_sifted_out
         out["frames_per_second"] = round(self.frames_read / self.seconds, 2) if self.seconds else 0
         return out
-
-
-def build_detector(cfg: ProjectConfig, project_root: Path | None = None) -> Detector:
-    """The detector the project file's ``detector`` section describes.
-
-    The ``yolo`` backend without a ``model`` runs the newest detector exported in
-    ``project_root`` (the project being annotated), not in the current folder.
-    """
-    d = cfg.detector
-    kwargs: dict[str, Any] = dict(box_threshold=d.box_threshold, batch_size=d.batch_size)
-    if d.backend != "mediapipe-hands":
-        model = d.model
-        if model is None and d.backend == "yolo" and project_root is not None:
-            model = str(project_root)
-        kwargs.update(model=model, prompt=d.prompt, text_threshold=d.text_threshold,
-                      device=d.device)
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None = backend default
-    return create_detector(d.backend, **kwargs | d.options)
 
 
 # describe() keys that change how fast a detector runs, not which boxes it finds.

@@ -28,10 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from lrihar.classify.calibrate import leave_one_out
-from lrihar.classify.match import Matcher
+from lrihar.classify.embed import embed_detections
+from lrihar.classify.match import Matcher, leave_one_out
+from lrihar.classify.templates import build_bank
 from lrihar.config import ProjectConfig
 from lrihar.errors import BadInputError
+from lrihar.models.build import build_encoder
 from lrihar.models.encoders import DEFAULT_ENCODER, Encoder
 from lrihar.store import Store
 
@@ -170,9 +172,6 @@ def _detection_landmarks(store: Store) -> tuple[int, int, str]:
 
 def choose_encoder(store: Store, cfg: ProjectConfig, folders: dict[str, Path]) -> EncoderChoice:
     """Measure every candidate on this project's templates and reviewed labels; build the best."""
-    from lrihar.classify.pipeline import build_encoder, embed_detections
-    from lrihar.classify.templates import build_bank
-
     appearance_name, appearance_options, weights = _auto_options(cfg)
     appearance = build_encoder(cfg, appearance_name, appearance_options)
     pose = build_encoder(cfg, "hand-pose", {})
@@ -226,8 +225,6 @@ def choose_encoder(store: Store, cfg: ProjectConfig, folders: dict[str, Path]) -
 def resolve_encoder(store: Store, cfg: ProjectConfig,
                     folders: dict[str, Path]) -> tuple[Encoder, EncoderChoice | None]:
     """The encoder ``classify.encoder`` names, or, for ``auto``, the one auto chooses (and why)."""
-    from lrihar.classify.pipeline import build_encoder
-
     if cfg.classify.encoder != AUTO:
         return build_encoder(cfg), None
     choice = choose_encoder(store, cfg, folders)

@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from lrihar.classes import NG, NG_INDEX
-from lrihar.classify.match import Matcher, similarity
-from lrihar.lines import class_folders
+from lrihar.classify.embed import embed_detections
+from lrihar.classify.match import Matcher, leave_one_out
+from lrihar.classify.matcher import template_matcher
+from lrihar.lines import detection_ids_at
 
 
 @dataclass
@@ -46,28 +48,6 @@ class Calibration:
     encoder: dict = field(default_factory=dict)
     #: what ``encoder: auto`` measured and chose (see classify/auto.py), else None
     encoder_selection: dict | None = None
-
-
-def leave_one_out(vectors: np.ndarray, template_class: np.ndarray, n_classes: int,
-                  reduce: str = "max", k: int = 3,
-                  parts: list[tuple[int, float]] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Best class and score of each template matched against all the others.
-
-    A template with an all-zero embedding (no landmarks for hand-pose) gets NG, as
-    ``Matcher.assign`` gives it.
-    """
-    sims = similarity(vectors, vectors, parts)
-    best = np.empty(len(vectors), dtype=int)
-    score = np.empty(len(vectors), dtype=np.float32)
-    for i in range(len(vectors)):
-        keep = np.arange(len(vectors)) != i
-        m = Matcher(vectors[keep], template_class[keep], n_classes, -np.inf, reduce, k)
-        # reuse the precomputed similarities: score row i against the remaining templates
-        scores = m.class_scores_from_similarities(sims[i:i + 1, keep])[0]
-        best[i] = int(np.argmax(scores))
-        score[i] = scores[best[i]]
-    best[~np.any(np.asarray(vectors) != 0, axis=1)] = NG_INDEX
-    return best, score
 
 
 def sweep(name: str, truth: np.ndarray, best: np.ndarray, score: np.ndarray,
@@ -130,20 +110,11 @@ def calibrate_project(project, *, config=None, templates: Path | None = None, en
         grid: λ values to sweep (default 0.00 … 1.00 by 0.01).
         posts: only the reviewed labels of these posts (``config`` should then be theirs).
     """
-    from lrihar.classify.auto import resolve_encoder
-    from lrihar.classify.pipeline import embed_detections
-    from lrihar.classify.templates import build_bank
-    from lrihar.lines import detection_ids_at
-
     cfg = config or project.config
     store = project.store
     grid = np.round(np.arange(0.0, 1.0001, 0.01), 2) if grid is None else grid
-    folders = class_folders(cfg, templates)
-    choice = None
-    if encoder is None:
-        encoder, choice = resolve_encoder(store, cfg, folders)
-    key = store.register_encoder(encoder.describe())
-    bank = build_bank(store, encoder, key, folders)
+    tm = template_matcher(store, cfg, templates, encoder)
+    encoder, key, bank, choice = tm.encoder, tm.key, tm.bank, tm.choice
     best, score = leave_one_out(bank.vectors, bank.template_class, len(bank.classes),
                                 cfg.classify.reduce, cfg.classify.k, encoder.parts)
     truth = bank.template_class

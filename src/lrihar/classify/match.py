@@ -120,3 +120,25 @@ class Matcher:
         has_signal = np.any(np.asarray(crops) != 0, axis=1)
         label = np.where((best_score >= self.lambdas[best]) & has_signal, best, NG_INDEX)
         return Assignment(label, best, best_score, runner, margin, scores)
+
+
+def leave_one_out(vectors: np.ndarray, template_class: np.ndarray, n_classes: int,
+                  reduce: str = "max", k: int = 3,
+                  parts: list[tuple[int, float]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Best class and score of each template matched against all the others.
+
+    A template with an all-zero embedding (no landmarks for hand-pose) gets NG, as
+    ``Matcher.assign`` gives it.
+    """
+    sims = similarity(vectors, vectors, parts)
+    best = np.empty(len(vectors), dtype=int)
+    score = np.empty(len(vectors), dtype=np.float32)
+    for i in range(len(vectors)):
+        keep = np.arange(len(vectors)) != i
+        m = Matcher(vectors[keep], template_class[keep], n_classes, -np.inf, reduce, k)
+        # reuse the precomputed similarities: score row i against the remaining templates
+        scores = m.class_scores_from_similarities(sims[i:i + 1, keep])[0]
+        best[i] = int(np.argmax(scores))
+        score[i] = scores[best[i]]
+    best[~np.any(np.asarray(vectors) != 0, axis=1)] = NG_INDEX
+    return best, score

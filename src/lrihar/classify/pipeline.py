@@ -13,9 +13,7 @@ Example:
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +22,13 @@ import numpy as np
 
 from lrihar.classes import NG, NG_INDEX
 from lrihar.classify.contact_sheet import contact_sheet, save_sheet
-from lrihar.classify.match import Matcher
-from lrihar.classify.templates import TemplateBank, build_bank
+from lrihar.classify.embed import Embedder, embed_detections
+from lrihar.classify.matcher import template_matcher
 from lrihar.config import ProjectConfig
 from lrihar.crops import iter_crops
-from lrihar.lines import class_folders
-from lrihar.models.encoders import Crop, Encoder, create_encoder
+from lrihar.lines import detection_ids_at
+from lrihar.models.encoders import Encoder
 from lrihar.naming import safe_file_name
-from lrihar.progress import progress_bar
 from lrihar.project import Project, recorded_run
 from lrihar.sources import SourceError
 from lrihar.store import Store
@@ -63,103 +60,6 @@ class ClassifySummary:
         return out
 
 
-def build_encoder(cfg: ProjectConfig, name: str | None = None, options: dict | None = None) -> Encoder:
-    """The encoder the project file's ``classify`` section describes.
-
-    ``name`` and ``options`` stand in for ``classify.encoder`` and ``classify.options`` (how
-    ``auto`` builds its candidates); ``auto`` itself is resolved by ``classify.auto``.
-    """
-    c = cfg.classify
-    name = name or c.encoder
-    if name == "auto":
-        raise ValueError("encoder 'auto' is chosen per project: use classify.auto.resolve_encoder")
-    kwargs: dict[str, Any] = {"batch_size": c.batch_size}
-    if name != "hand-pose":  # landmark geometry has no weights and no device
-        kwargs["device"] = c.device
-        if c.model is not None:
-            kwargs["model"] = c.model
-    encoder = create_encoder(name, **kwargs | (c.options if options is None else options))
-    # How it was built, so that another process (a Ray actor) can build the same one.
-    encoder.built_with = (name, options)
-    return encoder
-
-
-def class_lambdas(cfg: ProjectConfig, classes: list[str]) -> np.ndarray:
-    """λ per class: ``classes[].lambda`` where given, else ``classify.lambda``."""
-    per_class = {c.name: c.lambda_ for c in cfg.classes if c.lambda_ is not None}
-    return np.array([per_class.get(name, cfg.classify.lambda_) for name in classes], dtype=np.float32)
-
-
-def matcher_for(bank: TemplateBank, encoder: Encoder, cfg: ProjectConfig) -> Matcher:
-    return Matcher(bank.vectors, bank.template_class, len(bank.classes),
-                   class_lambdas(cfg, bank.classes), cfg.classify.reduce, cfg.classify.k,
-                   encoder.parts)
-
-
-Embedder = Callable[..., int]
-"""(store, encoder, key, padding, errors, show_progress, only=ids or None) -> crops embedded."""
-"""Embeds the stored detections not yet embedded with an encoder: :func:`embed_detections`'s
-signature (store, encoder, encoder key, padding, errors, show_progress) -> how many."""
-
-
-def embed_detections(store: Store, encoder: Encoder, encoder_key: str, padding: float,
-                     errors: list[SourceError], show_progress: bool = False,
-                     only: set[int] | None = None) -> int:
-    """Embed and store detections not yet embedded with this encoder; returns how many.
-
-    ``only`` limits the work to these detection ids.
-    """
-    wanted = only if only is not None else {
-        r[0] for r in store.db.execute("SELECT id FROM detections WHERE rejected = 0")}
-    todo = wanted - store.embedded_detections(encoder_key)
-    if not todo:
-        return 0
-    components = getattr(encoder, "components", None)
-    if components:
-        return _join_components(store, encoder, encoder_key, components, padding, errors, show_progress, todo)
-    done = 0
-    if encoder.uses_pixels:
-        crops = iter_crops(store, padding, errors, only=todo)
-    else:  # landmark geometry: no frame needs decoding
-        crops = ((row, _NO_PIXELS) for row in store.detections() if row.id in todo)
-    with progress_bar("embed", unit="crops", enabled=show_progress, total=len(todo)) as bar:
-        while batch := list(itertools.islice(crops, encoder.batch_size)):
-            items = [Crop(img, None if row.world_landmarks is None else np.asarray(row.world_landmarks),
-                          row.handedness, None if row.landmarks is None else np.asarray(row.landmarks))
-                     for row, img in batch]
-            store.put_detection_embeddings(encoder_key, [row.id for row, _ in batch], encoder.embed(items))
-            done += len(batch)
-            bar.update(done)
-    return done
-
-
-_NO_PIXELS = np.zeros((0, 0, 3), dtype=np.uint8)
-
-
-def _join_components(store: Store, encoder: Encoder, encoder_key: str, components: list[Encoder],
-                     padding: float, errors: list[SourceError], show_progress: bool, todo: set[int]) -> int:
-    """Fusion: embed each part under its own key (shared with the plain encoders, so nothing is
-    embedded twice), then store the parts side by side under the fusion's key."""
-    keys = []
-    for part in components:
-        keys.append(store.register_encoder(part.describe()))
-        embed_detections(store, part, keys[-1], padding, errors, show_progress, only=todo)
-    return store_joined_parts(store, encoder_key, keys, todo)
-
-
-def store_joined_parts(store: Store, encoder_key: str, part_keys: list[str], todo: set[int]) -> int:
-    """Store the parts' embeddings of the ``todo`` detections side by side under ``encoder_key``
-    (those every part embedded); returns how many."""
-    stored = [store.detection_embeddings(key) for key in part_keys]
-    ids = np.array(sorted(todo), dtype=int)
-    for part_ids, _ in stored:
-        ids = np.intersect1d(ids, part_ids)
-    if len(ids):
-        joined = np.concatenate([vectors[np.isin(part_ids, ids)] for part_ids, vectors in stored], axis=1)
-        store.put_detection_embeddings(encoder_key, ids.tolist(), joined)
-    return len(ids)
-
-
 def classify(project: Project, *, config: ProjectConfig | None = None, templates: Path | None = None,
              encoder: Encoder | None = None, sheets_dir: Path | None = None, sheet_size: int = 60,
              show_progress: bool = False, embedder: Embedder | None = None,
@@ -179,20 +79,11 @@ def classify(project: Project, *, config: ProjectConfig | None = None, templates
         posts: label only the crops of these posts (None: every crop); ``config`` should then be
             theirs (:meth:`lrihar.lines.Layout.config_for`).
     """
-    from lrihar.lines import detection_ids_at
-
     cfg = config or project.config
     store = project.store
     only = detection_ids_at(store, posts)
-    folders = class_folders(cfg, templates)
-    choice = None
-    if encoder is None:
-        from lrihar.classify.auto import resolve_encoder
-
-        encoder, choice = resolve_encoder(store, cfg, folders)
-    key = store.register_encoder(encoder.describe())
-    bank = build_bank(store, encoder, key, folders)
-    matcher = matcher_for(bank, encoder, cfg)
+    tm = template_matcher(store, cfg, templates, encoder)
+    encoder, key, bank, matcher, choice = tm.encoder, tm.key, tm.bank, tm.matcher, tm.choice
     lambdas = {name: round(float(lam), 4) for name, lam in zip(bank.classes, matcher.lambdas, strict=True)}
     selection = choice.as_dict() if choice is not None else None
     run_config = {"project": cfg.model_dump(mode="json", by_alias=True),

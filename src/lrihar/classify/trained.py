@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
+from lrihar.artifacts import resolve_classifier
 from lrihar.crops import iter_crops
-from lrihar.errors import BadInputError
 from lrihar.progress import progress_bar
 from lrihar.project import Project, recorded_run
 from lrihar.sources import SourceError
@@ -41,33 +40,6 @@ class ModelClassifySummary:
         out = asdict(self)
         out["errors"] = [asdict(e) for e in self.errors]
         return out
-
-
-def resolve_classifier(project: Project, text: str) -> Path:
-    """The ONNX file ``text`` names (see the module docstring)."""
-    from lrihar.deploy.onnx_classifier import deployed_file
-    from lrihar.train.classifier_runs import find_run
-
-    path = Path(text).expanduser()
-    if path.suffix == ".onnx":
-        if not path.is_file():
-            raise BadInputError(f"--classifier: {path} does not exist")
-        return path
-    if text in ("student", "teacher"):
-        command = "distill" if text == "student" else "finetune"
-        runs = _exported_runs(project, command)
-        if not runs:
-            raise BadInputError(f"--classifier {text}: no exported {text}; run `lrihar {command}` and "
-                                "`lrihar export-runtime --classifier` first")
-        return deployed_file(runs[-1])
-    return deployed_file(find_run(project, text))
-
-
-def _exported_runs(project: Project, command: str) -> list[Path]:
-    from lrihar.deploy.onnx_classifier import EXPORT_RECORD
-    from lrihar.train.classifier_runs import classifier_runs
-
-    return [p for p in classifier_runs(project, command) if (p / "export" / EXPORT_RECORD).is_file()]
 
 
 def classify_with_model(project: Project, classifier: str, padding: float | None = None,

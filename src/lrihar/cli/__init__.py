@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 
 # Importing the command modules registers their commands on the app.
-from lrihar.cli import annotate, classify, evaluate, line, models, review  # noqa: F401  (line: run)
+from lrihar.cli import annotate, classify, evaluate, models, review, run  # noqa: F401  (run: lrihar run)
 from lrihar.cli import finetune as _finetune  # noqa: F401  (finetune, distill)
 from lrihar.cli import train as _train  # noqa: F401  (train-detector, export-runtime, suggest)
 from lrihar.cli.app import app, echo_err
@@ -55,8 +55,8 @@ def take_models_dir(argv: list[str]) -> list[str]:
     Raises:
         BadInputError: DIR is missing or not a folder.
     """
+    from lrihar.artifacts import MODELS_DIR_ENV as ENV
     from lrihar.errors import BadInputError
-    from lrihar.models.portable import ENV
 
     out, k = [], 0
     while k < len(argv):
@@ -75,7 +75,7 @@ def take_models_dir(argv: list[str]) -> list[str]:
     return out
 
 
-def run() -> None:
+def console() -> None:
     """Console-script entry point: third-party log noise is filtered unless ``--verbose``."""
     from lrihar.quiet import silence_native_logs, verbose_requested
 
@@ -84,4 +84,4 @@ def run() -> None:
     sys.exit(main())
 
 
-__all__ = ["app", "main", "run"]
+__all__ = ["app", "console", "main"]

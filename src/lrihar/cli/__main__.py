@@ -1,5 +1,5 @@
 """``python -m lrihar.cli``: the same as the ``lrihar`` command."""
 
-from lrihar.cli import run
+from lrihar.cli import console
 
-run()
+console()

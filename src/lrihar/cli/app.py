@@ -35,7 +35,7 @@ def _global_options(
                              "Accepted by every command, before or after its name.")] = None,
 ) -> None:
     """Low-cost, real-time industrial human action recognition (LRIHAR)."""
-    # Acted on before parsing: --verbose in lrihar.cli.run (the filter must be in place before any
+    # Acted on before parsing: --verbose in lrihar.cli.console (the filter must be in place before any
     # import), --models-dir in lrihar.cli.main (so it also works after a command's name).
 
 

@@ -56,14 +56,20 @@ def classify(
         if ray is not None:
             raise BadInputError("--engine ray: embeds crops for template matching; an exported "
                                 "--classifier runs with --engine local")
-        from lrihar.cli.finetune import classify_with_model_command
 
         posts = project_layout(proj.config).select(line, post)
         return classify_with_model_command(proj, classifier, progress, json_out, posts)
     sheets_dir = None if no_sheets else (sheets or proj.root / "contact-sheets")
     overrides = {"encoder": encoder, "model": model, "lambda_": lambda_, "device": device}
+    run = None
+    if ray is not None:
+        from functools import partial
+
+        from lrihar.engines.ray_classify import classify_with_ray
+
+        run = partial(classify_with_ray, options=ray)
     summaries, left_out = classify_posts(proj, line, post, overrides=overrides, templates=templates,
-                                         sheets_dir=sheets_dir, show_progress=progress, ray=ray)
+                                         sheets_dir=sheets_dir, show_progress=progress, run=run)
     for summary in summaries:
         _print_classify_summary(summary)
     if left_out:
@@ -180,3 +186,19 @@ def list_encoder_backends() -> None:
     for name in list_encoders():
         typer.echo(name)
     typer.echo("auto (default: picks the appearance encoder, hand-pose or fusion by leave-one-out accuracy)")
+
+
+def classify_with_model_command(proj, classifier: str, progress: bool, json_out: Path | None,
+                                posts: list[str] | None = None) -> None:
+    """``classify --classifier``: label the stored crops (``posts``: of these posts) with an exported
+    classifier, print counts."""
+    from lrihar.classify.trained import classify_with_model
+
+    s = classify_with_model(proj, classifier, show_progress=progress, posts=posts)
+    print_label_counts(s.counts, f"classify run {s.run_id} ({s.classifier})")
+    typer.echo(f"labelled {s.detections} crops with {s.onnx}; corrected labels kept: {s.kept_corrected}; "
+               f"{s.seconds:.1f} s")
+    for err in s.errors[:20]:
+        echo_err(f"warning: {err.source_id}: {err.message}")
+    if json_out:
+        json_out.write_text(json.dumps(s.as_dict(), indent=2) + "\n", encoding="utf-8")

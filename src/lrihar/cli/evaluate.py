@@ -81,7 +81,6 @@ def evaluate(
     if predicted is not None:
         raise BadInputError("--predicted goes with --events GT.csv (the step segments to score it against)")
     if classifiers:
-        from lrihar.cli.finetune import classifier_table_command
 
         return classifier_table_command(proj, data, json_out)
     truth = load_ground_truth(gt, images) if gt else None
@@ -296,3 +295,24 @@ def report(
                            html.with_suffix(".md") if markdown else None)
     for path in written:
         typer.echo(f"wrote {path}")
+
+
+def classifier_table_command(proj, data: Path | None, json_out: Path | None) -> None:
+    """``evaluate --classifiers``: Table 4 on stdout (and as JSON)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lrihar.evaluate.classifier_table import classifier_comparison
+
+    t = classifier_comparison(proj, data)
+    table = Table("classifier", "post", "accuracy", "training s", "call p50 ms", "call p90 ms",
+                  title=f"Table 4: {t['crops']} held-out crops ({t['split']} of {t['data']})")
+    for row in t["rows"]:
+        for post, acc in row["accuracy"].items():
+            table.add_row(row["classifier"], post, f"{acc:.1%}", str(row["training_s"]),
+                          str(row["call_ms_p50"]), str(row["call_ms_p90"]))
+    Console().print(table)
+    for note in t["notes"]:
+        echo_err(f"note: {note}")
+    if json_out:
+        json_out.write_text(json.dumps(t, indent=2) + "\n", encoding="utf-8")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -167,59 +166,3 @@ def print_summary(s) -> None:
     Console().print(table)
     for note in s.notes:
         echo_err(f"warning: {note}")
-
-
-def export_classifier_command(project: Path, run: str | None, int8: bool | None) -> None:
-    """``export-runtime --classifier``: export, then print the files, hashes and parity."""
-    from lrihar.deploy.onnx_classifier import export_classifier
-    from lrihar.project import Project
-
-    s = export_classifier(Project.open(project), run, int8=int8)
-    for f in s.files:
-        p = f.parity
-        typer.echo(f"wrote {f.path} ({f.precision}, {f.bytes / 1e6:.1f} MB) sha256 {f.sha256}")
-        typer.echo(f"  parity on {p.crops} val crops: top-1 agreement {p.top1_agreement:.2%}, accuracy "
-                   f"{p.accuracy_torch:.2%} (PyTorch) -> {p.accuracy_onnx:.2%} "
-                   f"(drop {p.accuracy_drop:+.2%}), max logit diff {p.max_abs_diff:.2g}")
-    for note in s.notes:
-        echo_err(f"note: {note}")
-    typer.echo(f"deployed: {s.deployed}")
-    typer.echo(f"use it: lrihar classify -p {project} --classifier {s.run}")
-
-
-def classify_with_model_command(proj, classifier: str, progress: bool, json_out: Path | None,
-                                posts: list[str] | None = None) -> None:
-    """``classify --classifier``: label the stored crops (``posts``: of these posts) with an exported
-    classifier, print counts."""
-    from lrihar.classify.trained import classify_with_model
-    from lrihar.cli.classify import print_label_counts
-
-    s = classify_with_model(proj, classifier, show_progress=progress, posts=posts)
-    print_label_counts(s.counts, f"classify run {s.run_id} ({s.classifier})")
-    typer.echo(f"labelled {s.detections} crops with {s.onnx}; corrected labels kept: {s.kept_corrected}; "
-               f"{s.seconds:.1f} s")
-    for err in s.errors[:20]:
-        echo_err(f"warning: {err.source_id}: {err.message}")
-    if json_out:
-        json_out.write_text(json.dumps(s.as_dict(), indent=2) + "\n", encoding="utf-8")
-
-
-def classifier_table_command(proj, data: Path | None, json_out: Path | None) -> None:
-    """``evaluate --classifiers``: Table 4 on stdout (and as JSON)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from lrihar.evaluate.classifier_table import classifier_comparison
-
-    t = classifier_comparison(proj, data)
-    table = Table("classifier", "post", "accuracy", "training s", "call p50 ms", "call p90 ms",
-                  title=f"Table 4: {t['crops']} held-out crops ({t['split']} of {t['data']})")
-    for row in t["rows"]:
-        for post, acc in row["accuracy"].items():
-            table.add_row(row["classifier"], post, f"{acc:.1%}", str(row["training_s"]),
-                          str(row["call_ms_p50"]), str(row["call_ms_p90"]))
-    Console().print(table)
-    for note in t["notes"]:
-        echo_err(f"note: {note}")
-    if json_out:
-        json_out.write_text(json.dumps(t, indent=2) + "\n", encoding="utf-8")

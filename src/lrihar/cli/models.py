@@ -50,8 +50,9 @@ def list_models(
         help="Models folder (default $LRIHAR_MODELS_DIR).")] = None,
 ) -> None:
     """List packed models and check every file against its manifest."""
+    from lrihar.artifacts import MODELS_DIR_ENV as ENV
     from lrihar.errors import BadInputError
-    from lrihar.models.portable import ENV, list_packed
+    from lrihar.models.portable import list_packed
 
     root = models_dir or (Path(os.environ[ENV]) if os.environ.get(ENV) else None)
     if root is None:

@@ -44,7 +44,7 @@ def review(
     suggestions = None
     if queue == "uncertain":
         from lrihar.cli.train import compare_detector  # the same NAME[=MODEL] as `lrihar suggest`
-        from lrihar.train.suggest import suggest_frames
+        from lrihar.review.suggest import suggest_frames
 
         other = compare_detector(proj, compare, compare_threshold) if compare else None
         suggestions = suggest_frames(proj, n, other, show_progress=True)

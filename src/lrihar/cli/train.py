@@ -132,7 +132,6 @@ def export_runtime(
     from lrihar.project import Project
 
     if classifier:
-        from lrihar.cli.finetune import export_classifier_command
 
         return export_classifier_command(project, run, int8)
     if not detector:
@@ -178,7 +177,7 @@ def suggest(
     """List the stored frames most worth a person's correction (detectors disagree, weak boxes,
     busy frames with no box), spread over sources."""
     from lrihar.project import Project
-    from lrihar.train.suggest import suggest_frames
+    from lrihar.review.suggest import suggest_frames
 
     proj = Project.open(project)
     other = compare_detector(proj, compare, compare_threshold) if compare else None
@@ -213,3 +212,21 @@ def _print_suggestions(picks) -> None:
     Console().print(table)
     if not picks:
         echo_err("no frame needs a look: nothing disagrees, no weak box, no busy frame without a box")
+
+
+def export_classifier_command(project: Path, run: str | None, int8: bool | None) -> None:
+    """``export-runtime --classifier``: export, then print the files, hashes and parity."""
+    from lrihar.deploy.onnx_classifier import export_classifier
+    from lrihar.project import Project
+
+    s = export_classifier(Project.open(project), run, int8=int8)
+    for f in s.files:
+        p = f.parity
+        typer.echo(f"wrote {f.path} ({f.precision}, {f.bytes / 1e6:.1f} MB) sha256 {f.sha256}")
+        typer.echo(f"  parity on {p.crops} val crops: top-1 agreement {p.top1_agreement:.2%}, accuracy "
+                   f"{p.accuracy_torch:.2%} (PyTorch) -> {p.accuracy_onnx:.2%} "
+                   f"(drop {p.accuracy_drop:+.2%}), max logit diff {p.max_abs_diff:.2g}")
+    for note in s.notes:
+        echo_err(f"note: {note}")
+    typer.echo(f"deployed: {s.deployed}")
+    typer.echo(f"use it: lrihar classify -p {project} --classifier {s.run}")

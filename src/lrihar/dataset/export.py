@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lrihar.boxes import padded_box
+from lrihar.boxes import crop
 from lrihar.classes import NG
 from lrihar.crops import FrameRef, frame_stem, iter_frames, read_frames
 from lrihar.dataset.split import SPLITS, check_fractions, split_groups
@@ -315,12 +315,12 @@ class _CropWriter:
         from PIL import Image
 
         for row in rows:
-            x1, y1, x2, y2 = padded_box(row.xyxy, self.padding, image.shape[1], image.shape[0])
-            if x2 <= x1 or y2 <= y1:
+            cut = crop(image, row.xyxy, self.padding)
+            if not cut.size:
                 continue
             name = f"{frame_stem(row)}_{row.id}.jpg"
             path = inside(self.out, self._folder(split, self.label_of(row)) / name)
-            Image.fromarray(image[y1:y2, x1:x2]).save(path, quality=self.quality)
+            Image.fromarray(cut).save(path, quality=self.quality)
             self.images[split] += 1
 
     def finish(self) -> None:

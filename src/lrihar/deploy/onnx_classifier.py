@@ -26,13 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from lrihar.artifacts import CLASSIFIER, CLASSIFIER_EXPORT, find_run, list_runs, read_record
 from lrihar.deploy.onnx_detector import sha256_of
 from lrihar.errors import BadInputError, LriharError
 from lrihar.project import Project, recorded_run
 from lrihar.versions import package_versions
 
 OPSET = 17
-EXPORT_RECORD = "classifier.json"
 _EXPORT_PACKAGES = ("onnx", "onnxruntime", "peft", "safetensors")  # versions in the record
 META_KEYS = ("classes", "input_size", "mean", "std", "kind", "run", "precision")
 
@@ -77,19 +77,16 @@ class ClassifierExportSummary:
 
 def default_run(project: Project, run: str | None) -> Path:
     """``run`` by name, else the latest distilled student, else the latest finetuned teacher."""
-    from lrihar.train.classifier_runs import classifier_runs, find_run
-
     if run is not None:
-        return find_run(project, run)
-    students = [p for p in classifier_runs(project, "distill") if (p / "best.safetensors").is_file()]
-    return students[-1] if students else find_run(project, None, command="finetune")
+        return find_run(CLASSIFIER, project, run)
+    students = [p for p in list_runs(CLASSIFIER, project, "distill") if (p / CLASSIFIER.best).is_file()]
+    return students[-1] if students else find_run(CLASSIFIER, project, None, command="finetune")
 
 
 def _parity_crops(run_dir: Path, max_crops: int) -> tuple[list[np.ndarray], np.ndarray]:
     """The run's validation crops (else its training crops), spread evenly, and their labels."""
     from lrihar.train.classifier_data import class_folders, read_split
     from lrihar.train.classifier_models import ClassifierSpec
-    from lrihar.train.detector import read_record
 
     spec = ClassifierSpec.load(run_dir)
     data = Path(read_record(run_dir).get("summary", {}).get("data") or run_dir / "data")
@@ -191,7 +188,7 @@ def export_classifier(project: Project, run: str | None = None, int8: bool | Non
     out_dir.mkdir(exist_ok=True)
     fp32 = out_dir / f"classifier-{spec.input_size}.onnx"
     summary = ClassifierExportSummary(run=run_dir.name, deployed=str(fp32),
-                                      record=str(out_dir / EXPORT_RECORD))
+                                      record=str(out_dir / CLASSIFIER_EXPORT))
     config = {"run": run_dir.name, "int8": make_int8, "parity_crops": len(labels), "opset": OPSET,
               "max_int8_drop": max_int8_drop}
     with recorded_run(project.store, "export-runtime", config, lambda s: summary.as_dict() | {"seconds": s}):
@@ -245,19 +242,6 @@ def _write_record(out_dir: Path, summary: ClassifierExportSummary, spec) -> None
                                "backbone": spec.backbone,
                                "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
                                "versions": package_versions(extra=_EXPORT_PACKAGES)}
-    tmp = out_dir / (EXPORT_RECORD + ".tmp")
+    tmp = out_dir / (CLASSIFIER_EXPORT + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(out_dir / EXPORT_RECORD)
-
-
-def deployed_file(run_dir: Path) -> Path:
-    """The ONNX file ``export-runtime --classifier`` chose for run ``run_dir``."""
-    record = run_dir / "export" / EXPORT_RECORD
-    if not record.is_file():
-        raise BadInputError(f"run {run_dir.name!r} has no exported classifier; run "
-                            f"`lrihar export-runtime --classifier --run {run_dir.name}` first")
-    # by name: the project folder may have moved since the export
-    path = record.parent / Path(json.loads(record.read_text())["deployed"]).name
-    if not path.is_file():
-        raise BadInputError(f"{path}: the exported classifier is gone; export the run again")
-    return path
+    tmp.replace(out_dir / CLASSIFIER_EXPORT)

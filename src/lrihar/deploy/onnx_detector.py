@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from lrihar.artifacts import DETECTOR, find_run, read_record
 from lrihar.boxes import box_iou
 from lrihar.deploy.onnx_head import cut_before_decoding
 from lrihar.errors import BadInputError, LriharError
 from lrihar.paths import sha256_of
 from lrihar.project import Project, recorded_run
-from lrihar.train.detector import check_yolo_data, images_in, offline_state, read_record, run_folder
+from lrihar.train.detector import check_yolo_data, images_in, offline_state
 from lrihar.versions import package_versions
 
 OPSET = 18
@@ -164,7 +165,7 @@ def export_detector(project: Project, run: str | None = None, imgsz: int = 320, 
 
     require_ultralytics()
     _check_imgsz(imgsz)
-    run_dir = run_folder(project, run)
+    run_dir = find_run(DETECTOR, project, run)
     best = run_dir / "weights" / "best.pt"
     config = {"run": run_dir.name, "weights": str(best), "imgsz": imgsz, "dynamic": dynamic,
               "opset": OPSET, "parity_frames": parity_frames, "int8": int8}

@@ -37,7 +37,6 @@ from lrihar.annotate.pipeline import (
     AnnotateJob,
     AnnotateSummary,
     annotate,
-    build_detector,
     count_writes,
     frame_status,
     plan_source,
@@ -47,6 +46,7 @@ from lrihar.annotate.sift import Cascade, build_gate
 from lrihar.config import GateConfig, ProjectConfig, SamplingConfig, with_overrides
 from lrihar.engines.ray_cluster import RayOptions, import_ray, ray_session, shard_dataset
 from lrihar.errors import BadInputError
+from lrihar.models.build import build_detector
 from lrihar.models.detectors import Detector
 from lrihar.project import Project
 from lrihar.sources import SourceError, open_source

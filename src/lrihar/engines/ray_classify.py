@@ -23,16 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from lrihar.classify.pipeline import (
-    ClassifySummary,
-    build_encoder,
-    classify,
-    embed_detections,
-    store_joined_parts,
-)
+from lrihar.classify.embed import embed_detections, store_joined_parts
+from lrihar.classify.pipeline import ClassifySummary, classify
 from lrihar.config import ProjectConfig, with_overrides
 from lrihar.crops import crops_of
 from lrihar.engines.ray_cluster import RayOptions, import_ray, ray_session, shard_dataset
+from lrihar.models.build import build_encoder
 from lrihar.models.encoders import Crop, Encoder
 from lrihar.project import Project
 from lrihar.sources import SourceError

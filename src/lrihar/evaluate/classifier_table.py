@@ -19,21 +19,13 @@ from lrihar.evaluate.confusion import Confusion
 
 def template_matcher_row(project, confusions: dict[str, Confusion], sample: int = 30) -> dict[str, Any]:
     """Accuracy from ``confusions`` and the per-crop call time (embed + match, batch 1)."""
-    from lrihar.classify.auto import resolve_encoder
-    from lrihar.classify.pipeline import matcher_for
-    from lrihar.classify.templates import build_bank
+    from lrihar.classify.matcher import template_matcher
     from lrihar.crops import iter_crops
-    from lrihar.lines import class_folders
     from lrihar.models.encoders import Crop
 
-    cfg = project.config
     store = project.store
-    encoder, _ = resolve_encoder(store, cfg, class_folders(cfg))
-    key = store.register_encoder(encoder.describe())
-    start = time.perf_counter()
-    bank = build_bank(store, encoder, key, class_folders(cfg))
-    setup_s = time.perf_counter() - start
-    matcher = matcher_for(bank, encoder, cfg)
+    tm = template_matcher(store, project.config)
+    encoder, bank, matcher, setup_s = tm.encoder, tm.bank, tm.matcher, tm.bank_s
     # with their landmarks: hand-pose and fusion (which auto may pick) read them
     crops = [Crop(img, None if row.world_landmarks is None else np.asarray(row.world_landmarks),
                   row.handedness) for row, img in itertools.islice(iter_crops(store), sample)]
@@ -86,19 +78,11 @@ def _call_times(call, crops: list, sample: int) -> dict[str, Any]:
 
 
 def _template_row(project, crops, truth, classes, posts, sample) -> dict[str, Any]:
-    from lrihar.classify.auto import resolve_encoder
-    from lrihar.classify.pipeline import matcher_for
-    from lrihar.classify.templates import build_bank
-    from lrihar.lines import class_folders
+    from lrihar.classify.matcher import template_matcher
     from lrihar.models.encoders import Crop
 
-    cfg = project.config
-    encoder, _ = resolve_encoder(project.store, cfg, class_folders(cfg))  # `auto` picks per project
-    key = project.store.register_encoder(encoder.describe())
-    start = time.perf_counter()
-    bank = build_bank(project.store, encoder, key, class_folders(cfg))
-    setup_s = time.perf_counter() - start
-    matcher = matcher_for(bank, encoder, cfg)
+    tm = template_matcher(project.store, project.config)  # `auto` picks per project
+    encoder, bank, matcher, setup_s = tm.encoder, tm.bank, tm.matcher, tm.bank_s
     result = matcher.assign(encoder.embed([Crop(c) for c in crops]))
     index = {name: classes.index(name) if name in classes else -2 for name in bank.classes}
     label = np.array([index[bank.classes[b]] if lab >= 0 else -1 for lab, b in
@@ -126,13 +110,12 @@ def classifier_comparison(project, data: Path | None = None, sample: int = 30) -
     per-crop call time p50 / p90 at batch 1 (the exported ONNX file where there is one, else
     PyTorch). Runs trained on other classes are left out.
     """
+    from lrihar.artifacts import CLASSIFIER, list_runs, read_record
     from lrihar.errors import BadInputError
     from lrihar.train.classifier_data import class_folders, read_split
     from lrihar.train.classifier_models import ClassifierSpec, load_classifier
-    from lrihar.train.classifier_runs import classifier_runs
-    from lrihar.train.detector import read_record
 
-    runs = [p for p in classifier_runs(project) if (p / "best.safetensors").is_file()]
+    runs = [p for p in list_runs(CLASSIFIER, project) if (p / "best.safetensors").is_file()]
     if data is None:
         if not runs:
             raise BadInputError("--classifiers: no trained classifier; run `lrihar finetune` first")

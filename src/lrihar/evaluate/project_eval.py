@@ -252,7 +252,8 @@ def evaluate_project(project, gt: GroundTruth | None = None, ious=(0.3, 0.4),
         named = layout.classes(posts)
         classes = [*named, *(c for c in classes if c not in named)]
     # Posts with their own templates: each post's folders, a folder that posts share counted once.
-    views = [project.config] if layout.uniform else [layout.config_for(p) for p in posts or layout.posts]
+    views = [project.config] if layout.uniform else [layout.config_for(group[0])
+                                                     for group in layout.groups(posts or list(layout.posts))]
     templates: set[Path] = set()
     for view in views:
         try:

@@ -19,11 +19,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from lrihar.errors import BadInputError
+from lrihar.artifacts import MODELS_DIR_ENV, exported_detector, line_pack_folder, resolve_classifier
+from lrihar.errors import BadInputError, ModelLoadError
 from lrihar.paths import sha256_of
 
 MANIFEST = "lrihar-model.json"
-ENV = "LRIHAR_MODELS_DIR"
 
 
 def folder_name(model_id: str) -> str:
@@ -35,7 +35,7 @@ def folder_name(model_id: str) -> str:
 
 def packed_path(model_id: str, models_dir: str | Path | None = None) -> Path | None:
     """The packed copy of ``model_id`` in ``models_dir`` (default ``$LRIHAR_MODELS_DIR``), if any."""
-    root = models_dir or os.environ.get(ENV)
+    root = models_dir or os.environ.get(MODELS_DIR_ENV)
     if not root or "/" not in model_id or Path(model_id).expanduser().exists():
         return None
     path = Path(root) / folder_name(model_id)
@@ -106,26 +106,23 @@ def list_packed(models_dir: str | Path) -> list[dict]:
     return out
 
 
-LINE_PREFIX = "line__"
-"""Packed trained models of a line sit in ``<models dir>/line__<line>/{detector,classifier}/``."""
-
-
 def pack_line_models(project, out: str | Path) -> PackedModel:
     """Copy the project's deployed models (the newest exported detector, and the newest exported
-    student, else teacher) into ``out/line__<line>/``, with a manifest, so one folder carries a
-    whole line's models to the plant; ``lrihar run`` there finds them through ``--models-dir``.
+    student, else teacher) into ``out/line__<line>/`` for each line of the project, with a
+    manifest, so one folder carries a whole line's models to the plant; ``lrihar run`` there finds
+    them through ``--models-dir``.
+
+    Returns:
+        The first line's pack (every line's holds the same files).
 
     Raises:
         BadInputError: the project has exported neither a detector nor a classifier.
     """
-    from lrihar.classify.trained import resolve_classifier
-    from lrihar.errors import ModelLoadError
-    from lrihar.models.detectors.yolo import find_exported_model
-    from lrihar.naming import safe_file_name
+    from lrihar.lines import project_layout
 
     found: dict[str, Path] = {}
     with contextlib.suppress(ModelLoadError):
-        found["detector"] = find_exported_model(project.root)
+        found["detector"] = exported_detector(project.root)
     for kind in ("student", "teacher"):
         try:
             found["classifier"] = resolve_classifier(project, kind)
@@ -135,8 +132,12 @@ def pack_line_models(project, out: str | Path) -> PackedModel:
     if not found:
         raise BadInputError(f"{project.root}: no exported detector or classifier to pack; run `lrihar "
                             "export-runtime --detector` / `--classifier` first")
-    line = project.config.line
-    target = Path(out) / f"{LINE_PREFIX}{safe_file_name(line)}"
+    packs = [_pack_line(found, out, line) for line in project_layout(project.config).lines]
+    return packs[0]
+
+
+def _pack_line(found: dict[str, Path], out: str | Path, line: str) -> PackedModel:
+    target = line_pack_folder(out, line)
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     files = {}
@@ -150,15 +151,3 @@ def pack_line_models(project, out: str | Path) -> PackedModel:
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return PackedModel(f"line:{line}", target, len(files), sum((target / f).stat().st_size for f in files))
-
-
-def packed_line_model(line: str, kind: str, models_dir: str | Path | None = None) -> Path | None:
-    """The packed ``kind`` ("detector" or "classifier") ONNX of ``line`` in ``models_dir``
-    (default ``$LRIHAR_MODELS_DIR``), if any."""
-    from lrihar.naming import safe_file_name
-
-    root = models_dir or os.environ.get(ENV)
-    if not root:
-        return None
-    files = sorted((Path(root) / f"{LINE_PREFIX}{safe_file_name(line)}" / kind).glob("*.onnx"))
-    return files[-1] if files else None

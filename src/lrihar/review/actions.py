@@ -28,8 +28,8 @@ from lrihar.classes import NG
 from lrihar.errors import BadInputError, LriharError
 from lrihar.lines import class_folders
 from lrihar.store import Store
+from lrihar.store.frames import MANUAL_BACKEND
 
-MANUAL_BACKEND = "manual"
 """The ``backend`` of a box a person drew (review page or import)."""
 # A break longer than this between two actions is not counted as review time.
 IDLE_SECONDS = 120.0
@@ -376,7 +376,7 @@ def promote_template(store: Store, cfg, det_id: int, frame: Any, box: Sequence[f
     """
     from PIL import Image
 
-    from lrihar.boxes import padded_box
+    from lrihar.boxes import crop
     from lrihar.naming import check_class_name
     from lrihar.paths import inside
 
@@ -393,8 +393,7 @@ def promote_template(store: Store, cfg, det_id: int, frame: Any, box: Sequence[f
         check_class_name(label, f"detection {det_id}")
     path = inside(root if root is not None else folder, folder / f"review-{det_id}.jpg")
     path.parent.mkdir(parents=True, exist_ok=True)
-    x1, y1, x2, y2 = padded_box(tuple(box), padding, frame.shape[1], frame.shape[0])
-    Image.fromarray(frame[y1:y2, x1:x2]).save(path, quality=95)
+    Image.fromarray(crop(frame, box, padding)).save(path, quality=95)
     with store.transaction() as db:
         touch_session(db, session_id)
         now = state(db, det_id)

@@ -8,7 +8,7 @@ is a 4xx with a message; :mod:`lrihar.review.guard` checks Host, Origin, token a
 before a route runs.
 
 Two queues: ``all`` lists every crop, lowest score first, with filters; ``uncertain`` lists the
-frames :func:`lrihar.train.suggest.suggest_frames` ranked highest (computed once, at launch), in
+frames :func:`lrihar.review.suggest.suggest_frames` ranked highest (computed once, at launch), in
 that order, with their reasons, so a person fixes the frames most worth it, drawing the missed
 hands on frames that may hold no box yet, or marking a frame as holding no hand at all.
 """
@@ -32,9 +32,10 @@ from lrihar.project import Project
 from lrihar.review import actions
 from lrihar.review.guard import MAX_BODY, Guard, check_token, is_loopback, new_token, serve_page
 from lrihar.store import Store
+from lrihar.store.frames import MANUAL_BACKEND
 
 if TYPE_CHECKING:
-    from lrihar.train.suggest import Suggestion
+    from lrihar.review.suggest import Suggestion
 
 _LIST_SQL = """
 SELECT d.id, COALESCE(l.label, ''), l.auto_label, COALESCE(l.score, d.score), COALESCE(l.provenance, ''),
@@ -271,11 +272,10 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
     @app.get("/api/crops/{det_id}.jpg")
     def crop_image(det_id: int = PathParam(ge=1, le=MAX_ID),
                    padding: float = Query(0.1, ge=0, le=1, allow_inf_nan=False)) -> Response:
-        from lrihar.boxes import padded_box
+        from lrihar.boxes import crop
 
         image, box = frame_of(det_id)
-        x1, y1, x2, y2 = padded_box(box, padding, image.shape[1], image.shape[0])
-        return Response(_jpeg(image[y1:y2, x1:x2]), media_type="image/jpeg",
+        return Response(_jpeg(crop(image, box, padding)), media_type="image/jpeg",
                         headers={"Cache-Control": "no-store"})
 
     @app.get("/api/frames/{det_id}.jpg")
@@ -318,7 +318,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
             check = actions.frame_check(store().db, (item["source_id"], item["frame_index"]))
             # live: a frame a person has corrected (or found empty) since launch stays, marked done
             reviewed = check["verdict"] is not None or any(
-                b["rejected"] or b["provenance"] == "corrected" or b["backend"] == actions.MANUAL_BACKEND
+                b["rejected"] or b["provenance"] == "corrected" or b["backend"] == MANUAL_BACKEND
                 for b in boxes)
             items.append(item | {"boxes": boxes, "check": check, "reviewed": reviewed})
         return {"queue": "uncertain", "total": len(queue), "items": items}

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lrihar.artifacts import packed_line_model, resolve_classifier
 from lrihar.classes import NG
 from lrihar.errors import BadInputError
-from lrihar.lines import class_folders
+from lrihar.lines import project_layout
 from lrihar.models.encoders.base import Crop
 from lrihar.registry import Registry
 
@@ -65,20 +66,11 @@ class TemplateLabeller(CropLabeller):
     """The template matcher (paper eq. 1 and λ) with the project's encoder and templates."""
 
     def __init__(self, project, config=None) -> None:
-        from lrihar.classify.auto import resolve_encoder
-        from lrihar.classify.pipeline import matcher_for
-        from lrihar.classify.templates import build_bank
+        from lrihar.classify.matcher import template_matcher
 
         cfg = config or project.config  # a post's own view (lrihar.lines.Layout.config_for)
-        folders = class_folders(cfg)
-        if not folders:
-            raise BadInputError(f"{project.root}: no template classes; add templates/<class>/*.jpg "
-                                "(see `lrihar classify --help`) or train a classifier")
-        self.encoder, _ = resolve_encoder(project.store, cfg, folders)
-        key = project.store.register_encoder(self.encoder.describe())
-        bank = build_bank(project.store, self.encoder, key, folders)
-        self.matcher = matcher_for(bank, self.encoder, cfg)
-        self.classes = list(bank.classes)
+        tm = template_matcher(project.store, cfg)
+        self.encoder, self.matcher, self.classes = tm.encoder, tm.matcher, list(tm.classes)
         self.name = f"templates: {self.encoder.name}"
 
     def label(self, crops: Sequence[Crop]) -> tuple[list[str], np.ndarray]:
@@ -103,21 +95,20 @@ def _templates(project=None, config=None, **options) -> CropLabeller:
     return TemplateLabeller(project, config)
 
 
-def resolve_labeller(project, spec: str = "auto", config=None, **options) -> CropLabeller:
+def resolve_labeller(project, spec: str = "auto", config=None, line: str | None = None,
+                     **options) -> CropLabeller:
     """The labeller ``spec`` names: ``auto``, ``templates``, ``student`` / ``teacher`` / a run name /
     an ``.onnx`` path (see ``lrihar classify --classifier``), or any registered labeller name.
-    ``config``: a post's own view of the project file, for its templates, classes and λ."""
-    from lrihar.classify.trained import resolve_classifier
-
+    ``config``: a post's own view of the project file, for its templates, classes and λ;
+    ``line``: whose packed models ``auto`` may use (default: the project's only line)."""
     if spec == "auto":
-        from lrihar.models.portable import packed_line_model
-
         for kind in ("student", "teacher"):
             try:
                 return OnnxLabeller(str(resolve_classifier(project, kind)), **options)
             except BadInputError:
                 continue
-        packed = packed_line_model(project.config.line, "classifier")  # `lrihar models pack -p`
+        line = line or project_layout(project.config).line_of(None)
+        packed = packed_line_model(line, "classifier")  # `lrihar models pack -p`
         if packed is not None:
             return OnnxLabeller(str(packed), **options)
         return TemplateLabeller(project, config)

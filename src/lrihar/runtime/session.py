@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lrihar.artifacts import exported_detector, packed_line_model
 from lrihar.errors import BadInputError
 from lrihar.models.detectors.base import Detector
 from lrihar.project import Project, recorded_run
@@ -65,26 +66,26 @@ def sources_by_post(project: Project, opts: RunOptions) -> list[tuple[str, str]]
     return pairs
 
 
-def resolve_detector(project: Project, spec: str) -> Detector:
+def resolve_detector(project: Project, spec: str, line: str | None = None) -> Detector:
     """``auto``: the project's exported YOLO when there is one, else the line's packed one in
-    ``--models-dir`` / ``LRIHAR_MODELS_DIR``, else ``detector.backend``; an
-    ``.onnx`` path: that YOLO model; any other name: that registered backend."""
-    from lrihar.annotate.pipeline import build_detector
+    ``--models-dir`` / ``LRIHAR_MODELS_DIR`` (``line``: default the project's only line), else
+    ``detector.backend``; an ``.onnx`` path: that YOLO model; any other name: that registered
+    backend."""
     from lrihar.config import with_overrides
     from lrihar.errors import ModelLoadError
+    from lrihar.lines import project_layout
+    from lrihar.models.build import build_detector
     from lrihar.models.detectors import create_detector
-    from lrihar.models.detectors.yolo import find_exported_model
 
     cfg = project.config
     if spec.endswith(".onnx"):
         return create_detector("yolo", model=spec)
     if spec == "auto":
-        from lrihar.models.portable import packed_line_model
-
         try:
-            return create_detector("yolo", model=str(find_exported_model(project.root)))
+            return create_detector("yolo", model=str(exported_detector(project.root)))
         except ModelLoadError:
-            packed = packed_line_model(cfg.line, "detector")  # `lrihar models pack -p` at the plant
+            line = line or project_layout(cfg).line_of(None)
+            packed = packed_line_model(line, "detector")  # `lrihar models pack -p` at the plant
             if packed is not None:
                 return create_detector("yolo", model=str(packed))
             return build_detector(cfg, project.root)
@@ -156,22 +157,22 @@ def build_pipeline(project: Project, opts: RunOptions, run_id: int, ids: IdCount
 
     cfg = project.config
     run = cfg.run
-    detector = resolve_detector(project, opts.detector or run.detector)
-    captures = [Capture.from_config(uri, post, ids, run, live=opts.live)
-                for uri, post in sources_by_post(project, opts)]
     layout = project_layout(cfg)
-    posts = list(dict.fromkeys(c.post for c in captures))
+    pairs = sources_by_post(project, opts)
+    posts = list(dict.fromkeys(post for _, post in pairs))
+    detector = resolve_detector(project, opts.detector or run.detector, layout.line_of(posts[0]))
+    captures = [Capture.from_config(uri, post, ids, run, live=opts.live) for uri, post in pairs]
     spec = opts.classifier or run.classifier
-    if layout.uniform or layout.same_settings(posts):
+    groups = layout.groups(posts)
+    if layout.uniform or len(groups) == 1:
         view = None if layout.uniform else layout.config_for(posts[0])
-        labeller = resolve_labeller(project, spec, view, batch_size=run.batch_size)
-    else:  # posts with their own classes / templates / λ: a labeller per kind of post
-        labeller, built = {}, {}
-        for post in posts:
-            twin = next((p for p in built if layout.same_settings([p, post])), None)
-            built[post] = built[twin] if twin is not None else resolve_labeller(
-                project, spec, layout.config_for(post), batch_size=run.batch_size)
-            labeller[post] = built[post]
+        labeller = resolve_labeller(project, spec, view, layout.line_of(posts[0]), batch_size=run.batch_size)
+    else:  # posts with their own classes / templates / λ: a labeller per group of posts alike
+        labeller = {}
+        for group in groups:
+            built = resolve_labeller(project, spec, layout.config_for(group[0]), layout.line_of(group[0]),
+                                     batch_size=run.batch_size)
+            labeller |= dict.fromkeys(group, built)
     procedures = {post: p.procedure for post, p in layout.posts.items()
                   if p.procedure is not None and post in posts}
     return LinePipeline(captures, detector, labeller, run, ids, procedures, sinks, observers,

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from lrihar.errors import BadInputError
+from lrihar.sources import IMAGE_SUFFIXES
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 UNLABELLED = -1
 
 
@@ -61,7 +61,7 @@ class DataSets:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def class_folders(split_dir: Path) -> dict[str, str]:

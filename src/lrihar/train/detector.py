@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lrihar.artifacts import DETECTOR, next_run_name, read_record, resumable_run, runs_root, write_record
 from lrihar.errors import BadInputError, LriharError
 from lrihar.naming import safe_file_name
 
@@ -47,20 +47,14 @@ ARCHITECTURES = {"mobilenetv2-yolo": "resource:mobilenetv2-yolo.yaml",
 # Architectures with packaged ImageNet features -> the module that holds them, layer 0 of the model
 # (what --freeze-backbone-epochs freezes; a .pt or .yaml qualifies by that layer's type).
 PRETRAINED = {"mobilenetv2-yolo": "TorchVision", "efficientnet-lite0-yolo": "EfficientNetLite0"}
-RECORD = "lrihar-train.json"
 BACKBONE = "model.0."  # the pretrained backbone is layer 0 of every PRETRAINED architecture
 METRIC_KEYS = {"precision": "metrics/precision(B)", "recall": "metrics/recall(B)",
                "mAP50": "metrics/mAP50(B)", "mAP50-95": "metrics/mAP50-95(B)"}
 
 
-def detector_root(project: Project) -> Path:
-    """``PROJECT/models/detector``: one folder per training run."""
-    return project.root / "models" / "detector"
-
-
 def offline_state(project: Project) -> Path:
     """Where ultralytics' config (with its font) and ``TORCH_HOME`` live for this project."""
-    return detector_root(project) / ".offline"
+    return runs_root(DETECTOR, project) / ".offline"
 
 
 @dataclass(frozen=True)
@@ -177,8 +171,11 @@ def _needs_mobilenet_weights(arch: str) -> bool | None:
 
 def images_in(folder: Path) -> list[Path]:
     """Image files under ``folder``, sorted (none if it does not exist)."""
-    exts = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts) if folder.is_dir() else []
+    from lrihar.sources import IMAGE_SUFFIXES
+
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _label_file(image: Path) -> Path:
@@ -245,50 +242,8 @@ def _export_project(project: Project, folder: Path, cfg: DetectorTrainConfig) ->
     return data_yaml
 
 
-def _next_name(root: Path, arch: str) -> str:
-    stem = safe_file_name(Path(arch).stem if arch not in ARCHITECTURES else arch)
-    n = 1
-    while (root / f"{stem}-{n}").exists():
-        n += 1
-    return f"{stem}-{n}"
-
-
-def read_record(run_dir: Path) -> dict[str, Any]:
-    """The ``lrihar-train.json`` of a run folder ({} if absent)."""
-    path = run_dir / RECORD
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def _write_record(run_dir: Path, cfg: DetectorTrainConfig, summary: TrainSummary, run_id: int | None) -> None:
-    doc = {"config": asdict(cfg), "store_run_id": run_id, "summary": summary.as_dict(),
-           "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    tmp = run_dir / (RECORD + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(run_dir / RECORD)
-
-
-def training_runs(project: Project) -> list[Path]:
-    """Run folders under ``models/detector``, oldest first."""
-    root = detector_root(project)
-    if not root.is_dir():
-        return []
-    runs = [p for p in root.iterdir() if p.is_dir() and (p / RECORD).is_file()]
-    return sorted(runs, key=lambda p: ((p / RECORD).stat().st_mtime, p.name))
-
-
-def run_folder(project: Project, name: str | None, need: str = "weights/best.pt") -> Path:
-    """The run ``name`` (default: the latest run that has ``need``); a clear error if none."""
-    root = detector_root(project)
-    if name is not None:
-        folder = root / safe_file_name(name)
-        if not (folder / need).is_file():
-            have = ", ".join(p.name for p in training_runs(project)) or "none"
-            raise BadInputError(f"--run/--name {name!r}: {folder / need} not found (runs: {have})")
-        return folder
-    runs = [p for p in training_runs(project) if (p / need).is_file()]
-    if not runs:
-        raise BadInputError(f"{root}: no trained detector with {need}; run `lrihar train-detector` first")
-    return runs[-1]
+    write_record(run_dir, {"config": asdict(cfg), "store_run_id": run_id, "summary": summary.as_dict()})
 
 
 def _epochs_done(run_dir: Path) -> int:
@@ -316,13 +271,14 @@ def train_detector(project: Project, cfg: DetectorTrainConfig | None = None, nam
 
     require_ultralytics()
     cfg = cfg or DetectorTrainConfig()
-    root = detector_root(project)
+    root = runs_root(DETECTOR, project)
     if resume:
-        run_dir = _resumable(project, name)
+        run_dir = resumable_run(DETECTOR, project, name)
         cfg = DetectorTrainConfig(**read_record(run_dir)["config"])
     else:
         model_source(cfg.arch)  # an unknown architecture fails before anything is written
-        run_name = safe_file_name(name) if name else _next_name(root, cfg.arch)
+        stem = cfg.arch if cfg.arch in ARCHITECTURES else Path(cfg.arch).stem
+        run_name = safe_file_name(name) if name else next_run_name(root, stem)
         run_dir = root / run_name
         if run_dir.exists():
             raise BadInputError(f"--name {run_name!r}: {run_dir} exists; pass --resume to continue it, "
@@ -439,21 +395,6 @@ def _train_recorded(cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, re
 
     with ending_status(finish):
         _fit(cfg, run_dir, data_yaml, resume, verbose, summary, state_dir, imagenet_weights)
-
-
-def _resumable(project: Project, name: str | None) -> Path:
-    if name is not None:
-        run_dir = run_folder(project, name, need="weights/last.pt")
-    else:
-        runs = [p for p in training_runs(project) if (p / "weights" / "last.pt").is_file()
-                and read_record(p).get("summary", {}).get("status") != "done"]
-        if not runs:
-            raise BadInputError("--resume: no unfinished training run with weights/last.pt "
-                                f"under {detector_root(project)}; start a new one without --resume")
-        run_dir = runs[-1]
-    if read_record(run_dir).get("summary", {}).get("status") == "done":
-        raise BadInputError(f"--resume: run {run_dir.name!r} finished all its epochs; nothing to resume")
-    return run_dir
 
 
 def _check_device(device: str) -> None:

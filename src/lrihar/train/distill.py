@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lrihar.artifacts import CLASSIFIER, find_run, read_record, resumable_run
 from lrihar.errors import BadInputError
 from lrihar.project import Project
-from lrihar.train.classifier_runs import find_run, resumable
-from lrihar.train.detector import read_record
 from lrihar.train.finetune import (
     ClassifierTrainSummary,
     FinetuneConfig,
@@ -146,12 +145,12 @@ def distill(project: Project, cfg: DistillConfig | None = None, name: str | None
     from lrihar.train.tasks import DistillationTask
 
     if resume:
-        run_dir = resumable(project, name, "distill")
+        run_dir = resumable_run(CLASSIFIER, project, name, "distill")
         cfg = _config_from_record(run_dir, DistillConfig)
     else:
         cfg = cfg or DistillConfig()
         check_backbone(cfg.backbone)
-    teacher_dir = find_run(project, cfg.teacher, command="finetune")
+    teacher_dir = find_run(CLASSIFIER, project, cfg.teacher, command="finetune")
     teacher_record = read_record(teacher_dir)
     data_dir = Path(teacher_record.get("summary", {}).get("data") or teacher_dir / "data")
     if not resume:

@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrihar.artifacts import CLASSIFIER, next_run_name, read_record, resumable_run, runs_root
 from lrihar.errors import BadInputError
 from lrihar.project import Project, ending_status, recorded_run
-from lrihar.train.classifier_runs import classifier_root, next_name, resumable, write_record
-from lrihar.train.detector import read_record
+from lrihar.train.classifier_runs import write_record
 
 MODES = ("auto", "lora", "full")
 DEFAULT_LR = {"lora": 5e-3, "full": 1e-3}  # lora: the paper's; full: measured on ASL letters
@@ -150,8 +150,8 @@ def prepare_run(project: Project, command: str, stem: str, name: str | None) -> 
     """A new, empty run folder under ``models/classifier`` (``name`` or ``<stem>-<n>``)."""
     from lrihar.naming import safe_file_name
 
-    root = classifier_root(project)
-    run_name = safe_file_name(name) if name else next_name(root, stem)
+    root = runs_root(CLASSIFIER, project)
+    run_name = safe_file_name(name) if name else next_run_name(root, Path(stem).name if "/" in stem else stem)
     run_dir = root / run_name
     if run_dir.exists():
         raise BadInputError(f"--name {run_name!r}: {run_dir} exists; pass --resume to continue it, "
@@ -263,7 +263,7 @@ def finetune(project: Project, cfg: FinetuneConfig | None = None, name: str | No
     from lrihar.train.tasks import ClassificationTask
 
     if resume:
-        run_dir = resumable(project, name, "finetune")
+        run_dir = resumable_run(CLASSIFIER, project, name, "finetune")
         cfg = _config_from_record(run_dir, FinetuneConfig)
         data_dir = Path(read_record(run_dir)["summary"]["data"])
     else:

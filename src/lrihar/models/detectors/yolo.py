@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from lrihar.artifacts import exported_detector
 from lrihar.errors import BadInputError, ModelLoadError
 from lrihar.models.detectors import register_detector
 from lrihar.models.detectors.base import Detector, empty_detections
@@ -36,24 +37,11 @@ from lrihar.models.detectors.yolo_head import HEAD_KEY, REG_MAX_KEY, STRIDES_KEY
 PAD_VALUE = 114  # ultralytics' letterbox grey
 
 
-def find_exported_model(path: Path) -> Path:
-    """The newest ``export/*.onnx`` under a run folder or a project's ``models/detector``."""
-    candidates = []
-    for base in (path, path / "models" / "detector"):
-        candidates += list(base.glob("export/*.onnx")) + list(base.glob("*/export/*.onnx"))
-    if not candidates:
-        raise ModelLoadError(
-            f"{path}: no exported detector found (looked for models/detector/*/export/*.onnx); "
-            "train and export one with `lrihar train-detector` and `lrihar export-runtime --detector`, "
-            "or pass the model as --model PATH.onnx (detector.model in the project file)")
-    return max(candidates, key=lambda p: (p.stat().st_mtime, str(p)))
-
-
 def resolve_model(model: str | None) -> Path:
     """An ``.onnx`` path from a file, run folder or project folder (default: the current folder)."""
     path = Path(model).expanduser() if model else Path.cwd()
     if path.is_dir():
-        return find_exported_model(path)
+        return exported_detector(path)
     if not path.is_file():
         raise ModelLoadError(f"detector.model: {path} does not exist; give an exported .onnx file, "
                              "a training run folder or a project folder")

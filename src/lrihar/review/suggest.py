@@ -40,9 +40,9 @@ from lrihar.errors import BadInputError
 from lrihar.models.detectors.base import Detector
 from lrihar.project import Project
 from lrihar.store import DetectionRow, Store
+from lrihar.store.frames import MANUAL_BACKEND
 
 WEIGHTS = {"disagree": 1.0, "low_confidence": 0.6, "busy_empty": 0.8, "empty": 0.4}
-MANUAL_BACKEND = "manual"  # boxes a person drew in the review page
 
 
 @dataclass

@@ -1,0 +1,203 @@
+"""The one home of trained and exported models: run folders, their records, deployed files,
+and resolving a detector, a classifier or a line's packed models by name.
+
+A project keeps its models under ``PROJECT/models/``::
+
+    models/detector/<run>/     lrihar-train.json, weights/best.pt, last.pt, export/*.onnx
+    models/classifier/<run>/   lrihar-train.json, classifier.json, best.safetensors, last.pt,
+                               export/classifier.json (the export record) + *.onnx
+
+and ``lrihar models pack -p`` carries a line's deployed models to a plant as
+``<models dir>/line__<line>/{detector,classifier}/*.onnx``. ``run``, ``annotate --detector
+yolo``, ``classify --classifier``, ``export-runtime`` and ``models pack`` all ask this module;
+nothing else walks ``models/``.
+
+Example:
+    >>> run_dir = find_run(DETECTOR, project, None)  # doctest: +SKIP
+    >>> read_record(run_dir)["summary"]["status"]  # doctest: +SKIP
+    'done'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lrihar.errors import BadInputError, ModelLoadError
+from lrihar.naming import safe_file_name
+
+if TYPE_CHECKING:
+    from lrihar.project import Project
+
+RECORD = "lrihar-train.json"
+"""A run folder's record: its command, config and summary so far."""
+
+CLASSIFIER_EXPORT = "classifier.json"
+"""``export/classifier.json``: what ``export-runtime --classifier`` wrote and which file it deployed."""
+
+LINE_PREFIX = "line__"
+"""Packed trained models of a line sit in ``<models dir>/line__<line>/{detector,classifier}/``."""
+
+MODELS_DIR_ENV = "LRIHAR_MODELS_DIR"
+"""Where packed models are looked up (``--models-dir`` sets it)."""
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """A kind of training run: its folder under ``models/`` and the words its messages use."""
+
+    folder: str
+    best: str
+    last: str
+    name_option: str
+    listing: str
+    trained: str
+
+
+DETECTOR = RunKind("detector", "weights/best.pt", "weights/last.pt", "--run/--name", "runs", "detector")
+CLASSIFIER = RunKind("classifier", "best.safetensors", "last.pt", "run", "classifier runs", "classifier")
+
+
+def runs_root(kind: RunKind, project: Project) -> Path:
+    """``PROJECT/models/<kind>``: one folder per training run."""
+    return project.root / "models" / kind.folder
+
+
+def read_record(run_dir: Path) -> dict[str, Any]:
+    """The ``lrihar-train.json`` of a run folder ({} if absent)."""
+    path = run_dir / RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_record(run_dir: Path, doc: dict[str, Any]) -> None:
+    """Write ``doc`` (stamped with ``updated_at``) as the run's ``lrihar-train.json``, atomically."""
+    doc = {**doc, "updated_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    tmp = run_dir / (RECORD + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(run_dir / RECORD)
+
+
+def next_run_name(root: Path, stem: str) -> str:
+    """``<stem>-<n>`` with the first ``n`` not taken under ``root`` (``stem`` made file-safe)."""
+    stem = safe_file_name(stem)
+    n = 1
+    while (root / f"{stem}-{n}").exists():
+        n += 1
+    return f"{stem}-{n}"
+
+
+def list_runs(kind: RunKind, project: Project, command: str | None = None) -> list[Path]:
+    """Run folders of ``kind`` (of ``command`` only, e.g. finetune or distill), oldest first."""
+    root = runs_root(kind, project)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if p.is_dir() and (p / RECORD).is_file()
+            and (command is None or read_record(p).get("command") == command)]
+    return sorted(runs, key=lambda p: ((p / RECORD).stat().st_mtime, p.name))
+
+
+def find_run(kind: RunKind, project: Project, name: str | None, command: str | None = None,
+             need: str | None = None) -> Path:
+    """The run ``name`` (default: the latest ``command`` run that has ``need``, by default the
+    kind's best weights); a clear error if none."""
+    need = need or kind.best
+    root = runs_root(kind, project)
+    if name is not None:
+        folder = root / safe_file_name(name)
+        if not (folder / need).is_file():
+            have = ", ".join(p.name for p in list_runs(kind, project)) or "none"
+            raise BadInputError(f"{kind.name_option} {name!r}: {folder / need} not found "
+                                f"({kind.listing}: {have})")
+        return folder
+    runs = [p for p in list_runs(kind, project, command) if (p / need).is_file()]
+    if not runs:
+        what = f"`lrihar {command}`" if command else ("`lrihar train-detector`" if kind is DETECTOR
+                                                     else "`lrihar finetune`")
+        raise BadInputError(f"{root}: no trained {kind.trained} with {need}; run {what} first")
+    return runs[-1]
+
+
+def resumable_run(kind: RunKind, project: Project, name: str | None, command: str | None = None) -> Path:
+    """The run to continue: ``name``, else the latest unfinished (``command``) run with its last
+    weights; a finished run, or one of another command, is bad input."""
+    if name is not None:
+        run_dir = find_run(kind, project, name, need=kind.last)
+    else:
+        runs = [p for p in list_runs(kind, project, command) if (p / kind.last).is_file()
+                and read_record(p).get("summary", {}).get("status") != "done"]
+        if not runs:
+            what = f"{command} run" if command else "training run"
+            raise BadInputError(f"--resume: no unfinished {what} with {kind.last} under "
+                                f"{runs_root(kind, project)}; start a new one without --resume")
+        run_dir = runs[-1]
+    record = read_record(run_dir)
+    if command is not None and record.get("command") != command:
+        raise BadInputError(f"--resume: run {run_dir.name!r} is a {record.get('command')} run; "
+                            f"resume it with `lrihar {record.get('command')} --resume --name {run_dir.name}`")
+    if record.get("summary", {}).get("status") == "done":
+        raise BadInputError(f"--resume: run {run_dir.name!r} finished all its epochs; nothing to resume")
+    return run_dir
+
+
+def exported_detector(path: Path) -> Path:
+    """The newest ``export/*.onnx`` under a run folder or a project's ``models/detector``."""
+    candidates = []
+    for base in (path, path / "models" / DETECTOR.folder):
+        candidates += list(base.glob("export/*.onnx")) + list(base.glob("*/export/*.onnx"))
+    if not candidates:
+        raise ModelLoadError(
+            f"{path}: no exported detector found (looked for models/detector/*/export/*.onnx); "
+            "train and export one with `lrihar train-detector` and `lrihar export-runtime --detector`, "
+            "or pass the model as --model PATH.onnx (detector.model in the project file)")
+    return max(candidates, key=lambda p: (p.stat().st_mtime, str(p)))
+
+
+def deployed_classifier(run_dir: Path) -> Path:
+    """The ONNX file ``export-runtime --classifier`` chose for run ``run_dir``."""
+    record = run_dir / "export" / CLASSIFIER_EXPORT
+    if not record.is_file():
+        raise BadInputError(f"run {run_dir.name!r} has no exported classifier; run "
+                            f"`lrihar export-runtime --classifier --run {run_dir.name}` first")
+    # by name: the project folder may have moved since the export
+    path = record.parent / Path(json.loads(record.read_text())["deployed"]).name
+    if not path.is_file():
+        raise BadInputError(f"{path}: the exported classifier is gone; export the run again")
+    return path
+
+
+def resolve_classifier(project: Project, text: str) -> Path:
+    """The exported classifier ``text`` names: an ``.onnx`` path, ``student`` (the latest distilled
+    run's deployed export), ``teacher`` (the latest finetuned run's) or a run name."""
+    path = Path(text).expanduser()
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise BadInputError(f"--classifier: {path} does not exist")
+        return path
+    if text in ("student", "teacher"):
+        command = "distill" if text == "student" else "finetune"
+        runs = [p for p in list_runs(CLASSIFIER, project, command)
+                if (p / "export" / CLASSIFIER_EXPORT).is_file()]
+        if not runs:
+            raise BadInputError(f"--classifier {text}: no exported {text}; run `lrihar {command}` and "
+                                "`lrihar export-runtime --classifier` first")
+        return deployed_classifier(runs[-1])
+    return deployed_classifier(find_run(CLASSIFIER, project, text))
+
+
+def line_pack_folder(models_dir: str | Path, line: str) -> Path:
+    """``<models dir>/line__<line>``: where ``models pack -p`` puts a line's models."""
+    return Path(models_dir) / f"{LINE_PREFIX}{safe_file_name(line)}"
+
+
+def packed_line_model(line: str, kind: str, models_dir: str | Path | None = None) -> Path | None:
+    """The packed ``kind`` ("detector" or "classifier") ONNX of ``line`` in ``models_dir``
+    (default ``$LRIHAR_MODELS_DIR``), if any."""
+    root = models_dir or os.environ.get(MODELS_DIR_ENV)
+    if not root:
+        return None
+    files = sorted((line_pack_folder(root, line) / kind).glob("*.onnx"))
+    return files[-1] if files else None

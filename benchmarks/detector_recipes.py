@@ -9,7 +9,7 @@ and eq. 4 accuracy at T_IoU 0.3 / 0.4 and per hand class, at the backend's defau
 (confidence 0.25, NMS IoU 0.7), at the sweep's best recall with accuracy >= 90 % (chosen on
 the held-out half: optimistic) and at the cross-validated confidence (chosen on one random half
 of the held-out photos, scored on the other, NMS IoU 0.7: the honest deployment figure;
-``detector_bootstrap._cross_validated``). A recipe not trained to the end and exported is left
+``bootstrap.scoring._cross_validated``). A recipe not trained to the end and exported is left
 out. Recipes (``RECIPES``): the default (``mobilenetv2-yolo`` as shipped: its light box head,
 reg_max 1, and a 0.1875-wide neck; an optimizer step after every batch of 16); the default
 before the head study (``dfl-head``: DFL box head, YOLO11n's 0.25-wide neck) and the light head
@@ -36,18 +36,11 @@ import time
 from pathlib import Path
 
 from _common import write_model_yaml, write_result
-from detector_bootstrap import (
-    DEFAULT_POINT,
-    GRID_A,
-    _cross_validated,
-    _export,
-    _load_plan,
-    _materialise,
-    _pct,
-    _polars_stand_in,
-    _sweep_scores,
-    heldout,
-)
+from bootstrap.plan import DEFAULT_POINT, GRID_A, _load_plan
+from bootstrap.polars_stand_in import _polars_stand_in
+from bootstrap.report import _pct
+from bootstrap.scoring import _cross_validated, _sweep_scores, heldout
+from bootstrap.training import _export, _materialise
 
 # The default architecture before the head study: YOLO11n's neck width and its DFL box head
 # (16 bins per box side). The recipes measured before that study were trained on it.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from detector_bootstrap import _cross_validated, _targets
+from bootstrap.scoring import _cross_validated, _targets
 from lrihar.evaluate.sweep import ImagePredictions
 
 HAND = [10.0, 10.0, 50.0, 50.0]

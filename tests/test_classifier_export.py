@@ -18,10 +18,10 @@ from classifier_fixtures import TOY_CLASSES, save_tiny_vit, toy_project
 from lrihar.cli import main
 from lrihar.crops import iter_crops
 from lrihar.deploy.onnx_classifier import export_classifier, parity
-from lrihar.deploy.onnx_detector import sha256_of
 from lrihar.errors import BadInputError
 from lrihar.models.classifiers import OnnxClassifier
 from lrihar.models.classifiers.preprocess import to_pixels
+from lrihar.paths import sha256_of
 from lrihar.project import Project
 from lrihar.store import SCHEMA_VERSION, FrameRecord, Store
 from lrihar.train.classifier_models import load_classifier
@@ -107,7 +107,7 @@ def test_the_runtime_backend_imports_no_torch(trained):
 
 
 def test_classify_with_the_exported_model_labels_crops_and_keeps_corrections(trained, capsys):
-    from lrihar.review.actions import relabel
+    from lrihar.review.edits import relabel
 
     assert main(["export-runtime", "-p", str(trained), "--classifier", "--run", "vit"]) == 0
     store = Project.open(trained).store

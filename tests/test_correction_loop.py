@@ -19,7 +19,7 @@ import pytest
 from live_server import browser_page, free_port, serving
 from lrihar.cli import main
 from lrihar.crops import FrameRef, frame_stem
-from lrihar.review import actions
+from lrihar.review import edits
 from lrihar.store import SCHEMA_VERSION, Store
 from test_review_queue import H, W, _client, _log, _manual_boxes, _suggestions, queue_project
 
@@ -149,7 +149,7 @@ def test_a_box_drawn_in_the_tool_on_a_frame_with_no_stored_box_is_a_persons_and_
 
     store = Store(root / "lrihar.db")
     try:
-        undone = actions.undo_last(store, f"import:{tool}")
+        undone = edits.undo_last(store, f"import:{tool}")
     finally:
         store.close()
     assert {"id": det_id, "deleted": True} in undone
@@ -199,7 +199,7 @@ def test_a_submitted_empty_label_studio_task_marks_the_frame_as_holding_no_hand(
     assert (reviewer, action, frame) == ("import:labelstudio", "empty", (sid, 0))
     store = Store(root / "lrihar.db")
     try:
-        actions.undo_last(store, "import:labelstudio")
+        edits.undo_last(store, "import:labelstudio")
     finally:
         store.close()
     assert _checked(root) == set()
@@ -217,7 +217,7 @@ def test_cvat_images_with_no_box_mark_frames_only_when_asked(root, tmp_path):
     assert _checked(root) == set() and len(_manual_boxes(root)) == 1
     store = Store(root / "lrihar.db")
     try:
-        actions.undo_last(store, "import:cvat")
+        edits.undo_last(store, "import:cvat")
     finally:
         store.close()
     assert _checked(root) == {(_b0(root)[1], 0)} and _manual_boxes(root) == []
@@ -279,7 +279,7 @@ def test_a_schema_5_store_is_upgraded_keeping_its_review_log(root):
     path = root / "lrihar.db"
     store = Store(path)
     det_id = store.db.execute("SELECT MIN(id) FROM detections").fetchone()[0]
-    actions.relabel(store, [det_id], "bare_hand", "ana")
+    edits.relabel(store, [det_id], "bare_hand", "ana")
     store.close()
     db = sqlite3.connect(path)  # back to schema 5: review_log as it was, no frame_reviews
     db.executescript("""
@@ -302,9 +302,9 @@ def test_a_schema_5_store_is_upgraded_keeping_its_review_log(root):
         assert store.db.execute("SELECT reviewer, action, detection_id FROM review_log").fetchall() == [
             ("ana", "relabel", det_id)]
         _, _, sid = _b0(root)
-        assert actions.mark_frame_empty(store, (sid, 0), "ana")["changed"] is True
-        assert actions.undo_last(store, "ana") == [{"source_id": sid, "frame_index": 0, "verdict": None}]
-        assert actions.undo_last(store, "ana")[0]["label"] is None  # the relabel of before the upgrade
+        assert edits.mark_frame_empty(store, (sid, 0), "ana")["changed"] is True
+        assert edits.undo_last(store, "ana") == [{"source_id": sid, "frame_index": 0, "verdict": None}]
+        assert edits.undo_last(store, "ana")[0]["label"] is None  # the relabel of before the upgrade
         assert store.db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name='review_log_by_action'"
                                 ).fetchone()[0] == 1
     finally:

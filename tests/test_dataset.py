@@ -21,7 +21,7 @@ from lrihar.dataset.export import export_dataset
 from lrihar.dataset.split import split_groups
 from lrihar.errors import BadInputError
 from lrihar.project import Project
-from lrihar.review import actions
+from lrihar.review import edits
 from lrihar.review.interchange import export_cvat, export_labelstudio, import_corrections
 
 
@@ -242,12 +242,12 @@ def unclassified(tmp_path_factory):
     annotate(project, [str(images), str(HANDS_DEV / "videos/mixkit_42467_baker_kneading_dough.mp4")])
     rows = list(project.store.detections())
     wrong, moved, host = rows[0], rows[1], rows[2]
-    actions.mark_wrong(project.store, [wrong.id], "tester")
+    edits.mark_wrong(project.store, [wrong.id], "tester")
     x1, y1, x2, y2 = moved.xyxy
     dx, dy = (x2 - x1) / 5, (y2 - y1) / 5
-    moved_to = actions.move_box(project.store, moved.id, (x1 + dx, y1 + dy, x2 - dx, y2 - dy),
+    moved_to = edits.move_box(project.store, moved.id, (x1 + dx, y1 + dy, x2 - dx, y2 - dy),
                                 "tester")["xyxy"]
-    drawn = actions.add_box(project.store, host.id, (3, 4, 40, 52), "NG", "tester", classes=[])
+    drawn = edits.add_box(project.store, host.id, (3, 4, 40, 52), "NG", "tester", classes=[])
     return project, {"wrong": (wrong, wrong.xyxy), "old": (moved, moved.xyxy), "moved": (moved, moved_to),
                      "drawn": (host, drawn["xyxy"])}
 

@@ -241,7 +241,7 @@ RATES = ["--seconds-per-image", "36", "--hours-per-class-set", "1", "--crops-per
 
 
 def test_cost_with_ground_truth_and_no_review_counts_the_work_owed(tmp_path, capsys):
-    from lrihar.review.actions import mark_wrong, relabel, start_session
+    from lrihar.review.edits import mark_wrong, relabel, start_session
 
     project, (box_a, box_b), gt = _tiny_project(tmp_path / "p")
     out = tmp_path / "eval.json"
@@ -276,7 +276,7 @@ def test_cost_with_ground_truth_and_no_review_counts_the_work_owed(tmp_path, cap
 def test_cost_without_ground_truth_claims_no_saving(tmp_path, capsys):
     from lrihar.evaluate.project_eval import evaluate_project
     from lrihar.evaluate.report import write_report
-    from lrihar.review.actions import mark_wrong, start_session
+    from lrihar.review.edits import mark_wrong, start_session
 
     project, (_box_a, box_b), _gt = _tiny_project(tmp_path / "p")
     mark_wrong(project.store, [box_b], "ana", start_session(project.store, "ana"))
@@ -358,7 +358,7 @@ def test_report_html_opens_in_headless_chromium(gloves_project, hands_dev, tmp_p
 def test_reviewed_labels_feed_the_confusion_matrix(gloves_project):
     from lrihar.classify.pipeline import classify
     from lrihar.evaluate.project_eval import confusions
-    from lrihar.review.actions import accept, add_box, relabel
+    from lrihar.review.edits import accept, add_box, relabel
 
     classify(gloves_project)
     store = gloves_project.store

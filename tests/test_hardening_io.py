@@ -27,7 +27,7 @@ from lrihar.crops import frame_stem
 from lrihar.errors import BadInputError
 from lrihar.naming import safe_file_name
 from lrihar.project import Project
-from lrihar.review import actions
+from lrihar.review import edits
 from lrihar.review.interchange import export_cvat, export_labelstudio
 
 LONG = "a" * 300
@@ -138,12 +138,12 @@ def _promote(root: Path, label: str, templates_root: Path) -> Path:
     try:
         det_id = next(project.store.detections()).id
         with project.store.transaction() as db:
-            actions.set_label(db, det_id, label)
+            edits.set_label(db, det_id, label)
         cfg = project.config.model_copy(update={
             "classes": [ActionClass.model_construct(name=label, templates=None)],
             "classify": project.config.classify.model_copy(update={"templates": templates_root})})
         frame = np.full((120, 160, 3), 128, np.uint8)
-        return actions.promote_template(project.store, cfg, det_id, frame, (10, 10, 60, 70), "ana")
+        return edits.promote_template(project.store, cfg, det_id, frame, (10, 10, 60, 70), "ana")
     finally:
         project.store.close()
 
@@ -182,7 +182,7 @@ def test_a_300_character_label_gets_a_contact_sheet(project_dir, tmp_path):
                          ids=["bool", "text", "None", "list", "nan", "inf", "-inf", "huge-int"])
 def test_box_numbers_must_be_finite_reals(value):
     with pytest.raises(BadInputError, match=r"record 7: .* not a (finite )?number"):
-        actions.clip_box([value, 1, 50, 50], 100, 100, "record 7")
+        edits.clip_box([value, 1, 50, 50], 100, 100, "record 7")
 
 
 def _first_task(tasks: list) -> tuple[dict, dict]:

@@ -349,7 +349,7 @@ def test_bad_lines_sections_are_named(tmp_path, capsys, change, message):
 
 
 def test_calibrate_lambda_of_one_post_uses_its_templates_and_reviews(lines_project, tmp_path):
-    from lrihar.review.actions import relabel, start_session
+    from lrihar.review.edits import relabel, start_session
 
     root = lines_project["root"]
     assert main(["classify", "-p", str(root), "--no-progress", "--no-sheets"]) == 0

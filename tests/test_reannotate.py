@@ -26,7 +26,7 @@ from lrihar.boxes import box_iou
 from lrihar.cli import main
 from lrihar.errors import BadInputError
 from lrihar.project import Project
-from lrihar.review.actions import add_box, mark_wrong, move_box, relabel, undo_last
+from lrihar.review.edits import add_box, mark_wrong, move_box, relabel, undo_last
 
 GREEN = (40, 200, 60)
 GLOVE = [60, 50, 84, 72]  # where frames 0 and 4 get a green "gloved hand" (right half: no red there)

@@ -12,7 +12,7 @@ import pytest
 from conftest import CLASSES, make_project
 from live_server import browser_page, free_port, serving
 from lrihar.errors import BadInputError
-from lrihar.review import actions
+from lrihar.review import edits
 
 
 @pytest.fixture
@@ -151,9 +151,9 @@ def test_session_time_and_touched_items_are_logged(client, gloves_project):
         time.sleep(0.05)
     stats = client.get("/api/stats").json()["sessions"]
     assert stats[-1]["touched"] == 3 and stats[-1]["seconds"] > 0.05
-    assert actions.session_stats(gloves_project.store)[-1]["reviewer"] == "ana"
+    assert edits.session_stats(gloves_project.store)[-1]["reviewer"] == "ana"
     with pytest.raises(BadInputError, match="give a name"):
-        actions.start_session(gloves_project.store, " ")
+        edits.start_session(gloves_project.store, " ")
 
 
 def test_browser_relabel_with_the_keyboard_survives_a_reload(client, gloves_project):

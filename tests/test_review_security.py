@@ -283,7 +283,7 @@ def test_a_server_beyond_loopback_needs_its_token(project):
 
 
 def test_the_printed_address_carries_the_token_only_beyond_loopback():
-    from lrihar.review.server import launch_token, page_url
+    from lrihar.web.guard import launch_token, page_url
 
     assert [launch_token(h) for h in ("127.0.0.1", "localhost", "::1", "127.0.0.2")] == [None] * 4
     token = launch_token("0.0.0.0")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import supervision as sv
 
-from lrihar.runtime.actions import EventBuilder
+from lrihar.runtime.action_events import EventBuilder
 from lrihar.runtime.ids import IdCounter
 from lrihar.runtime.smoothing import LabelSmoother
 from lrihar.runtime.tracking import HandTracker

@@ -13,7 +13,7 @@ from lrihar.annotate.pipeline import annotate
 from lrihar.cli import main
 from lrihar.config import with_overrides
 from lrihar.project import Project
-from lrihar.review.actions import mark_wrong
+from lrihar.review.edits import mark_wrong
 from lrihar.review.suggest import Suggestion, disagreement, pick_diverse, suggest_frames
 
 

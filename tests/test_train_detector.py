@@ -444,7 +444,7 @@ def test_an_unclassified_project_trains(tmp_path):
 
 
 def test_a_project_whose_boxes_are_all_marked_wrong(small_project, capsys):
-    from lrihar.review.actions import mark_wrong
+    from lrihar.review.edits import mark_wrong
 
     mark_wrong(small_project.store, [r.id for r in small_project.store.detections()], reviewer="ann")
     before = _state(small_project)

@@ -48,9 +48,9 @@ def classify_with_model(project: Project, classifier: str, padding: float | None
     """Label every stored detection (not marked wrong) with the exported classifier ``classifier``;
     ``posts``: only those on frames of these posts."""
     from lrihar.classify.pipeline import label_counts
-    from lrihar.deploy.onnx_detector import sha256_of
     from lrihar.lines import detection_ids_at
     from lrihar.models.classifiers import OnnxClassifier
+    from lrihar.paths import sha256_of
 
     store = project.store
     onnx = resolve_classifier(project, classifier)

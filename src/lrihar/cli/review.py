@@ -34,7 +34,8 @@ def review(
     With --queue uncertain it lists the frames most worth a correction first."""
     from lrihar.errors import BadInputError
     from lrihar.project import Project
-    from lrihar.review.server import launch_token, page_url, serve
+    from lrihar.review.server import serve
+    from lrihar.web.guard import launch_token, page_url
 
     if queue not in QUEUES:
         raise BadInputError(f"--queue: use all or uncertain, not {queue!r}")

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from lrihar.artifacts import CLASSIFIER, CLASSIFIER_EXPORT, find_run, list_runs, read_record
-from lrihar.deploy.onnx_detector import sha256_of
 from lrihar.errors import BadInputError, LriharError
+from lrihar.paths import sha256_of
 from lrihar.project import Project, recorded_run
 from lrihar.versions import package_versions
 

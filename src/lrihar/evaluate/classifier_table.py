@@ -168,11 +168,11 @@ def classifier_comparison(project, data: Path | None = None, sample: int = 30) -
 
 
 def _deployed(run: Path) -> Path | None:
-    from lrihar.deploy.onnx_classifier import deployed_file
+    from lrihar.artifacts import deployed_classifier
     from lrihar.errors import BadInputError
 
     try:
-        return deployed_file(run)
+        return deployed_classifier(run)
     except BadInputError:
         return None
 

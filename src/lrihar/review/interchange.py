@@ -12,11 +12,11 @@ Import matches the tool's boxes on each stored frame (with boxes or not) to the 
 tool box with no stored match is added as a person's box; a stored box the tool no longer has is
 marked wrong; a frame left with no box at all can be marked "no hand" (``empty_checked``). All of
 it is one transaction, logged as review actions of reviewer ``import:<tool>`` (so
-:func:`lrihar.review.actions.undo_last` reverts it). Unknown images or labels are listed and
+:func:`lrihar.review.edits.undo_last` reverts it). Unknown images or labels are listed and
 nothing is changed unless ``allow_unknown`` skips them.
 
 Every box must be four finite numbers with ordered corners and a valid class name; it is then
-clipped to its frame as the review page clips a drawn box (:func:`lrihar.review.actions.clip_box`).
+clipped to its frame as the review page clips a drawn box (:func:`lrihar.review.edits.clip_box`).
 A bad record (named by task / image / annotation) stops the whole import before anything is stored.
 """
 
@@ -41,8 +41,8 @@ from lrihar.crops import FrameRef, frame_stem, read_frames
 from lrihar.errors import BadInputError
 from lrihar.naming import check_class_name
 from lrihar.project import Project
-from lrihar.review import actions
-from lrihar.review.actions import box_numbers, finite_number
+from lrihar.review import edits
+from lrihar.review.edits import box_numbers, finite_number
 from lrihar.sources import SourceError
 from lrihar.store import DetectionRow
 
@@ -431,17 +431,17 @@ def import_corrections(project: Project, path: str | Path, tool: str, allow_unkn
             for b in boxes:
                 if b.label in (*classes, NG):
                     with problems.record(b.record):
-                        kept.append((actions.clip_box(b.xyxy, frame.width, frame.height, b.record), b.label))
+                        kept.append((edits.clip_box(b.xyxy, frame.width, frame.height, b.record), b.label))
     problems.check()
     stored = defaultdict(list)
     for row in store.detections():
         stored[(row.source_uri, row.frame_index)].append(row)
     reviewer = f"import:{tool}"
     with store.transaction() as db:
-        action_id = actions.next_action_id(db)
+        action_id = edits.next_action_id(db)
 
         def log(kind: str, det_id: int, before: dict | None) -> None:
-            actions.log_change(db, action_id, reviewer, None, kind, det_id, before, actions.state(db, det_id))
+            edits.log_change(db, action_id, reviewer, None, kind, det_id, before, edits.state(db, det_id))
 
         for name, boxes in clipped.items():
             frame = frames[name]
@@ -451,7 +451,7 @@ def import_corrections(project: Project, path: str | Path, tool: str, allow_unkn
             # is a person's "no hand" where the file says someone looked.
             empty = not imported[name] and (empty_checked or tool == "labelstudio")
             verdict = None if boxes else "empty" if empty else frame.verdict
-            if actions.set_frame_check(db, action_id, reviewer, None, frame.key, verdict):
+            if edits.set_frame_check(db, action_id, reviewer, None, frame.key, verdict):
                 summary.checked_empty += verdict == "empty"
     return summary
 
@@ -494,22 +494,22 @@ def _apply_frame(db, frame: tuple[int, int], rows, boxes, match_iou, summary: Im
     for j, (box, label) in enumerate(boxes):
         if j in matched:
             row = rows[matched[j]]
-            before = actions.state(db, row.id)
+            before = edits.state(db, row.id)
             if iou[matched[j], j] < 0.95:
-                actions.set_box(db, row.id, box)
+                edits.set_box(db, row.id, box)
                 summary.moved += 1
             if before["label"] != label:
                 summary.relabelled += 1
             else:
                 summary.confirmed += 1
-            actions.set_label(db, row.id, label)
+            edits.set_label(db, row.id, label)
             log("import", row.id, before)
         else:
-            log("add", actions.insert_frame_box(db, frame, box, label), None)
+            log("add", edits.insert_frame_box(db, frame, box, label), None)
             summary.added += 1
     for i, row in enumerate(rows):
         if i not in taken_rows:
-            before = actions.state(db, row.id)
-            actions.reject(db, row.id)
+            before = edits.state(db, row.id)
+            edits.reject(db, row.id)
             log("wrong", row.id, before)
             summary.rejected += 1

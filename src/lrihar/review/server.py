@@ -4,7 +4,7 @@ Every request opens the store on its own thread (SQLite connections are per thre
 action is written before the response, so a reload never loses anything. Images are served by
 integer ids only (a detection's, or a frame's source id and index), never by path. Every body is
 a pydantic model (strict integer ids, four finite numbers per box, bounded lengths), so bad input
-is a 4xx with a message; :mod:`lrihar.review.guard` checks Host, Origin, token and body size
+is a 4xx with a message; :mod:`lrihar.web.guard` checks Host, Origin, token and body size
 before a route runs.
 
 Two queues: ``all`` lists every crop, lowest score first, with filters; ``uncertain`` lists the
@@ -29,10 +29,10 @@ from lrihar.errors import BadInputError, LriharError
 from lrihar.lines import project_layout
 from lrihar.naming import MAX_CLASS_NAME
 from lrihar.project import Project
-from lrihar.review import actions
-from lrihar.review.guard import MAX_BODY, Guard, check_token, is_loopback, new_token, serve_page
+from lrihar.review import edits
 from lrihar.store import Store
 from lrihar.store.frames import MANUAL_BACKEND
+from lrihar.web.guard import MAX_BODY, Guard, check_token, serve_page
 
 if TYPE_CHECKING:
     from lrihar.review.suggest import Suggestion
@@ -153,7 +153,7 @@ def short_frame_name(uri: str, frame_index: int, name: str | None) -> str:
 def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | None = 8765,
                token: str | None = None, max_body: int = MAX_BODY,
                suggestions: Sequence[Suggestion] | None = None):
-    """The review app for one project folder, behind :class:`~lrihar.review.guard.Guard`.
+    """The review app for one project folder, behind :class:`~lrihar.web.guard.Guard`.
 
     Args:
         project_root: the project folder.
@@ -185,8 +185,8 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
     app = FastAPI(title="lrihar review", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(Guard, host=host, port=port, token=token, max_body=max_body)
 
-    @app.exception_handler(actions.ReviewConflict)
-    async def conflict(_request, exc: actions.ReviewConflict):
+    @app.exception_handler(edits.ReviewConflict)
+    async def conflict(_request, exc: edits.ReviewConflict):
         return JSONResponse({"detail": str(exc)}, status_code=409)
 
     @app.exception_handler(LriharError)
@@ -209,7 +209,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
 
     @app.post("/api/session")
     def session(body: Who = Body(...)) -> dict[str, int]:
-        return {"session": actions.start_session(store(), body.reviewer)}
+        return {"session": edits.start_session(store(), body.reviewer)}
 
     @app.get("/api/crops")
     def crops(label: str | None = Query(None, max_length=1000), status: str = Query("all", max_length=20),
@@ -304,7 +304,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
         if row is None:
             raise HTTPException(404, f"frame {frame_index} of source {source_id} is not in the store")
         return {"width": row[0], "height": row[1], "items": boxes_on(source_id, frame_index),
-                "check": actions.frame_check(store().db, (source_id, frame_index))}
+                "check": edits.frame_check(store().db, (source_id, frame_index))}
 
     @app.get("/api/queue")
     def uncertain_queue(offset: int = Query(0, ge=0, le=MAX_ID),
@@ -315,7 +315,7 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
         items = []
         for item in queue[offset:offset + limit]:
             boxes = boxes_on(item["source_id"], item["frame_index"])
-            check = actions.frame_check(store().db, (item["source_id"], item["frame_index"]))
+            check = edits.frame_check(store().db, (item["source_id"], item["frame_index"]))
             # live: a frame a person has corrected (or found empty) since launch stays, marked done
             reviewed = check["verdict"] is not None or any(
                 b["rejected"] or b["provenance"] == "corrected" or b["backend"] == MANUAL_BACKEND
@@ -324,49 +324,49 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
         return {"queue": "uncertain", "total": len(queue), "items": items}
     @app.post("/api/relabel")
     def relabel(body: RelabelBody) -> dict[str, Any]:
-        return {"items": actions.relabel(store(), body.ids, body.label, body.reviewer, body.session,
+        return {"items": edits.relabel(store(), body.ids, body.label, body.reviewer, body.session,
                                          body.seen, classes)}
 
     @app.post("/api/accept")
     def accept(body: IdsBody) -> dict[str, Any]:
-        return {"items": actions.accept(store(), body.ids, body.reviewer, body.session, body.seen)}
+        return {"items": edits.accept(store(), body.ids, body.reviewer, body.session, body.seen)}
 
     @app.post("/api/wrong")
     def wrong(body: IdsBody) -> dict[str, Any]:
-        return {"items": actions.mark_wrong(store(), body.ids, body.reviewer, body.session, body.seen)}
+        return {"items": edits.mark_wrong(store(), body.ids, body.reviewer, body.session, body.seen)}
 
     @app.post("/api/box")
     def box(body: BoxBody) -> dict[str, Any]:
-        return actions.move_box(store(), body.id, body.xyxy, body.reviewer, body.session, body.seen)
+        return edits.move_box(store(), body.id, body.xyxy, body.reviewer, body.session, body.seen)
 
     @app.post("/api/add")
     def add(body: AddBody) -> dict[str, Any]:
-        return actions.add_box(store(), body.like, body.xyxy, body.label, body.reviewer, body.session,
+        return edits.add_box(store(), body.like, body.xyxy, body.label, body.reviewer, body.session,
                                classes)
 
     @app.post("/api/add-to-frame")
     def add_to_frame(body: FrameAddBody) -> dict[str, Any]:
-        return actions.add_frame_box(store(), (body.source, body.frame_index), body.xyxy, body.label,
+        return edits.add_frame_box(store(), (body.source, body.frame_index), body.xyxy, body.label,
                                      body.reviewer, body.session, classes)
 
     @app.post("/api/mark-empty")
     def mark_empty(body: MarkEmptyBody) -> dict[str, Any]:
-        return actions.mark_frame_empty(store(), (body.source, body.frame_index), body.reviewer, body.session,
+        return edits.mark_frame_empty(store(), (body.source, body.frame_index), body.reviewer, body.session,
                                         body.empty)
 
     @app.post("/api/promote")
     def promote(body: OneBody) -> dict[str, Any]:
         image, box = frame_of(body.id)
-        return {"template": str(actions.promote_template(store(), project.config, body.id, image, box,
+        return {"template": str(edits.promote_template(store(), project.config, body.id, image, box,
                                                          body.reviewer, body.session))}
 
     @app.post("/api/undo")
     def undo(body: Who) -> dict[str, Any]:
-        return {"items": actions.undo_last(store(), body.reviewer)}
+        return {"items": edits.undo_last(store(), body.reviewer)}
 
     @app.get("/api/stats")
     def stats() -> dict[str, Any]:
-        return {"sessions": actions.session_stats(store())}
+        return {"sessions": edits.session_stats(store())}
 
     return app
 
@@ -393,21 +393,6 @@ def _cached_frame(uri: str, index: int, timestamp: float, name: str | None) -> n
     return read_frame(uri, index, timestamp, name)
 
 
-def page_url(host: str, port: int, token: str | None) -> str:
-    """The address to open: a wildcard bind is shown under this machine's name, the token in the query."""
-    import socket
-
-    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
-    if ":" in shown and not shown.startswith("["):
-        shown = f"[{shown}]"  # an IPv6 address
-    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-
-
-def launch_token(host: str) -> str | None:
-    """A fresh token when ``host`` reaches beyond this machine, else None (loopback needs none)."""
-    return None if is_loopback(host) else new_token()
-
-
 def serve(project_root: str | Path, host: str = "127.0.0.1", port: int = 8765,
           token: str | None = None, suggestions: Sequence[Suggestion] | None = None) -> None:
     """Run the review page until interrupted (``token``: see :func:`launch_token`; ``suggestions``:
@@ -418,4 +403,4 @@ def serve(project_root: str | Path, host: str = "127.0.0.1", port: int = 8765,
                 log_level="warning", server_header=False)
 
 
-__all__ = ["create_app", "launch_token", "page_url", "serve", "short_frame_name", "validation_message"]
+__all__ = ["create_app", "serve", "short_frame_name", "validation_message"]

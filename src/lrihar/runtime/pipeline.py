@@ -23,7 +23,7 @@ from lrihar.config import ProcedureConfig, RunConfig
 from lrihar.events import ActionEvent, Alert, Cycle, Gap, RuntimeItem, StepStatus
 from lrihar.models.detectors.base import Detector
 from lrihar.models.encoders.base import Crop
-from lrihar.runtime.actions import EventBuilder
+from lrihar.runtime.action_events import EventBuilder
 from lrihar.runtime.ids import IdCounter
 from lrihar.runtime.labellers import CropLabeller
 from lrihar.runtime.smoothing import LabelSmoother

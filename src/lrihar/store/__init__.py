@@ -12,7 +12,7 @@ Example:
 One module per table group: :mod:`~lrihar.store.schema` (tables, version, upgrades),
 :mod:`~lrihar.store.connection`, :mod:`~lrihar.store.runs`, :mod:`~lrihar.store.frames`,
 :mod:`~lrihar.store.embeddings`, :mod:`~lrihar.store.labels`,
-:mod:`~lrihar.store.frame_reviews`, :mod:`~lrihar.store.live` (``lrihar run``'s events, cycles,
+:mod:`~lrihar.store.frame_reviews`, :mod:`~lrihar.store.line_items` (``lrihar run``'s events, cycles,
 alerts, gaps).
 """
 
@@ -24,7 +24,7 @@ from lrihar.store.embeddings import EmbeddingsMixin
 from lrihar.store.frame_reviews import FrameReviewsMixin
 from lrihar.store.frames import DetectionRow, FrameRecord, FramesMixin
 from lrihar.store.labels import LabelsMixin
-from lrihar.store.live import LiveMixin
+from lrihar.store.line_items import LiveMixin
 from lrihar.store.runs import RunsMixin
 from lrihar.store.schema import FRAME_STATUSES, SCHEMA_VERSION
 

@@ -1,6 +1,6 @@
 """A person's verdict on a whole frame: ``empty`` means "looked, really no hand here".
 
-Written by :mod:`lrihar.review.actions` (the review page's ``e``, a tool import of an image left with
+Written by :mod:`lrihar.review.edits` (the review page's ``e``, a tool import of an image left with
 no box), logged and undoable there. Read here by the stages that care: ``suggest`` leaves such frames
 out, a detector set can take them as trusted background images (unlike frames the detector merely
 found empty).

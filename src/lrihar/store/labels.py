@@ -10,7 +10,7 @@ from lrihar.store.connection import Connection, now
 
 
 class LabelsMixin(Connection):
-    """The ``labels`` table (review actions live in :mod:`lrihar.review.actions`)."""
+    """The ``labels`` table (review actions live in :mod:`lrihar.review.edits`)."""
     def write_auto_labels(self, run_id: int, rows: Sequence[tuple]) -> int:
         """Store (detection_id, label, score, runner_up, margin, encoder_key, lambda) rows.
 

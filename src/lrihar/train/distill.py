@@ -156,7 +156,7 @@ def distill(project: Project, cfg: DistillConfig | None = None, name: str | None
     if not resume:
         run_dir = prepare_run(project, "distill", f"student-{cfg.backbone}", name)
     try:
-        from lrihar.deploy.onnx_detector import sha256_of
+        from lrihar.paths import sha256_of
 
         teacher = load_classifier(teacher_dir)
         weights_sha = sha256_of(teacher_dir / "best.safetensors")

@@ -1,11 +1,11 @@
-"""The live page's read-only FastAPI app, behind the review page's :class:`~lrihar.review.guard.Guard`
+"""The live page's read-only FastAPI app, behind the review page's :class:`~lrihar.web.guard.Guard`
 (Host check, token beyond loopback, CSP ``script-src 'self'``, nosniff)."""
 
 from __future__ import annotations
 
-from lrihar.review.guard import Guard, serve_page
 from lrihar.runtime.live.pictures import Pictures
 from lrihar.runtime.live.state import LiveState
+from lrihar.web.guard import Guard, serve_page
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -18,7 +18,7 @@ def create_app(state: LiveState, pictures: Pictures, host: str = "127.0.0.1", po
     Args:
         state: what the run has shown so far.
         pictures: the picture encoder.
-        host, port, token: as for :class:`~lrihar.review.guard.Guard`.
+        host, port, token: as for :class:`~lrihar.web.guard.Guard`.
         poll_ms: how often the page asks for new frames (the state is asked for every 500 ms).
     """
     from fastapi import FastAPI, HTTPException

@@ -9,9 +9,9 @@ import time
 
 from lrihar.errors import BadInputError, LriharError
 from lrihar.events import RuntimeItem
-from lrihar.review.guard import is_loopback, new_token
 from lrihar.runtime.live.pictures import Pictures
 from lrihar.runtime.live.state import LiveState
+from lrihar.web.guard import is_loopback, new_token, page_url
 
 
 class LivePage:
@@ -112,8 +112,6 @@ class LivePage:
         """The address to open (with ``?token=`` beyond loopback); only once started."""
         if self._server is None:
             raise LriharError("the live page is not started")
-        from lrihar.review.server import page_url
-
         return page_url(self.host, self.port, self.token)
 
     def __enter__(self) -> LivePage:

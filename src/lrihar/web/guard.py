@@ -1,5 +1,6 @@
-"""What stands between the review page's API and the browser: Host, Origin, token, body size and
-the security headers every response carries (one ASGI middleware, :class:`Guard`).
+"""What stands between a local page's API (the review page, the live page) and the browser: Host,
+Origin, token, body size and the security headers every response carries (one ASGI middleware,
+:class:`Guard`), and the page's address and launch token.
 
 * **Host** must name the server: ``127.0.0.1``, ``localhost`` or ``[::1]`` (and ``--host``) with
   its port. A DNS-rebinding page reaches the server under its own name, so it is refused (400).
@@ -227,6 +228,21 @@ async def _respond(send: Send, status: int, detail: str) -> None:
 
 __all__ = ["MAX_BODY", "SECURITY_HEADERS", "TOKEN_HEADER", "Guard", "check_token", "cookie_name",
            "is_loopback", "new_token"]
+
+
+def page_url(host: str, port: int, token: str | None) -> str:
+    """The address to open: a wildcard bind is shown under this machine's name, the token in the query."""
+    import socket
+
+    shown = socket.gethostname() if host in ("0.0.0.0", "::") else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"  # an IPv6 address
+    return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+
+
+def launch_token(host: str) -> str | None:
+    """A fresh token when ``host`` reaches beyond this machine, else None (loopback needs none)."""
+    return None if is_loopback(host) else new_token()
 
 
 def serve_page(app, page: str) -> None:

@@ -144,16 +144,73 @@ def resumable_run(kind: RunKind, project: Project, name: str | None, command: st
 
 
 def exported_detector(path: Path) -> Path:
-    """The newest ``export/*.onnx`` under a run folder or a project's ``models/detector``."""
+    """The newest recorded ``export/*.onnx`` under a run folder or a project's ``models/detector``,
+    checked against the SHA-256 its export record names.
+
+    An ONNX file without its record beside it (an export cut short, a file copied in by hand)
+    is not a candidate; give such a file as ``--model PATH.onnx``.
+    """
     candidates = []
     for base in (path, path / "models" / DETECTOR.folder):
         candidates += list(base.glob("export/*.onnx")) + list(base.glob("*/export/*.onnx"))
-    if not candidates:
+    recorded = [p for p in candidates if not p.is_symlink() and recorded_sha256(p) is not None]
+    if not recorded:
         raise ModelLoadError(
-            f"{path}: no exported detector found (looked for models/detector/*/export/*.onnx); "
-            "train and export one with `lrihar train-detector` and `lrihar export-runtime --detector`, "
-            "or pass the model as --model PATH.onnx (detector.model in the project file)")
-    return max(candidates, key=lambda p: (p.stat().st_mtime, str(p)))
+            f"{path}: no exported detector found (looked for models/detector/*/export/*.onnx with "
+            "its export record); train and export one with `lrihar train-detector` and "
+            "`lrihar export-runtime --detector`, or pass the model as --model PATH.onnx "
+            "(detector.model in the project file)")
+    newest = max(recorded, key=lambda p: (p.stat().st_mtime, str(p)))
+    check_recorded(newest)
+    return newest
+
+
+def recorded_sha256(onnx: Path) -> str | None:
+    """The SHA-256 the export record beside ``onnx`` names, if any: a classifier's
+    ``classifier.json`` (its ``files``), a detector's ``<stem>.json`` (an INT8 copy's: its float
+    model's record, ``int8.sha256``)."""
+    classifier = onnx.parent / CLASSIFIER_EXPORT
+    if classifier.is_file():
+        try:
+            files = json.loads(classifier.read_text()).get("files", [])
+        except (OSError, ValueError, AttributeError):
+            return None
+        digests = {Path(f["path"]).name: f.get("sha256") for f in files
+                   if isinstance(f, dict) and "path" in f}
+        return digests.get(onnx.name)
+    for record, int8 in ((onnx.with_suffix(".json"), False),
+                         (onnx.with_name(onnx.stem.removesuffix("-int8") + ".json"), True)):
+        if onnx.stem.endswith("-int8") != int8 or not record.is_file():
+            continue
+        try:
+            doc = json.loads(record.read_text())
+        except (OSError, ValueError):
+            return None
+        doc = doc.get("int8") or {} if int8 else doc
+        if isinstance(doc, dict) and doc.get("onnx") == onnx.name and isinstance(doc.get("sha256"), str):
+            return doc["sha256"]
+    return None
+
+
+_CHECKED: dict[tuple[str, int, int], str] = {}
+
+
+def check_recorded(path: Path, expected: str | None = None) -> None:
+    """Refuse ``path`` unless its content has the SHA-256 its record names (``expected``, default
+    :func:`recorded_sha256`); hashed once per (path, size, mtime) in this process."""
+    from lrihar.paths import sha256_of
+
+    expected = expected or recorded_sha256(path)
+    if expected is None:
+        return
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _CHECKED:
+        _CHECKED[key] = sha256_of(path)
+    if _CHECKED[key] != expected:
+        raise ModelLoadError(f"{path}: its content does not match the SHA-256 its export record names "
+                             f"({expected[:12]}...): the file was changed or damaged since it was "
+                             "exported; export it again (`lrihar export-runtime`)")
 
 
 def deployed_classifier(run_dir: Path) -> Path:
@@ -163,9 +220,11 @@ def deployed_classifier(run_dir: Path) -> Path:
         raise BadInputError(f"run {run_dir.name!r} has no exported classifier; run "
                             f"`lrihar export-runtime --classifier --run {run_dir.name}` first")
     # by name: the project folder may have moved since the export
-    path = record.parent / Path(json.loads(record.read_text())["deployed"]).name
-    if not path.is_file():
+    doc = json.loads(record.read_text())
+    path = record.parent / Path(doc["deployed"]).name
+    if not path.is_file() or path.is_symlink():
         raise BadInputError(f"{path}: the exported classifier is gone; export the run again")
+    check_recorded(path)
     return path
 
 

@@ -14,7 +14,9 @@ figures are written next to it (``.json``) and into the store's run record.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,32 +205,46 @@ def export_onnx(best: Path, out_dir: Path, imgsz: int = 320, images: list[Path] 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"detector-{imgsz}{'-dynamic' if dynamic else ''}.onnx"
     record_path = target.with_suffix(".json")
+    # Written and checked under export/.partial-*/, moved in place only whole: a full disk or a
+    # crash never leaves a truncated file under a name a detector is loaded by.
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=out_dir))
+    partial = staging / target.name
     frames = [im for im in (read_image(Path(p)) for p in images or []) if im is not None]
-    with ultralytics_offline(state_dir or out_dir / ".offline") as ul:
-        from ultralytics.utils import checks
+    try:
+        with ultralytics_offline(state_dir or out_dir / ".offline") as ul:
+            from ultralytics.utils import checks
 
-        _check_export_requirements(checks)
-        model = ul.YOLO(str(best))
-        strides = model.model.stride.tolist()
-        exported = model.export(format="onnx", imgsz=imgsz, opset=OPSET, dynamic=dynamic, simplify=True,
-                                batch=1, device="cpu", nms=False)
-        shutil.move(str(exported), target)
-        head = "cut before decoding" if cut_before_decoding(target, strides) else "decoded boxes"
-        parity = parity_check(best, target, frames, imgsz, ul, confidence=parity_confidence)
-    doc = {"onnx": target.name, "sha256": sha256_of(target), "bytes": target.stat().st_size,
-           "imgsz": imgsz, "dynamic": dynamic, "opset": OPSET, "head": head, "run": best.parent.parent.name,
-           "weights": str(best), "weights_sha256": sha256_of(best), "parity": asdict(parity),
-           "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
-           "versions": package_versions(extra=("ultralytics", "onnx", "onnxslim", "onnxruntime"))}
-    if parity.ok and int8 is not None:
-        doc["int8"] = _int8_copy(target, [read_image(Path(p)) for p in int8], imgsz, min_int8_agreement,
-                                 int8_confidence)
-    record_path.write_text(json.dumps(doc, indent=2) + "\n")
+            _check_export_requirements(checks)
+            model = ul.YOLO(str(best))
+            strides = model.model.stride.tolist()
+            exported = model.export(format="onnx", imgsz=imgsz, opset=OPSET, dynamic=dynamic, simplify=True,
+                                    batch=1, device="cpu", nms=False)
+            shutil.move(str(exported), partial)
+            head = "cut before decoding" if cut_before_decoding(partial, strides) else "decoded boxes"
+            parity = parity_check(best, partial, frames, imgsz, ul, confidence=parity_confidence)
+        doc = {"onnx": target.name, "sha256": sha256_of(partial), "bytes": partial.stat().st_size,
+               "imgsz": imgsz, "dynamic": dynamic, "opset": OPSET, "head": head,
+               "run": best.parent.parent.name, "weights": str(best), "weights_sha256": sha256_of(best),
+               "parity": asdict(parity), "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+               "versions": package_versions(extra=("ultralytics", "onnx", "onnxslim", "onnxruntime"))}
+        if parity.ok and int8 is not None:
+            doc["int8"] = _int8_copy(partial, [read_image(Path(p)) for p in int8], imgsz, min_int8_agreement,
+                                     int8_confidence)
+        if parity.ok:
+            int8_copy = out_dir / f"{target.stem}-int8.onnx"
+            int8_copy.unlink(missing_ok=True)  # an earlier export's: it belongs to the earlier model
+            for done in sorted(staging.glob(f"{partial.stem}*.onnx")):
+                os.replace(done, out_dir / done.name)
+        tmp = record_path.with_name(record_path.name + ".tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, record_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if record is not None:
         record.update({k: doc[k] for k in ("onnx", "sha256", "bytes", "parity")} | {"path": str(target)}
                       | ({"int8": doc["int8"]} if "int8" in doc else {}))
     if not parity.ok:
-        target.unlink()
+        target.unlink(missing_ok=True)  # an earlier export of this name no longer matches its record
         raise LriharError(f"{target.name}: the ONNX model disagrees with the PyTorch model on "
                           f"{parity.torch_boxes - parity.matched} of {parity.torch_boxes} boxes "
                           f"({'; '.join(parity.problems[:3])}); the file was removed, the report is "

@@ -39,17 +39,21 @@ def require_lite0() -> None:
 
 
 def check_checkpoint(path: Path) -> None:
-    """Raise the install hint when the ultralytics checkpoint ``path`` holds EfficientNet-Lite0 and
-    its packages are missing (unpickling it would fail, and ultralytics would try to pip-install).
+    """Refuse the ultralytics checkpoint ``path`` unless it names only trusted network layers
+    (:func:`lrihar.checkpoints.check_checkpoint`), after the install hint when it holds
+    EfficientNet-Lite0 and its packages are missing (ultralytics would try to pip-install).
 
     Reads only the names the pickle refers to; runs none of its code.
     """
+    from lrihar.checkpoints import check_checkpoint as refuse_foreign_code
+
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except (ValueError, RuntimeError, OSError):
-        return  # not a zip checkpoint: the load itself reports that
+        names = []  # not a zip checkpoint: refused below
     if any(name.startswith(f"{LITE0_PACKAGES[0]}.") for name in names):
         require_lite0()
+    refuse_foreign_code(path)
 
 
 def lite0_state_dict() -> dict[str, torch.Tensor]:

@@ -422,6 +422,10 @@ def _fit(cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, resume: bool,
 def _run_ultralytics(ul, cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path, resume: bool,
                      verbose: bool, summary: TrainSummary) -> None:
     """Build or reload the model and train it in ``run_dir``; the val metrics into ``summary``."""
+    if resume:  # ultralytics unpickles the whole checkpoint: only once it names our layers only
+        from lrihar.train.backbones import check_checkpoint
+
+        check_checkpoint(run_dir / "weights" / "last.pt")
     model = ul.YOLO(str(run_dir / "weights" / "last.pt") if resume else model_source(cfg.arch))
     model.add_callback("on_pretrain_routine_start", _drop_ray_tune_reporting)
     freeze = {}

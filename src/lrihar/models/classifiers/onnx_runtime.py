@@ -47,7 +47,10 @@ class OnnxClassifier:
         self.path = Path(path)
         if not self.path.is_file():
             raise BadInputError(f"{self.path}: no such ONNX file")
+        from lrihar.artifacts import check_recorded
         from lrihar.models.ort_session import session_options
+
+        check_recorded(self.path)  # an exported file is the one its export record names
 
         try:
             self.session = ort.InferenceSession(str(self.path), session_options(threads, spin),

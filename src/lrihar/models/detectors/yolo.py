@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from lrihar.artifacts import exported_detector
+from lrihar.artifacts import check_recorded, exported_detector
 from lrihar.errors import BadInputError, ModelLoadError
 from lrihar.models.detectors import register_detector
 from lrihar.models.detectors.base import Detector, empty_detections
@@ -45,6 +45,7 @@ def resolve_model(model: str | None) -> Path:
     if not path.is_file():
         raise ModelLoadError(f"detector.model: {path} does not exist; give an exported .onnx file, "
                              "a training run folder or a project folder")
+    check_recorded(path)  # an exported file is the one its export record names
     return path
 
 

@@ -11,6 +11,7 @@ tests can prove that training and export never reached for the network.
 from __future__ import annotations
 
 import importlib.util
+import json
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -132,6 +133,15 @@ def tiny_yolo(tmp_path_factory) -> dict:
         exported = export_detector(project, "tiny", imgsz=64, parity_frames=4)
     return {"project": project, "train": trained, "export": exported, "onnx": Path(exported.onnx),
             "network_attempts": attempts, "frames": base / "frames", "boxes": boxes}
+
+
+def record_export(onnx: Path) -> Path:
+    """Write the export record ``export-runtime --detector`` writes beside ``onnx`` (its name and
+    SHA-256), without which a project's detector is not picked up."""
+    from lrihar.paths import sha256_of
+
+    onnx.with_suffix(".json").write_text(json.dumps({"onnx": onnx.name, "sha256": sha256_of(onnx)}))
+    return onnx
 
 
 def synthetic_yolo_onnx(path: Path, imgsz: int = 64, clusters: int = 12, per_cluster: int = 8,

@@ -226,3 +226,51 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, tiny_grounding_di
     rerun = subprocess.run(_annotate_cmd(video, root), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
     assert Project.open(root).store.counts()["frames"] == 150
+
+
+def test_boxes_per_source_and_a_warning_for_a_folder_the_detector_finds_nothing_on(tmp_path, capsys,
+                                                                                   monkeypatch):
+    """Two folder sources through the real CLI and store: red "hands" the colour detector boxes,
+    and 12 frames of gloved (here: grey) hands it never sees; only the second is warned about."""
+    from PIL import Image
+
+    from detector_fixtures import ColourBoxDetector, draw_frames
+    from lrihar.models.detectors import DETECTORS
+
+    monkeypatch.setitem(DETECTORS._factories, "colour-boxes", lambda **kw: ColourBoxDetector())
+    monkeypatch.setenv("COLUMNS", "250")
+    bare = tmp_path / "bare"
+    draw_frames(bare, 12)
+    gloves = tmp_path / "gloves"
+    gloves.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        Image.fromarray(rng.integers(30, 90, (80, 96, 3), dtype=np.uint8)).save(gloves / f"g{i:02d}.png")
+    root = make_project(tmp_path / "p", detector={"backend": "colour-boxes"})
+    out = tmp_path / "summary.json"
+    assert main(["annotate", str(bare), str(gloves), "-p", str(root), "--no-progress",
+                 "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    per_source = {p["uri"]: p for p in json.loads(out.read_text())["per_source"]}
+    b, g = per_source[str(bare.resolve())], per_source[str(gloves.resolve())]
+    assert (b["frames"], b["frames_with_boxes"], b["boxes"], b["few_boxes"]) == (12, 12, 18, False)
+    assert (g["frames"], g["frames_gated"], g["frames_with_boxes"], g["boxes"], g["few_boxes"]) == (
+        12, 0, 0, 0, True)
+    assert "boxes per source" in captured.out
+    assert any(line.startswith("│ gloves ") and "│ 0 (0%)" in line for line in captured.out.splitlines())
+    assert f"(sources under {tmp_path.resolve()})" in captured.out
+    assert (f"warning: {gloves.resolve()}: boxes on 0 of 12 frames — the detector (colour-boxes) may not "
+            "see these hands (gloves?); see docs/detector.md: train your own") in captured.err
+    assert str(bare.resolve()) not in captured.err and captured.err.count("warning:") == 1
+    # the run's stats keep the same figures
+    stats = json.loads(Project.open(root).store.runs()[-1]["stats"])
+    assert [p["few_boxes"] for p in stats["per_source"]] == [False, True]
+
+
+@pytest.mark.parametrize(("detected", "with_boxes", "warned"),
+                         [(9, 0, False), (10, 0, True), (10, 1, False), (48, 1, True), (48, 5, False)])
+def test_few_boxes_rule(detected, with_boxes, warned):
+    from lrihar.annotate.pipeline import SourceBoxes
+
+    # gated frames never reached the detector: they do not count either way
+    assert SourceBoxes("s", "images", detected + 7, 7, with_boxes, with_boxes).few_boxes is warned

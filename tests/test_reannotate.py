@@ -20,7 +20,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detector_fixtures import ColourBoxDetector, annotated_project, draw_frames, synthetic_yolo_onnx
+from detector_fixtures import (
+    ColourBoxDetector,
+    annotated_project,
+    draw_frames,
+    record_export,
+    synthetic_yolo_onnx,
+)
 from lrihar.annotate.pipeline import annotate, detector_identity, same_detector
 from lrihar.boxes import box_iou
 from lrihar.cli import main
@@ -249,7 +255,7 @@ def test_cli_yolo_reannotates_with_the_projects_latest_export(tmp_path, monkeypa
     wrong_before = person_rows(project.store, [row.id])
     export = project.root / "models" / "detector" / "tiny" / "export"
     export.mkdir(parents=True)
-    onnx = synthetic_yolo_onnx(export / "detector-64.onnx")
+    onnx = record_export(synthetic_yolo_onnx(export / "detector-64.onnx"))
     monkeypatch.chdir(tmp_path)  # not the project: the model must come from -p, not the current folder
     out = tmp_path / "summary.json"
     code = main(["annotate", str(tmp_path / "frames"), "-p", str(project.root), "--detector", "yolo",

@@ -39,6 +39,55 @@ from lrihar.sources import (
 from lrihar.store import FrameRecord, Store
 from lrihar.store.frames import FrameWrite
 
+# A source "gets boxes on almost none of its frames" when the detector saw at least
+# FEW_BOXES_MIN_FRAMES of its frames and found a box on fewer than FEW_BOXES_SHARE of them: too
+# few frames say nothing, and an operator's hands are on most frames of real footage, so a share
+# this low means the detector does not see them (gloves, an odd view), not that nobody worked.
+FEW_BOXES_MIN_FRAMES = 10
+FEW_BOXES_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class SourceBoxes:
+    """One source as stored after a run (frames of earlier runs included): ``frames`` stored,
+    ``frames_gated`` of them dropped by the gate (never shown to the detector), ``frames_with_boxes``
+    holding a box that is not rejected, ``boxes`` those boxes. A folder's images are one source."""
+
+    uri: str
+    kind: str
+    frames: int
+    frames_gated: int
+    frames_with_boxes: int
+    boxes: int
+
+    @property
+    def frames_detected(self) -> int:
+        """Frames the detector saw (stored and not gated)."""
+        return self.frames - self.frames_gated
+
+    @property
+    def few_boxes(self) -> bool:
+        """Boxes on almost none of the frames the detector saw (see :data:`FEW_BOXES_SHARE`)."""
+        seen = self.frames_detected
+        return seen >= FEW_BOXES_MIN_FRAMES and self.frames_with_boxes < FEW_BOXES_SHARE * seen
+
+
+def source_boxes(store: Store, sources: list[FrameSource]) -> list[SourceBoxes]:
+    """Frames and boxes per source of a run, as the store now holds them."""
+    out = []
+    for source in dict.fromkeys(s.uri for s in sources):
+        row = store.db.execute("SELECT id, kind FROM sources WHERE uri = ?", (source,)).fetchone()
+        if row is None:
+            continue
+        frames, gated = store.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(status = 'gated'), 0) FROM frames WHERE source_id = ?",
+            (row[0],)).fetchone()
+        with_boxes, boxes = store.db.execute(
+            "SELECT COUNT(DISTINCT frame_index), COUNT(*) FROM detections WHERE source_id = ?"
+            " AND rejected = 0", (row[0],)).fetchone()
+        out.append(SourceBoxes(source, row[1], frames, gated, with_boxes, boxes))
+    return out
+
 
 @dataclass
 class AnnotateSummary:
@@ -61,6 +110,8 @@ class AnnotateSummary:
     boxes_kept: int = 0
     boxes_replaced: int = 0
     boxes_left_out: int = 0
+    detector: str = ""
+    per_source: list[SourceBoxes] = field(default_factory=list)
     errors: list[SourceError] = field(default_factory=list)
     failed_sources: list[str] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)
@@ -76,6 +127,8 @@ class AnnotateSummary:
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["errors"] = [asdict(e) for e in self.errors]
+        out["per_source"] = [{**asdict(p), "frames_detected": p.frames_detected, "few_boxes": p.few_boxes}
+                             for p in self.per_source]
         out["frames_sifted_out"] = self.frames_sifted_out
         out["frames_per_second"] = round(self.frames_read / self.seconds, 2) if self.seconds else 0
         return out
@@ -226,8 +279,8 @@ def _annotate(project: Project, cfg: ProjectConfig, sources: list[FrameSource], 
     identity = detector_identity(described) if reannotate else None
     run_config = {"project": cfg.model_dump(mode="json", by_alias=True), "detector": described,
                   "inputs": [s.uri for s in sources], "reannotate": reannotate}
-    summary = AnnotateSummary(run_id=0, sources=len(sources), skipped_files=expanded.skipped,
-                              folders_not_entered=expanded.not_entered)
+    summary = AnnotateSummary(run_id=0, sources=len(sources), detector=detector.name,
+                              skipped_files=expanded.skipped, folders_not_entered=expanded.not_entered)
 
     def close(seconds: float) -> dict:
         summary.seconds = seconds
@@ -241,6 +294,7 @@ def _annotate(project: Project, cfg: ProjectConfig, sources: list[FrameSource], 
         with progress_bar("annotate", enabled=show_progress, total=total) as bar:
             engine(AnnotateJob(store, run_id, cfg, sources, detector, gate, summary, redo, identity,
                                post, bar, project.root / "frames"))
+        summary.per_source = source_boxes(store, sources)
     return summary
 
 

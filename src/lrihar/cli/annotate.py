@@ -142,6 +142,7 @@ def _print_annotate_summary(s) -> None:
         table.add_row(key, str(value))
     console = Console()
     console.print(table)
+    _print_sources(console, s)
     for err in s.errors[:20]:
         where = "" if err.index is None else f" frame {err.index}"
         echo_err(f"warning: {err.source_id}{where}: {err.message}")
@@ -151,6 +152,45 @@ def _print_annotate_summary(s) -> None:
         echo_err(f"error: {uri}: could not be read; the other inputs were processed")
     _print_left_out(s.skipped_files, "file(s) skipped: neither images nor videos")
     _print_left_out(s.folders_not_entered, "sub-folder(s) not read (pass --recursive to read them)")
+
+def short_sources(uris: list[str]) -> tuple[dict[str, str], str]:
+    """Source URIs as a table shows them: paths relative to the folder above them all, and that
+    folder ("" where some source is no path: a stream or camera, shown whole)."""
+    import os
+
+    if not uris or not all(os.path.isabs(u) for u in uris):
+        return {u: u for u in uris}, ""
+    under = os.path.commonpath([os.path.dirname(u) for u in uris])
+    return {u: os.path.relpath(u, under) for u in uris}, under
+
+
+def _print_sources(console, s) -> None:
+    """Frames and boxes per source (as stored now), and a warning for each source the detector
+    found boxes on almost none of the frames of (see annotate.pipeline.FEW_BOXES_SHARE)."""
+    from rich.table import Column, Table
+
+    from lrihar.config import DetectorConfig
+
+    if not s.per_source:
+        return
+    shown, under = short_sources([p.uri for p in s.per_source])
+    source = Column("source", no_wrap=True, min_width=max(len("source"), *map(len, shown.values())))
+    table = Table(source, "frames", "gated", "frames with boxes", "boxes", title="boxes per source")
+    for p in s.per_source:
+        share = f" ({p.frames_with_boxes / p.frames_detected:.0%})" if p.frames_detected else ""
+        table.add_row(shown[p.uri], str(p.frames), str(p.frames_gated), f"{p.frames_with_boxes}{share}",
+                      str(p.boxes))
+    console.print(table)
+    if under:
+        console.print(f"(sources under {under})", soft_wrap=True)
+    which = "the default detector" if s.detector == DetectorConfig().backend else "the detector"
+    which += f" ({s.detector})"
+    for p in s.per_source:
+        if p.few_boxes:
+            gated = f" shown to the detector ({p.frames_gated} more gated)" if p.frames_gated else ""
+            echo_err(f"warning: {p.uri}: boxes on {p.frames_with_boxes} of {p.frames_detected} frames{gated}"
+                     f" — {which} may not see these hands (gloves?); see docs/detector.md: train your own")
+
 
 def _print_left_out(paths: list[str], what: str, shown: int = 10) -> None:
     if paths:

@@ -154,6 +154,7 @@ def _print_evaluation(result: dict) -> None:
             table.add_row(t, f"{v['recall']:.2%}", f"{v['accuracy']:.2%}")
         console.print(table)
         console.print("  ".join(f"{k} {v:.3f}" for k, v in det["standard"].items()))
+        _print_detection_parts(console, det)
     elif det:
         echo_err(f"warning: {det['note']}")
     for post, c in result["classification"].items():
@@ -163,6 +164,55 @@ def _print_evaluation(result: dict) -> None:
     if not result["classification"]:
         console.print("classification: no ground-truth classes or reviewed labels to compare with")
     _print_cost(console, result["cost"])
+
+
+def _rate(scores: dict, which: str) -> str:
+    """A rate with the counts behind it: ``66.7% (2/3)``."""
+    hit, total = (scores["gt_hit"], scores["gt_total"]) if which == "recall" else (scores["pred_hit"],
+                                                                                   scores["pred_total"])
+    return f"{scores[which]:.1%} ({hit}/{total})"
+
+
+def _print_detection_parts(console, det: dict) -> None:
+    """Eq. 3 / eq. 4 per ground-truth class and per source: where the detector falls short."""
+    from rich.table import Column, Table
+
+    from lrihar.cli.annotate import short_sources
+    from lrihar.evaluate.project_eval import LINE
+
+    ious = list(det["paper"])
+    rates = [f"{what} @{t}" for t in ious for what in ("recall", "accuracy")]
+
+    def cells(paper: dict) -> list[str]:
+        return [_rate(paper[t], what) for t in ious for what in ("recall", "accuracy")]
+
+    def whole(header: str, names) -> Column:  # names are never cut short
+        return Column(header, no_wrap=True, min_width=max([len(header), *map(len, names)]))
+
+    by_class = det.get("by_class") or {}
+    if by_class:
+        table = Table(whole("class", by_class), "GT boxes", "images", *rates,
+                      title="detection per ground-truth class (recall: of its boxes; accuracy: of the "
+                            "boxes on images showing it)")
+        for cls, row in by_class.items():
+            table.add_row(cls, str(row["boxes"]), str(row["images"]), *cells(row["paper"]))
+        console.print(table)
+    empty = det.get("no_ground_truth_box") or {}
+    if empty.get("images"):
+        console.print(f"images with no ground-truth box: {empty['images']}, with {empty['predictions']} "
+                      "(false) boxes on them")
+    by_source = det.get("by_source") or {}
+    if by_source:
+        shown, under = short_sources(list(by_source))
+        posts = any(row["post"] != LINE for row in by_source.values())
+        table = Table(whole("source", shown.values()), *(["post"] if posts else []), "images", "GT boxes",
+                      *rates, title="detection per source")
+        for uri, row in by_source.items():
+            table.add_row(shown[uri], *([row["post"]] if posts else []), str(row["images"]),
+                          str(row["ground_truth_boxes"]), *cells(row["paper"]))
+        console.print(table)
+        if under:
+            console.print(f"(sources under {under})", soft_wrap=True)
 
 
 def _print_cost(console, cost: dict) -> None:

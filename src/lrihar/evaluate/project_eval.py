@@ -1,7 +1,9 @@
 """``lrihar evaluate``: the project's stored detections and labels against ground truth.
 
-Detection: stored frames are matched to ground-truth images by file name; eq. 3 / eq. 4 at each
-T_IoU plus precision / recall / F1 at 0.5, AP50 and mAP50-95.
+Detection: stored frames are matched to ground-truth images by file name (a video frame by
+``<video>#frame=N`` or its export name, :func:`frame_names`); eq. 3 / eq. 4 at each T_IoU plus
+precision / recall / F1 at 0.5, AP50 and mAP50-95, and eq. 3 / eq. 4 per ground-truth class
+(:func:`scores_by_class`) and per source, to see where the detector falls short.
 Classification: each stored box is matched to the ground-truth box it overlaps most (IoU ≥ 0.5,
 highest score first, one to one); its automatic label is compared with the ground-truth class
 (a ground-truth class the project does not have is NG), where some ground-truth classes are the
@@ -23,10 +25,12 @@ import numpy as np
 
 from lrihar.boxes import box_iou
 from lrihar.classes import NG
+from lrihar.dump import frame_file_name
 from lrihar.evaluate.confusion import Confusion
 from lrihar.evaluate.groundtruth import GroundTruth
-from lrihar.evaluate.metrics import detection_scores, standard_metrics
+from lrihar.evaluate.metrics import DetectionScores, detection_scores, standard_metrics
 from lrihar.lines import class_folders
+from lrihar.review.interchange import frame_names  # the one rule, shared with `lrihar import`
 from lrihar.store import DetectionRow, Store
 
 LINE = "(line)"
@@ -35,38 +39,107 @@ LINE = "(line)"
 MATCH_IOU = 0.5
 
 
-def _rows_by_image(store: Store, uris: set[str] | None = None) -> dict[str, list[DetectionRow]]:
-    out: dict[str, list[DetectionRow]] = defaultdict(list)
+@dataclass(frozen=True)
+class _Matched:
+    """A stored frame whose ground-truth image was found: its source, boxes and truth's path."""
+
+    uri: str
+    kind: str
+    post: str
+    rec: Any
+    rows: list[DetectionRow]
+    path: str
+
+
+def _matched_frames(store: Store, gt: GroundTruth, uris: set[str] | None = None) -> list[_Matched]:
+    """Every stored frame (``uris``: of these sources) that is a ground-truth image, in store
+    order, with its stored boxes (rejected ones left out)."""
+    full = gt.by_name()
+    posts = _post_of(store)
+    rows: dict[tuple[str, int], list[DetectionRow]] = defaultdict(list)
     for row in store.detections():
-        if row.frame_name and (uris is None or row.source_uri in uris):
-            out[Path(row.frame_name).name].append(row)
+        rows[(row.source_uri, row.frame_index)].append(row)
+    out = []
+    for uri, kind, rec in store.frames():
+        if uris is not None and uri not in uris:
+            continue
+        path = next((full[n] for n in frame_names(uri, rec.index, rec.name) if n in full), None)
+        if path is not None:
+            out.append(_Matched(uri, kind, posts.get(uri, LINE), rec, rows.get((uri, rec.index), []), path))
     return out
 
 
-def _stored_image_names(store: Store, uris: set[str] | None = None) -> set[str]:
-    return {Path(rec.name).name for uri, _, rec in store.frames()
-            if rec.name and (uris is None or uri in uris)}
+def _xyxy(rows: list[DetectionRow]) -> np.ndarray:
+    return np.array([r.xyxy for r in rows], float).reshape(-1, 4)
 
 
 def detection_report(store: Store, gt: GroundTruth, ious=(0.3, 0.4), uris: set[str] | None = None,
                      ) -> dict[str, Any]:
-    """Detection metrics over the ground-truth images that the project processed (``uris``: of
-    these sources only)."""
-    rows = _rows_by_image(store, uris)
-    stored = _stored_image_names(store, uris)
-    full = gt.by_name()
-    names = [n for n in full if n in stored]
-    if not names:
+    """Detection metrics over the stored frames that are ground-truth images (``uris``: of these
+    sources only): eq. 3 / eq. 4 and the standard figures over them all, and eq. 3 / eq. 4 per
+    ground-truth class (``by_class``, see :func:`scores_by_class`) and per source (``by_source``);
+    ``no_ground_truth_box``: the images showing no hand and the (false) boxes on them, which
+    count in the overall accuracy but in no class's."""
+    frames = _matched_frames(store, gt, uris)
+    if not frames:
         return {"matched_images": 0, "ground_truth_images": len(gt.images),
                 "note": "no ground-truth image is among the project's frames (matched by file name)"}
-    preds = [np.array([r.xyxy for r in rows.get(n, [])], float).reshape(-1, 4) for n in names]
-    scores = [np.array([r.score for r in rows.get(n, [])], float) for n in names]
-    gts = [gt.boxes[full[n]] for n in names]
-    out: dict[str, Any] = {"matched_images": len(names), "ground_truth_images": len(gt.images),
+    preds = [_xyxy(f.rows) for f in frames]
+    scores = [np.array([r.score for r in f.rows], float) for f in frames]
+    gts = [gt.boxes[f.path] for f in frames]
+    out: dict[str, Any] = {"matched_images": len(frames), "ground_truth_images": len(gt.images),
                            "predictions": int(sum(len(p) for p in preds)),
                            "ground_truth_boxes": int(sum(len(g) for g in gts))}
     out["paper"] = {str(t): detection_scores(preds, gts, t).as_dict() for t in ious}
     out["standard"] = standard_metrics(preds, scores, gts)
+    out["by_class"] = scores_by_class(preds, gts, [gt.labels[f.path] for f in frames],
+                                      gt.classes, ious)
+    empty = [k for k, g in enumerate(gts) if not len(g)]  # in no class's accuracy: all their boxes false
+    out["no_ground_truth_box"] = {"images": len(empty), "predictions": int(sum(len(preds[k]) for k in empty))}
+    by_source: dict[str, list[int]] = defaultdict(list)
+    for k, f in enumerate(frames):
+        by_source[f.uri].append(k)
+    out["by_source"] = {}
+    for uri, ks in by_source.items():
+        p, g = [preds[k] for k in ks], [gts[k] for k in ks]
+        out["by_source"][uri] = {"kind": frames[ks[0]].kind, "post": frames[ks[0]].post, "images": len(ks),
+                                 "ground_truth_boxes": int(sum(len(b) for b in g)),
+                                 "predictions": int(sum(len(b) for b in p)),
+                                 "paper": {str(t): detection_scores(p, g, t).as_dict() for t in ious}}
+    return out
+
+
+def scores_by_class(preds: Sequence[np.ndarray], gts: Sequence[np.ndarray], labels: Sequence[Sequence[str]],
+                    classes: Sequence[str] = (), ious=(0.3, 0.4)) -> dict[str, dict[str, Any]]:
+    """Eq. 3 / eq. 4 per ground-truth class, for class-agnostic detections (``preds[k]``, ``gts[k]``
+    and ``labels[k]``: image k's boxes and its truth's classes).
+
+    Recall of class c: eq. 3 over the ground-truth boxes of class c. Each box is judged as in
+    the overall figure, by its best IoU with any detection of its image; that does not depend on
+    the image's other ground-truth boxes, so matching against all of them and then taking the
+    boxes of class c gives the same hits, and the classes' hits add up to the overall ones.
+    Accuracy of class c: a detection has no class, so eq. 4 is taken over the images holding a
+    box of class c: the share of their detections whose best IoU with any ground-truth box of
+    the image (of any class) is at least T_IoU. An image holding two classes counts for both.
+    Classes in the order of ``classes``, then any other label; a class with no box on these images
+    is left out. Each entry: ``boxes`` and ``images`` (the n behind the rates) and per T_IoU the
+    :class:`~lrihar.evaluate.metrics.DetectionScores` (``gt_*`` the class's boxes, ``pred_*`` the
+    detections on its images).
+    """
+    present = list(dict.fromkeys(c for image in labels for c in image))
+    out: dict[str, dict[str, Any]] = {}
+    for c in [*(c for c in classes if c in present), *(c for c in present if c not in classes)]:
+        ks = [k for k, image in enumerate(labels) if c in image]
+        mine = [gts[k][[label == c for label in labels[k]]] for k in ks]
+        p, g = [preds[k] for k in ks], [gts[k] for k in ks]
+        paper = {}
+        for t in ious:
+            recall = detection_scores(p, mine, t)  # the class's boxes, against every detection
+            accuracy = detection_scores(p, g, t)  # the detections of its images, against all truth
+            paper[str(t)] = DetectionScores(t, recall.recall, accuracy.accuracy, recall.gt_hit,
+                                            recall.gt_total, accuracy.pred_hit, accuracy.pred_total).as_dict()
+        out[c] = {"boxes": int(sum(len(m) for m in mine)), "images": len(ks),
+                  "predictions": int(sum(len(x) for x in p)), "paper": paper}
     return out
 
 
@@ -104,6 +177,7 @@ class FrameCheck:
     gt_boxes: np.ndarray
     gt_labels: list[str]
     pairs: list[tuple[int, int]]
+    image_file: bool = True  # False: a video frame (``path`` is ``video#frame=N``), no picture drawn
 
     @property
     def missed(self) -> list[int]:
@@ -119,23 +193,13 @@ class FrameCheck:
 
 
 def check_frames(store: Store, gt: GroundTruth, uris: set[str] | None = None) -> list[FrameCheck]:
-    """Every stored frame (``uris``: of these sources) whose file name is a ground-truth image,
-    with its boxes matched."""
-    full = gt.by_name()
-    posts = _post_of(store)
-    rows: dict[tuple[str, int], list[DetectionRow]] = defaultdict(list)
-    for row in store.detections():
-        rows[(row.source_uri, row.frame_index)].append(row)
+    """Every stored frame (``uris``: of these sources) that is a ground-truth image (see
+    :func:`frame_names`), with its boxes matched."""
     checks = []
-    for uri, _kind, rec in store.frames():
-        path = full.get(Path(rec.name).name) if rec.name else None
-        if path is None or (uris is not None and uri not in uris):
-            continue
-        mine = rows.get((uri, rec.index), [])
-        xyxy = np.array([r.xyxy for r in mine], float).reshape(-1, 4)
-        pairs = match_boxes(xyxy, [r.score for r in mine], gt.boxes[path])
-        checks.append(FrameCheck(posts.get(uri, LINE), rec.name, rec.status, mine, gt.boxes[path],
-                                 gt.labels[path], pairs))
+    for f in _matched_frames(store, gt, uris):
+        pairs = match_boxes(_xyxy(f.rows), [r.score for r in f.rows], gt.boxes[f.path])
+        checks.append(FrameCheck(f.post, frame_file_name(f.uri, f.rec.index, f.rec.name), f.rec.status,
+                                 f.rows, gt.boxes[f.path], gt.labels[f.path], pairs, f.rec.name is not None))
     return checks
 
 
@@ -178,8 +242,9 @@ def work_owed(checks: list[FrameCheck], classes: Sequence[str], checkable: bool)
 
 
 def worst_frames(checks: list[FrameCheck], n: int = 6) -> list[dict[str, Any]]:
-    """The ``n`` frames with the most misses plus false boxes (ties by file name), for pictures."""
-    bad = sorted((c for c in checks if c.missed or c.false),
+    """The ``n`` image frames with the most misses plus false boxes (ties by file name), for
+    pictures (a video frame is not drawn: its picture would need the video decoded again)."""
+    bad = sorted((c for c in checks if c.image_file and (c.missed or c.false)),
                  key=lambda c: (-(len(c.missed) + len(c.false)), Path(c.path).name, c.path))
     out = []
     for c in bad[:n]:

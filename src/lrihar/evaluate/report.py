@@ -127,6 +127,44 @@ def pictures_sections(project, evaluation: dict, classes: list[str]) -> list[dic
     return out
 
 
+def _rate(scores: dict, which: str) -> str:
+    """A rate with the counts behind it: ``66.67 % (2 / 3)``."""
+    hit, total = (scores["gt_hit"], scores["gt_total"]) if which == "recall" else (scores["pred_hit"],
+                                                                                   scores["pred_total"])
+    return f"{_pct(scores[which])} ({hit} / {total})"
+
+
+def detection_parts(det: dict) -> list[dict]:
+    """Eq. 3 / eq. 4 per ground-truth class and per source, each rate with its counts."""
+    ious = list(det["paper"])
+    rates = [f"{what} @ T_IoU {t}" for t in ious for what in ("recall", "accuracy")]
+
+    def cells(paper: dict) -> list[str]:
+        return [_rate(paper[t], what) for t in ious for what in ("recall", "accuracy")]
+
+    blocks: list[dict] = []
+    by_class = det.get("by_class") or {}
+    if by_class:
+        blocks.append(_text("Per ground-truth class: recall is eq. 3 over the class's boxes (each box found "
+                            "or not by any lrihar box, as in the overall figure); a box has no class, so "
+                            "accuracy is eq. 4 over the boxes on the images showing the class (an image "
+                            "showing two classes counts for both)."))
+        blocks.append(_table(["class", "GT boxes", "images", *rates],
+                             [[c, r["boxes"], r["images"], *cells(r["paper"])] for c, r in by_class.items()]))
+    empty = det.get("no_ground_truth_box") or {}
+    if empty.get("images"):
+        blocks.append(_text(f"{empty['images']} images show no hand in the ground truth; the "
+                            f"{empty['predictions']} boxes on them are false (counted in the overall "
+                            "accuracy only)."))
+    by_source = det.get("by_source") or {}
+    if by_source:
+        blocks.append(_text("Per source (a folder's images, or a video):"))
+        blocks.append(_table(["source", "post", "images", "GT boxes", *rates],
+                             [[uri, r["post"], r["images"], r["ground_truth_boxes"], *cells(r["paper"])]
+                              for uri, r in by_source.items()]))
+    return blocks
+
+
 def detection_section(det: dict) -> dict:
     if not det.get("matched_images"):
         return _section("detection", "Detection", _text(det["note"]))
@@ -140,6 +178,7 @@ def detection_section(det: dict) -> dict:
                [[_pct(std[k]) for k in ("precision@0.5", "recall@0.5", "f1@0.5", "ap50", "map50_95")]]),
         _text(f"{det['matched_images']} of {det['ground_truth_images']} ground-truth images are "
               "among the project's frames."),
+        *detection_parts(det),
     )
 
 

@@ -268,3 +268,37 @@ def test_cli_yolo_reannotates_with_the_projects_latest_export(tmp_path, monkeypa
     assert person_rows(store, [row.id]) == wrong_before
     assert {r.backend for r in store.detections()} == {"yolo"}
 
+
+
+def test_a_frame_a_person_marked_as_holding_no_hand_gets_no_detector_box(tmp_path):
+    from lrihar.review.edits import mark_frame_empty
+
+    draw_frames(tmp_path / "frames", 4)
+    project = annotated_project(tmp_path / "p", tmp_path / "frames")
+    store = project.store
+    row = next(store.detections())
+    frame = store.db.execute("SELECT source_id, frame_index FROM detections WHERE id=?", (row.id,)).fetchone()
+    mark_wrong(store, [d.id for d in store.detections() if d.frame_name == row.frame_name], "ana")
+    mark_frame_empty(store, tuple(frame), "ana")
+    verdict_before = store.db.execute("SELECT * FROM frame_reviews").fetchall()
+
+    class CornerDetector(ColourBoxDetector):
+        """Finds a "hand" in every frame's corner, away from every stored box."""
+
+        name = "corner"
+
+        def detect_batch(self, images):
+            import supervision as sv
+
+            return [sv.Detections(xyxy=np.array([[0, 0, 12, 12]], np.float32),
+                                  confidence=np.array([0.9], np.float32), class_id=np.zeros(1, int),
+                                  data={"class_name": np.array(["hand"])}) for _ in images]
+
+    annotate(project, [str(tmp_path / "frames")], detector=CornerDetector())
+
+    on_frame = store.db.execute("SELECT COUNT(*) FROM detections WHERE source_id=? AND frame_index=?"
+                                " AND rejected=0", tuple(frame)).fetchone()[0]
+    assert on_frame == 0  # the detector finds a box there too; the person's verdict wins
+    assert store.db.execute("SELECT * FROM frame_reviews").fetchall() == verdict_before
+    others = store.db.execute("SELECT COUNT(*) FROM detections WHERE backend='corner'").fetchone()[0]
+    assert others == 3  # the other frames were annotated again

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from lrihar.classes import HAND
 from lrihar.errors import BadInputError
 from lrihar.store.connection import Connection, now
 from lrihar.store.schema import FRAME_STATUSES
@@ -141,7 +142,8 @@ class FramesMixin(Connection):
         With ``replace``, frames already stored are annotated again: a person's boxes on them
         (:data:`PERSON_BOX`) stay exactly as they are, every other box is replaced by the new
         ones, except new boxes that overlap a person's box (kept or rejected) at IoU ≥
-        :data:`KEEP_IOU` (the person's box wins; a box marked wrong is not proposed again). The
+        :data:`KEEP_IOU` (the person's box wins; a box marked wrong is not proposed again), and
+        no new box on a frame a person marked as holding no hand (their verdict wins). The
         status is recomputed: ``action`` while a box that is not rejected remains. Without
         ``replace`` a frame already stored is an error (``sqlite3.IntegrityError``).
         """
@@ -158,7 +160,8 @@ class FramesMixin(Connection):
                     " WHERE d.source_id=? AND d.frame_index=?", (source_id, rec.index)).fetchall()
                 kept = [r for r in old if r[6]]
                 rows = list(_detection_values(dets)) if dets is not None else []
-                new = _not_on(rows, [r[1:5] for r in kept])
+                empty = self._marked_empty(source_id, rec.index)  # a person's "no hand" wins
+                new = [] if empty else _not_on(rows, [r[1:5] for r in kept])
                 status = ("action" if new or any(not r[5] for r in kept)
                           else "empty" if rec.status == "action" else rec.status)
                 self.db.execute(
@@ -179,6 +182,11 @@ class FramesMixin(Connection):
                 self.db.executemany("DELETE FROM detections WHERE id=?", dropped)
                 out.append(FrameWrite(status, len(new), len(kept), len(dropped), len(rows) - len(new)))
         return out
+
+    def _marked_empty(self, source_id: int, frame_index: int) -> bool:
+        """A person marked this frame as holding no hand ("no hand here", or an import that says so)."""
+        return self.db.execute("SELECT 1 FROM frame_reviews WHERE source_id=? AND frame_index=?"
+                               " AND verdict='empty'", (source_id, frame_index)).fetchone() is not None
 
     def counts(self) -> dict[str, int]:
         """Row counts: sources, frames (by status), detections (rejected), labels (by provenance),
@@ -253,7 +261,7 @@ def _detection_values(dets: Any) -> Iterator[tuple[tuple, tuple]]:
     conf = dets.confidence if dets.confidence is not None else np.ones(n)
     data = dets.data
     text = data.get("text_score")
-    labels = data.get("class_name", ["hand"] * n)
+    labels = data.get("class_name", [HAND] * n)
     hands = data.get("handedness")
     lms = data.get("landmarks")
     wlms = data.get("world_landmarks")

@@ -23,6 +23,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from lrihar.credentials import mask_text
 from lrihar.errors import BadInputError
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".mpg", ".mpeg", ".ts"}
@@ -67,14 +68,15 @@ class FrameSource:
     kind = "base"
 
     def __init__(self, uri: str, stride: int = 1, fps: float | None = None) -> None:
-        self.uri = uri
+        self.open_uri = uri  # what is opened: a stream URL with its password, if it has one
+        self.uri = mask_text(uri)  # what frames, errors, the store and every display name
         self.stride = stride
         self.fps = fps
         self.errors: list[SourceError] = []
         self.frames_seen = 0
 
     def _error(self, index: int | None, message: str) -> None:
-        self.errors.append(SourceError(self.uri, index, message))
+        self.errors.append(SourceError(self.uri, index, mask_text(message)))
 
     def _decode(self) -> Iterator[Frame]:
         raise NotImplementedError
@@ -115,13 +117,13 @@ class VideoFileSource(FrameSource):
     kind = "video"
 
     def _decode(self) -> Iterator[Frame]:
-        yield from _decode_container(self, self.uri)
+        yield from _decode_container(self, self.open_uri)
 
     def _stream_info(self) -> tuple[int | None, float | None]:
         import av
 
         try:
-            with av.open(self.uri) as container:
+            with av.open(self.open_uri) as container:
                 stream = container.streams.video[0]
                 rate = float(stream.average_rate) if stream.average_rate else None
                 frames = stream.frames or None
@@ -210,7 +212,7 @@ class ImageFolderSource(FrameSource):
     def files(self) -> list[Path]:
         """The image file, or the images directly inside the folder (sub-folders are sources of
         their own, see :func:`expand_sources`), sorted: a frame's index is its place here."""
-        root = Path(self.uri)
+        root = Path(self.open_uri)
         if root.is_file():
             return [root]
         return folder_contents(root).images
@@ -311,7 +313,7 @@ class StreamSource(FrameSource):
         self.reconnect_delay = reconnect_delay
 
     def _decode(self) -> Iterator[Frame]:
-        url, fmt, options = stream_open_args(self.uri)
+        url, fmt, options = stream_open_args(self.open_uri)
         start = time.monotonic()
         index = 0
         for attempt in range(self.reconnects + 1):

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from lrihar.credentials import mask_text
 from lrihar.events import ActionEvent, Alert, Cycle, Gap, RuntimeItem
 from lrihar.store.connection import Connection
 
@@ -62,6 +63,8 @@ class LiveMixin(Connection):
         rows: dict[str, list[tuple]] = {}
         for item in items:
             data = item if isinstance(item, Mapping) else item.to_dict()
+            data = {**data, **{k: mask_text(data[k]) for k in ("source", "reason")
+                               if isinstance(data.get(k), str)}}  # a camera's password never stored
             if data.get("type") in _TABLES:
                 rows.setdefault(data["type"], []).append((run_id, *_row(data["type"], data)))
         with self.transaction():

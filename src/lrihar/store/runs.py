@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lrihar.credentials import mask_config, mask_text
 from lrihar.store.connection import Connection, now
 
 
@@ -26,13 +27,14 @@ class RunsMixin(Connection):
                                     gone)
 
     def start_run(self, command: str, config: dict[str, Any], versions: dict[str, str]) -> int:
-        """Record a run with its resolved config, package versions and process; returns its id."""
+        """Record a run with its resolved config (secrets masked), package versions and process;
+        returns its id."""
         pid = os.getpid()
         with self.transaction():
             cur = self.db.execute(
                 "INSERT INTO runs (command, started_at, config, versions, host, pid, pid_start)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (command, now(), json.dumps(config, default=str), json.dumps(versions),
+                (command, now(), json.dumps(mask_config(config), default=str), json.dumps(versions),
                  socket.gethostname(), pid, _process_start(pid)),
             )
         return int(cur.lastrowid)
@@ -57,7 +59,7 @@ class RunsMixin(Connection):
             self.db.executemany(
                 "INSERT INTO errors (run_id, source_uri, frame_index, message, at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [(run_id, e.source_id, e.index, e.message, now()) for e in errors],
+                [(run_id, mask_text(e.source_id), e.index, mask_text(e.message), now()) for e in errors],
             )
 
 

@@ -1,8 +1,13 @@
-"""Action classes: the NG verdict, the class-list rules and template folders per class.
+"""Action classes: the NG verdict, the detector's class ``hand``, the class-list rules, the labels a
+person may give a box and template folders per class.
 
 ``NG`` is the one rejection label of the whole package: what the template matcher calls a crop
 that matches no class well enough, what a person picks for "not an action" and what a trained
 classifier says below its confidence. It is never a class, so never a template folder.
+
+``HAND`` is what a hand detector calls every box it finds, before (or without) an action class:
+the one class of a hand detector set, and the label a person gives a box in a project that has
+no action classes (:func:`box_labels`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,23 @@ NG = "NG"
 
 NG_INDEX = -1
 """The class index the matcher gives an NG crop (class indices are 0 and up)."""
+
+HAND = "hand"
+"""The detector's class name: a hand, whatever it does."""
+
+
+def box_labels(classes: Sequence[str]) -> list[str]:
+    """The labels a person may give a box (review page, tool exports and imports): the project's
+    action classes and NG; in a project with no action classes, the detector's class (``hand``)
+    and NG."""
+    return [*dict.fromkeys(classes or [HAND]), NG]
+
+
+def unlabelled_box_label(classes: Sequence[str]) -> str:
+    """What a box with no label yet is called where a label must be shown (tool pre-annotations,
+    the review page's default for a drawn box): NG (no action known yet) in a project with action
+    classes, ``hand`` in one without."""
+    return NG if classes else HAND
 
 
 def class_list_problem(names: Sequence[str]) -> str | None:

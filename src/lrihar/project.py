@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from lrihar.classes import NG
+from lrihar.classes import HAND, NG
 from lrihar.config import EXAMPLE_PROJECT, PROJECT_FILE, ProjectConfig, load_project_config
 from lrihar.errors import BadInputError, LriharError
 from lrihar.lines import project_layout
@@ -28,7 +28,8 @@ def project_classes(cfg: ProjectConfig, store: Store | None = None, every_label:
     The classes the project file names (project-wide, then each post's), else the sub-folders
     of ``classify.templates`` (and of posts' own templates roots; none while a folder does not
     exist yet), else the labels stored in ``store`` (a project classified with ``--templates``
-    elsewhere). With ``every_label``, any other label stored follows, sorted, so that evaluation
+    elsewhere), but ``hand``: what a person calls a box in a project without classes is no action
+    class. With ``every_label``, any other label stored follows, sorted, so that evaluation
     and export leave no labelled box out. NG is never one.
 
     Raises:
@@ -37,7 +38,7 @@ def project_classes(cfg: ProjectConfig, store: Store | None = None, every_label:
     names = project_layout(cfg).classes()
     if store is not None and (every_label or not names):
         stored = store.db.execute("SELECT DISTINCT label FROM labels ORDER BY label")
-        names += [n for (n,) in stored if n != NG and n not in names]
+        names += [n for (n,) in stored if n != NG and n not in names and (every_label or n != HAND)]
     return names
 
 

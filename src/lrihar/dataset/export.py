@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lrihar.boxes import crop
-from lrihar.classes import NG
+from lrihar.classes import HAND, NG
 from lrihar.crops import FrameRef, frame_stem, iter_frames, read_frames
 from lrihar.dataset.split import SPLITS, check_fractions, split_groups
 from lrihar.errors import BadInputError
@@ -37,8 +37,7 @@ from lrihar.store import DetectionRow
 from lrihar.versions import package_versions
 
 FORMATS = ("yolo", "imagefolder", "coco")
-CLASS_SCHEMES = ("hand", "actions")
-HAND = "hand"
+CLASS_SCHEMES = (HAND, "actions")
 _BACKGROUND = None  # the split's stratum for a frame with no box (never a class name)
 
 
@@ -65,7 +64,8 @@ def _group_of(kind: str, uri: str, name: str | None) -> str:
 
 
 def _has_action(row: DetectionRow) -> bool:
-    return row.action is not None and row.action != NG
+    # "hand" (what a person calls a box in a project with no action classes) is no action either
+    return row.action not in (None, NG, HAND)
 
 
 def class_scheme(fmt: str, scheme: str | None, rows: list[DetectionRow]) -> str:

@@ -432,7 +432,8 @@ async function init() {
   $("title").textContent = "lrihar review · " + S.meta.line;
   fillLabelFilter();
   $("frame-class").replaceChildren(...classNames().map(name => new Option(name, name)));
-  $("frame-class").value = NG;  // until the reviewer picks a class (1-9 in the frame view)
+  // until the reviewer picks a class (1-9 in the frame view): NG, or "hand" in a project without classes
+  $("frame-class").value = S.meta.new_box_label || NG;
   $("frame-class").onchange = () => $("frame-class").blur();  // keys go back to the frame view
   for (const p of S.meta.posts) $("f-post").add(new Option(p, p));
   for (const id of ["f-label", "f-status", "f-post", "f-min", "f-max"]) $(id).onchange = () => { S.offset = 0; load(); };

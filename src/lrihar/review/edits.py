@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lrihar.classes import NG
+from lrihar.classes import HAND, NG, box_labels
 from lrihar.errors import BadInputError, LriharError
 from lrihar.lines import class_folders
 from lrihar.store import Store
@@ -131,6 +131,17 @@ def next_action_id(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT COALESCE(MAX(action_id), 0) + 1 FROM review_log").fetchone()[0])
 
 
+def check_label(label: str, classes: Sequence[str]) -> str:
+    """``label`` if a person may give it to a box of a project with these action ``classes``
+    (:func:`lrihar.classes.box_labels`: the classes and NG, or ``hand`` and NG where there are
+    none), else :class:`BadInputError` naming what the project offers."""
+    offered = box_labels(classes)
+    if label not in offered:
+        what = "a class of the project" if classes else "a label of this project, which has no action classes"
+        raise BadInputError(f"label {label!r} is not {what} ({', '.join(offered)})")
+    return label
+
+
 def set_label(db: sqlite3.Connection, det_id: int, label: str) -> None:
     now = _now().isoformat()
     db.execute("INSERT INTO labels (detection_id, label, provenance, at, version)"
@@ -168,8 +179,8 @@ def insert_frame_box(db: sqlite3.Connection, frame: tuple[int, int], xyxy: Seque
     """
     run = db.execute("SELECT MAX(id) FROM runs").fetchone()[0]
     cur = db.execute("INSERT INTO detections (source_id, frame_index, x1, y1, x2, y2, score, label, backend,"
-                     " run_id) VALUES (?, ?, ?, ?, ?, ?, 1.0, 'hand', ?, ?)",
-                     (*frame, *xyxy, MANUAL_BACKEND, run))
+                     " run_id) VALUES (?, ?, ?, ?, ?, ?, 1.0, ?, ?, ?)",
+                     (*frame, *xyxy, HAND, MANUAL_BACKEND, run))
     det_id = int(cur.lastrowid)
     set_label(db, det_id, label)
     return det_id
@@ -195,8 +206,8 @@ def _apply(store: Store, action: str, ids: Sequence[int], reviewer: str, session
 def relabel(store: Store, ids: Sequence[int], label: str, reviewer: str, session_id: int | None = None,
             seen: dict[int, int] | None = None, classes: Sequence[str] | None = None) -> list[dict]:
     """Give detections another class (or NG); the label becomes a person's (``corrected``)."""
-    if classes is not None and label not in (*classes, NG):
-        raise BadInputError(f"label {label!r} is not a class of the project ({', '.join(classes)}) nor NG")
+    if classes is not None:
+        check_label(label, classes)
     return _apply(store, "relabel", ids, reviewer, session_id, seen, lambda db, i: set_label(db, i, label))
 
 
@@ -290,8 +301,8 @@ def add_frame_box(store: Store, frame: tuple[int, int], xyxy: Sequence[float], l
                   session_id: int | None = None, classes: Sequence[str] | None = None) -> dict:
     """Draw a box the detector missed on ``frame`` (source id, frame index), which may hold no box
     yet, with its label: clipped to the frame, logged as ``add``, undone by :func:`undo_last`."""
-    if classes is not None and label not in (*classes, NG):
-        raise BadInputError(f"label {label!r} is not a class of the project ({', '.join(classes)}) nor NG")
+    if classes is not None:
+        check_label(label, classes)
     box = _valid_frame_box(store, frame, xyxy)
     with store.transaction() as db:
         touch_session(db, session_id)

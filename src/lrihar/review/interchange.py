@@ -5,7 +5,17 @@ Label Studio tasks with ``predictions`` and a labelling config, or a CVAT-for-im
 a frame list (``lrihar suggest -o``), it writes just those frames, in that order, also the ones
 with no box (the hands a detector missed are drawn there).
 Frame files are named from their source and frame index, so an import finds each image's
-stored frame again by file name whatever URL or folder the tool used.
+stored frame again by file name whatever URL or folder the tool used. A box the store holds with
+no label yet is offered as NG, or as ``hand`` (the detector's class) in a project with no action
+classes, whose tool labels are ``hand`` and NG (:func:`lrihar.classes.box_labels`).
+
+An image of the tool's file is a stored frame (:meth:`_StoredFrames.find`, first rule that finds
+one): by lrihar's export name; by the frame's original path (an image's file, or a video's frame as
+``video#frame=N``), whole or by the most of its last folders and file name (``b/IMG_0012.jpg``,
+``line/clip.mp4#frame=120``, a path on another machine); by the file name alone
+(:func:`frame_names`, the rule ``lrihar evaluate`` matches ground truth by) where exactly one
+stored frame has it. A name that fits two or more frames, or two images that are one frame, stop
+the import, naming them.
 
 Import matches the tool's boxes on each stored frame (with boxes or not) to the stored ones
 (IoU ≥ 0.5, one to one): a matched box takes the tool's label (and its corners if they moved); a
@@ -23,21 +33,23 @@ A bad record (named by task / image / annotation) stops the whole import before 
 from __future__ import annotations
 
 import json
+import re
 import reprlib
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
 from lrihar.boxes import box_iou
-from lrihar.classes import NG
+from lrihar.classes import box_labels, unlabelled_box_label
 from lrihar.crops import FrameRef, frame_stem, read_frames
+from lrihar.dump import frame_file_name
 from lrihar.errors import BadInputError
 from lrihar.naming import check_class_name
 from lrihar.project import Project
@@ -47,6 +59,7 @@ from lrihar.sources import SourceError
 from lrihar.store import DetectionRow
 
 TOOLS = ("labelstudio", "cvat", "coco")
+_FRAME_SUFFIX = re.compile(r"#frame=(\d+)$")  # a video's frame N, as `lrihar detections` names it
 
 
 @dataclass
@@ -64,8 +77,12 @@ class ImportSummary:
     unknown_labels: list[str] = field(default_factory=list)
 
 
-def _classes(project: Project) -> list[str]:
-    return project.classes
+def _labels(project: Project) -> tuple[list[str], str]:
+    """The labels the tool may give a box (:func:`lrihar.classes.box_labels`: the project's classes
+    and NG, or ``hand`` and NG in a project without classes) and the one a box with no label yet
+    is pre-annotated with (NG, or ``hand`` without classes)."""
+    classes = project.classes
+    return box_labels(classes), unlabelled_box_label(classes)
 
 
 def _write_frames(project: Project, out: Path, frames: Sequence[FrameRef] | None = None,
@@ -129,7 +146,7 @@ def export_labelstudio(project: Project, out: Path, image_url: str = "/data/loca
 
     ``frames``: only these, in this order, boxes or not (see :func:`_write_frames`).
     """
-    classes = [*_classes(project), NG]
+    labels, unlabelled = _labels(project)
     tasks = []
     for name, ref, rows, (w, h) in _write_frames(project, out, frames, errors):
         result = []
@@ -140,17 +157,17 @@ def export_labelstudio(project: Project, out: Path, image_url: str = "/data/loca
                 "original_width": w, "original_height": h, "image_rotation": 0,
                 "value": {"x": 100 * x1 / w, "y": 100 * y1 / h, "width": 100 * (x2 - x1) / w,
                           "height": 100 * (y2 - y1) / h, "rotation": 0,
-                          "rectanglelabels": [r.action or NG]},
+                          "rectanglelabels": [r.action or unlabelled]},
                 "score": r.action_score if r.action_score is not None else r.score,
             })
         frame = f"{ref.source_uri}#{ref.frame_index}"
         tasks.append({"data": {"image": image_url + name, "lrihar_frame": frame},
                       "predictions": [{"model_version": "lrihar", "result": result}]})
     (out / "tasks.json").write_text(json.dumps(tasks, indent=1) + "\n")
-    labels = "\n".join(f'    <Label value="{_xml_escape(c)}"/>' for c in classes)
+    offered = "\n".join(f'    <Label value="{_xml_escape(c)}"/>' for c in labels)
     (out / "labeling-config.xml").write_text(
         f'<View>\n  <Image name="image" value="$image"/>\n  <RectangleLabels name="label" toName="image">\n'
-        f"{labels}\n  </RectangleLabels>\n</View>\n")
+        f"{offered}\n  </RectangleLabels>\n</View>\n")
     return out / "tasks.json"
 
 
@@ -161,14 +178,15 @@ def export_cvat(project: Project, out: Path, frames: Sequence[FrameRef] | None =
     root = ET.Element("annotations")
     ET.SubElement(root, "version").text = "1.1"
     meta = ET.SubElement(ET.SubElement(root, "meta"), "task")
+    offered, unlabelled = _labels(project)
     labels = ET.SubElement(meta, "labels")
-    for c in [*_classes(project), NG]:
+    for c in offered:
         ET.SubElement(ET.SubElement(labels, "label"), "name").text = c
     for i, (name, _ref, rows, (w, h)) in enumerate(_write_frames(project, out, frames, errors)):
         img = ET.SubElement(root, "image", id=str(i), name=name, width=str(w), height=str(h))
         for r in rows:
             x1, y1, x2, y2 = r.xyxy
-            ET.SubElement(img, "box", label=r.action or NG, source="auto", occluded="0", z_order="0",
+            ET.SubElement(img, "box", label=r.action or unlabelled, source="auto", occluded="0", z_order="0",
                           xtl=f"{x1:.2f}", ytl=f"{y1:.2f}", xbr=f"{x2:.2f}", ybr=f"{y2:.2f}")
     ET.indent(root)
     path = out / "annotations.xml"
@@ -270,14 +288,17 @@ def _ordered(xyxy: tuple[float, float, float, float], where: str) -> tuple[float
 
 
 def _name_from_url(url: str) -> str:
+    """The image a Label Studio task names: the path of its URL (or of a local-files URL's ``d``),
+    with a video frame's ``#frame=N``."""
     parsed = urlparse(url)
     query = parse_qs(parsed.query)
     path = query["d"][0] if "d" in query else parsed.path
-    return Path(unquote(path)).name
+    frame = f"#{parsed.fragment}" if _FRAME_SUFFIX.fullmatch(f"#{parsed.fragment}") else ""
+    return unquote(path) + frame
 
 
 def parse_labelstudio(path: Path) -> dict[str, list[ToolBox]]:
-    """Image file name -> boxes from a Label Studio JSON export.
+    """Image name (as the task gives it) -> boxes from a Label Studio JSON export.
 
     Only tasks a person annotated count (their latest annotation); tasks still holding just
     our predictions were not reviewed and are left alone.
@@ -321,7 +342,8 @@ CVAT_CORNERS = ("xtl", "ytl", "xbr", "ybr")
 
 
 def parse_cvat(path: Path) -> dict[str, list[ToolBox]]:
-    """Image file name -> boxes from a CVAT-for-images 1.1 XML (parsed with defusedxml)."""
+    """Image name (as the file gives it) -> boxes from a CVAT-for-images 1.1 XML (parsed with
+    defusedxml)."""
     from defusedxml import DefusedXmlException
     from defusedxml import ElementTree as SafeET
 
@@ -335,7 +357,7 @@ def parse_cvat(path: Path) -> dict[str, list[ToolBox]]:
     problems, out = _Problems(path), {}
     for i, img in enumerate(root.iter("image")):
         with problems.record(f"image {i}"):
-            name = Path(_text(img.attrib.get("name"), "attribute name")).name
+            name = _text(img.attrib.get("name"), "attribute name")
             boxes = out[name] = []
             for j, b in enumerate(img.iter("box")):
                 where = f"image {name!r} box {j}"
@@ -358,7 +380,7 @@ def _number_text(text: str | None, attribute: str, where: str) -> float:
 
 
 def parse_coco(path: Path) -> dict[str, list[ToolBox]]:
-    """Image file name -> boxes from a COCO detection JSON."""
+    """Image name (``file_name``, as given) -> boxes from a COCO detection JSON."""
     doc = _load_json(path, "COCO detection JSON")
     try:
         categories, images, annotations = (_field(doc, k) for k in ("categories", "images", "annotations"))
@@ -373,7 +395,7 @@ def parse_coco(path: Path) -> dict[str, list[ToolBox]]:
             cats[_field(c, "id")] = _field(c, "name")  # checked as a class name where a box uses it
     for i, im in enumerate(images):
         with problems.record(f"image {i}"):
-            names[_field(im, "id")] = Path(_text(_field(im, "file_name"), "file_name")).name
+            names[_field(im, "id")] = _text(_field(im, "file_name"), "file_name")
     out: dict[str, list[ToolBox]] = {n: [] for n in names.values()}
     for i, a in enumerate(annotations):
         where = f"annotation {i}" + (f" id {a['id']!r}" if _has(a, "id") else "")
@@ -392,6 +414,9 @@ def parse_coco(path: Path) -> dict[str, list[ToolBox]]:
 
 
 PARSERS = {"labelstudio": parse_labelstudio, "cvat": parse_cvat, "coco": parse_coco}
+MATCHING = ("matched by lrihar's export name, by the frame's file path (whole, or its last folders and "
+            "file name), by its file name alone where only one stored frame has it, and a video's "
+            "frame as <video>#frame=N")
 
 
 def import_corrections(project: Project, path: str | Path, tool: str, allow_unknown: bool = False,
@@ -409,18 +434,18 @@ def import_corrections(project: Project, path: str | Path, tool: str, allow_unkn
         raise BadInputError(f"{path}: no such file")
     imported = PARSERS[tool](path)
     store = project.store
-    classes = _classes(project)
-    frames = _stored_frames(store)
+    allowed, unlabelled = _labels(project)
+    frames = _land(path, imported, _StoredFrames(store))
     summary = ImportSummary(images=len(imported))
     summary.unknown_images = sorted(n for n in imported if n not in frames)
     summary.unknown_labels = sorted({b.label for boxes in imported.values() for b in boxes
-                                     if b.label not in (*classes, NG)})
+                                     if b.label not in allowed})
     if (summary.unknown_images or summary.unknown_labels) and not allow_unknown:
         raise BadInputError(
             f"{path}: nothing imported. "
-            + (f"Images not in the project: {', '.join(summary.unknown_images[:10])}. "
+            + (f"Images not in the project ({MATCHING}): {', '.join(summary.unknown_images[:10])}. "
                if summary.unknown_images else "")
-            + (f"Labels not in the project ({', '.join(classes)}, NG): {', '.join(summary.unknown_labels)}. "
+            + (f"Labels not in the project ({', '.join(allowed)}): {', '.join(summary.unknown_labels)}. "
                if summary.unknown_labels else "")
             + "Fix the file, add the classes to the project, or pass --allow-unknown to skip them.")
     # Every box as the review page would store it (clipped to its frame), before anything is written.
@@ -429,7 +454,7 @@ def import_corrections(project: Project, path: str | Path, tool: str, allow_unkn
         if name in frames:
             frame, kept = frames[name], clipped.setdefault(name, [])
             for b in boxes:
-                if b.label in (*classes, NG):
+                if b.label in allowed:
                     with problems.record(b.record):
                         kept.append((edits.clip_box(b.xyxy, frame.width, frame.height, b.record), b.label))
     problems.check()
@@ -446,7 +471,7 @@ def import_corrections(project: Project, path: str | Path, tool: str, allow_unkn
         for name, boxes in clipped.items():
             frame = frames[name]
             rows = stored.get((frame.uri, frame.key[1]), [])
-            _apply_frame(db, frame.key, rows, boxes, match_iou, summary, log)
+            _apply_frame(db, frame.key, rows, boxes, match_iou, summary, log, unlabelled)
             # The tool's word on the whole frame: a hand clears an earlier "no hand"; no box at all
             # is a person's "no hand" where the file says someone looked.
             empty = not imported[name] and (empty_checked or tool == "labelstudio")
@@ -456,29 +481,119 @@ def import_corrections(project: Project, path: str | Path, tool: str, allow_unkn
     return summary
 
 
+# -- which stored frame an image of the tool's file is ------------------------------------------
+def frame_names(uri: str, index: int, name: str | None) -> list[str]:
+    """The file names an image of this stored frame may have outside the store: an image frame's
+    file name; a video frame's ``<video file name>#frame=<index>`` (as ``lrihar detections``
+    names it); and for both the name lrihar's exports give its picture (Label Studio, CVAT,
+    review). ``lrihar evaluate`` matches ground-truth images by these, ``lrihar import`` after
+    the export name and the whole path."""
+    own = Path(frame_file_name(uri, index, name)).name
+    return [own, f"{frame_stem(FrameRef(uri, index, name))}.jpg"]
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    """A name's path parts: ``\\`` is a separator too (a file written on Windows), a video frame's
+    ``#frame=0012`` reads as ``#frame=12``."""
+    name = _FRAME_SUFFIX.sub(lambda m: f"#frame={int(m.group(1))}", name.strip().replace("\\", "/"))
+    return PurePosixPath(name).parts
+
+
 @dataclass(frozen=True)
 class _StoredFrame:
-    """A stored frame an import can land on: (source id, frame index), size, source, verdict."""
+    """A stored frame an import can land on: (source id, frame index), size, source, verdict, and
+    its original name (image path, or ``video#frame=N``: :func:`lrihar.dump.frame_file_name`)."""
 
     key: tuple[int, int]
     uri: str
     width: int
     height: int
     verdict: str | None
+    original: str
 
 
-def _stored_frames(store) -> dict[str, _StoredFrame]:
-    """Every stored frame (with a box or not) by the file name the exports give its image."""
-    cur = store.db.execute(
-        "SELECT f.source_id, f.frame_index, s.uri, f.name, f.width, f.height, r.verdict FROM frames f"
-        " JOIN sources s ON s.id = f.source_id LEFT JOIN frame_reviews r"
-        " ON r.source_id = f.source_id AND r.frame_index = f.frame_index")
-    return {f"{frame_stem(FrameRef(uri, index, name))}.jpg": _StoredFrame((sid, index), uri, w, h, verdict)
-            for sid, index, uri, name, w, h, verdict in cur}
+class _StoredFrames:
+    """Every stored frame (with a box or not), found by the name a tool's file gives its image."""
+
+    def __init__(self, store) -> None:
+        cur = store.db.execute(
+            "SELECT f.source_id, f.frame_index, s.uri, f.name, f.width, f.height, r.verdict FROM frames f"
+            " JOIN sources s ON s.id = f.source_id LEFT JOIN frame_reviews r"
+            " ON r.source_id = f.source_id AND r.frame_index = f.frame_index ORDER BY s.uri, f.frame_index")
+        self.by_export: dict[str, _StoredFrame] = {}
+        self.by_file_name: dict[str, list[_StoredFrame]] = defaultdict(list)
+        self.parts: dict[tuple[int, int], tuple[str, ...]] = {}
+        for sid, index, uri, name, w, h, verdict in cur:
+            frame = _StoredFrame((sid, index), uri, w, h, verdict, frame_file_name(uri, index, name))
+            own, export = frame_names(uri, index, name)
+            self.by_export[export] = frame
+            self.by_file_name[own].append(frame)
+            self.parts[frame.key] = _parts(frame.original)
+
+    def find(self, name: str) -> list[_StoredFrame]:
+        """The frames ``name`` may be, in this order of rules (the first that finds any decides):
+        lrihar's export name; the frame's original path, whole; the frames whose path ends in the
+        most of the name's last folders and file name (at least one folder: ``images/x.jpg``,
+        ``../line/b/x.jpg`` or a path on another machine); the file name alone. One frame: found;
+        none: unknown; more: ambiguous."""
+        parts = _parts(name)
+        if not parts:
+            return []
+        if parts[-1] in self.by_export:
+            return [self.by_export[parts[-1]]]
+        same_name = self.by_file_name.get(parts[-1], [])
+        whole = [f for f in same_name if self.parts[f.key] == parts]
+        if whole:
+            return whole
+        shared = {f.key: _shared_tail(self.parts[f.key], parts) for f in same_name}
+        most = max(shared.values(), default=0)
+        return [f for f in same_name if shared[f.key] == most] if most > 1 else same_name
 
 
-def _apply_frame(db, frame: tuple[int, int], rows, boxes, match_iou, summary: ImportSummary, log) -> None:
-    """Match the tool's ``boxes`` on ``frame`` to its stored live ``rows``; see the module doc."""
+def _shared_tail(a: tuple[str, ...], b: tuple[str, ...]) -> int:
+    """How many last parts (file name, then its folders) two paths share."""
+    n = 0
+    while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+        n += 1
+    return n
+
+
+def _land(path: Path, imported: dict[str, list[ToolBox]], stored: _StoredFrames) -> dict[str, _StoredFrame]:
+    """The stored frame of each image of the tool's file that has one (see :meth:`_StoredFrames.find`).
+
+    Raises:
+        BadInputError: an image name fits two or more stored frames (named with each of them), or
+            two images of the file are one stored frame; nothing is imported then.
+    """
+    found, ambiguous, by_frame = {}, {}, defaultdict(list)
+    for name in sorted(imported):
+        frames = stored.find(name)
+        if len(frames) == 1:
+            found[name] = frames[0]
+            by_frame[frames[0].key].append(name)
+        elif frames:
+            ambiguous[name] = frames
+    twice = {key: names for key, names in by_frame.items() if len(names) > 1}
+    if not (ambiguous or twice):
+        return found
+    items = [f"{name!r} could be any of {', '.join(f.original for f in frames[:5])}"
+             + (f" and {len(frames) - 5} more" if len(frames) > 5 else "")
+             for name, frames in ambiguous.items()]
+    items += [f"{', '.join(map(repr, names))} are the same frame {found[names[0]].original}"
+              for names in twice.values()]
+    more = f"; ... and {len(items) - 10} more" if len(items) > 10 else ""
+    raise BadInputError(
+        f"{path}: nothing imported; {len(items)} image name(s) do not each name one stored frame: "
+        + "; ".join(items[:10]) + more + ". Name each image by its full path (as the project stores it) "
+        "or by lrihar's export name (`lrihar export DIR -p PROJECT -f labelstudio|cvat` writes them), "
+        "and import again.")
+
+
+def _apply_frame(db, frame: tuple[int, int], rows, boxes, match_iou, summary: ImportSummary, log,
+                 unlabelled: str) -> None:
+    """Match the tool's ``boxes`` on ``frame`` to its stored live ``rows``; see the module doc. A
+    matched box the tool kept as the exports showed it (an unlabelled box as ``unlabelled``) counts
+    as confirmed, else as relabelled."""
     iou = box_iou(np.array([r.xyxy for r in rows], float), np.array([b for b, _ in boxes], float))
     taken_rows: set[int] = set()
     matched: dict[int, int] = {}
@@ -498,7 +613,7 @@ def _apply_frame(db, frame: tuple[int, int], rows, boxes, match_iou, summary: Im
             if iou[matched[j], j] < 0.95:
                 edits.set_box(db, row.id, box)
                 summary.moved += 1
-            if before["label"] != label:
+            if (before["label"] or unlabelled) != label:  # else the tool showed it so, and it stayed
                 summary.relabelled += 1
             else:
                 summary.confirmed += 1

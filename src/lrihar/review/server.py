@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StringConstraints, field_validator
 
+from lrihar.classes import NG, box_labels, unlabelled_box_label
 from lrihar.errors import BadInputError, LriharError
 from lrihar.lines import project_layout
 from lrihar.naming import MAX_CLASS_NAME
@@ -204,8 +205,11 @@ def create_app(project_root: str | Path, host: str = "127.0.0.1", port: int | No
         counts = dict(store().db.execute(
             "SELECT COALESCE(l.label, ''), COUNT(*) FROM detections d LEFT JOIN labels l"
             " ON l.detection_id = d.id WHERE d.rejected = 0 GROUP BY 1").fetchall())
-        return {"line": ", ".join(layout.lines), "classes": classes, "posts": list(layout.posts),
-                "counts": counts, "queue": "all" if queue is None else "uncertain"}
+        # The labels a box may get besides NG: the classes, or the detector's "hand" where there are none.
+        offered = [n for n in box_labels(classes) if n != NG]
+        return {"line": ", ".join(layout.lines), "classes": offered, "posts": list(layout.posts),
+                "new_box_label": unlabelled_box_label(classes), "counts": counts,
+                "queue": "all" if queue is None else "uncertain"}
 
     @app.post("/api/session")
     def session(body: Who = Body(...)) -> dict[str, int]:

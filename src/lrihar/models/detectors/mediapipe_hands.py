@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from lrihar.classes import HAND
 from lrihar.errors import BadInputError
 from lrihar.models.detectors import register_detector
 from lrihar.models.detectors.base import Detector, empty_detections
@@ -209,7 +210,7 @@ class MediaPipeHandsDetector(Detector):
         return sv.Detections(
             xyxy=np.array(boxes, np.float32), confidence=np.array(scores, np.float32),
             class_id=np.zeros(len(boxes), int),
-            data={"class_name": np.array(["hand"] * len(boxes)),
+            data={"class_name": np.array([HAND] * len(boxes)),
                   "landmarks": np.array(lms, np.float32),
                   "world_landmarks": np.array(wlms, np.float32),
                   "handedness": np.array(hands)},

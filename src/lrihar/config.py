@@ -175,6 +175,9 @@ class TrainDetectorConfig(_Frozen):
         default=None, description="ultralytics augmentation settings over its defaults, e.g. {hsv_h: 0.15}")
     nominal_batch: int | None = Field(default=None, ge=1, description="images per optimizer step")
     val: bool | None = Field(default=None, description="validate after every epoch (False: after the last)")
+    synthetic_gloves: float | None = Field(
+        default=None, ge=0, le=20, description="synthetic-glove copies per training frame with a bare hand "
+                                               "the offline detector found (a fraction: that share of them)")
 
     @field_validator("device")
     @classmethod
@@ -638,4 +641,6 @@ train_detector:
   augment: {}               # ultralytics augmentation over its defaults, e.g. {hsv_h: 0.15, degrees: 10}
   nominal_batch: null       # images per optimizer step (gradients accumulate); null: batch, a step per batch
   val: true                 # validate every epoch; false: only after the last (faster on a CPU)
+  synthetic_gloves: 0       # copies per training frame with a bare hand, repainted as a work glove
+                            # (0.5: half of those frames get one); 0: none
 """

@@ -46,6 +46,10 @@ def train_detector(
     augment: Annotated[list[str] | None, typer.Option(
         help="An ultralytics augmentation setting over its default, KEY=NUMBER (repeatable), "
              "e.g. --augment hsv_h=0.15 --augment degrees=10.")] = None,
+    synthetic_gloves: Annotated[float | None, typer.Option(
+        help="Add this many synthetic-glove copies of each training frame with a bare hand the offline "
+             "detector found (its hands repainted as work gloves, same boxes; 0.5: half of those frames "
+             "get one) \\[default: 0].")] = None,
     name: Annotated[str | None, typer.Option(help="Run folder under models/detector (default <arch>-<n>).")]
         = None,
     resume: Annotated[bool, typer.Option(
@@ -68,7 +72,7 @@ def train_detector(
     given = {"arch": arch, "epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "seed": seed,
              "patience": patience, "workers": workers, "val_fraction": val_fraction,
              "freeze_backbone_epochs": freeze_backbone_epochs, "val": val,
-             "nominal_batch": nominal_batch}
+             "nominal_batch": nominal_batch, "synthetic_gloves": synthetic_gloves}
     settings = proj.config.train_detector.model_dump(exclude_none=True)
     settings.update({k: v for k, v in given.items() if v is not None})
     settings["augment"] = {**settings.get("augment", {}), **_key_numbers(augment or [], "--augment")}
@@ -99,6 +103,8 @@ def _print_train_summary(s) -> None:
     rows = [("architecture", s.arch), ("epochs done", s.epochs_done),
             ("train images / boxes", f"{s.images.get('train', 0)} / {s.boxes.get('train', 0)}"),
             ("val images / boxes", f"{s.images.get('val', 0)} / {s.boxes.get('val', 0)}")]
+    if s.synthetic_gloves:
+        rows.append(("of them synthetic gloves", s.synthetic_gloves))
     rows += [(f"val {k}", f"{v:.3f}") for k, v in s.metrics.items()]
     rows += [("best weights", s.best or "-"), ("time", f"{s.seconds:.1f} s")]
     for key, value in rows:

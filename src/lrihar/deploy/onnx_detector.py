@@ -30,7 +30,7 @@ from lrihar.deploy.onnx_head import cut_before_decoding
 from lrihar.errors import BadInputError, LriharError
 from lrihar.paths import sha256_of
 from lrihar.project import Project, recorded_run
-from lrihar.train.detector import check_yolo_data, images_in, offline_state
+from lrihar.train.detector import check_yolo_data, images_in, offline_state, split_folders
 from lrihar.versions import package_versions
 
 OPSET = 18
@@ -82,9 +82,7 @@ def sample_images(run_dir: Path, n: int, every_split: bool = False) -> list[Path
     ``every_split`` of both), spread evenly."""
     data = Path(read_record(run_dir).get("summary", {}).get("data") or run_dir / "data" / "data.yaml")
     doc = check_yolo_data(data)
-    base = Path(doc.get("path") or data.parent)
-    base = base if base.is_absolute() else data.parent / base
-    splits = [base / str(doc[k]) for k in ("val", "train") if doc.get(k)]
+    splits = [folder for k in ("val", "train") for folder in split_folders(doc, data, k)]
     if every_split:
         images = [im for folder in dict.fromkeys(splits) for im in images_in(folder)]
     else:

@@ -15,6 +15,10 @@ a nano YOLO from random weights generalises poorly on a few hundred images (shar
 ``efficientnet-lite0-yolo`` puts the same neck and head on the packaged EfficientNet-Lite0
 (:mod:`lrihar.train.backbones`).
 
+``synthetic_gloves`` (off by default) adds training images made from the bare hands the offline
+detector found, each hand repainted as a work glove (:mod:`lrihar.train.synthetic_gloves`), in
+the set's own ``images/synthetic-gloves`` folder, listed under ``train`` only.
+
 Example:
     >>> summary = train_detector(Project.open("proj"), DetectorTrainConfig(epochs=30))  # doctest: +SKIP
     >>> summary.metrics["mAP50"]  # doctest: +SKIP
@@ -48,6 +52,8 @@ ARCHITECTURES = {"mobilenetv2-yolo": "resource:mobilenetv2-yolo.yaml",
 # (what --freeze-backbone-epochs freezes; a .pt or .yaml qualifies by that layer's type).
 PRETRAINED = {"mobilenetv2-yolo": "TorchVision", "efficientnet-lite0-yolo": "EfficientNetLite0"}
 BACKBONE = "model.0."  # the pretrained backbone is layer 0 of every PRETRAINED architecture
+SYNTHETIC_GLOVES_FOLDER = "synthetic-gloves"  # images/<this>, labels/<this>: the synthetic training images
+MAX_SYNTHETIC_GLOVES = 20
 METRIC_KEYS = {"precision": "metrics/precision(B)", "recall": "metrics/recall(B)",
                "mAP50": "metrics/mAP50(B)", "mAP50-95": "metrics/mAP50-95(B)"}
 
@@ -87,6 +93,10 @@ class DetectorTrainConfig:
             batch 16, and trained a worse detector in 30 epochs (docs/detector.md#recipes).
         val: validate after every epoch (picks ``best.pt``, allows the early stop); False:
             only after the last epoch, ``best.pt`` is the last (faster on a CPU).
+        synthetic_gloves: synthetic-glove copies per eligible training frame (a frame holding a
+            box with the offline detector's landmarks; see :func:`_add_synthetic_gloves`); a
+            fraction gives one copy to that share of them. 0 (default): none. Only for the
+            project's own boxes (not ``data``); never in the validation split.
     """
 
     arch: str = DEFAULT_ARCH
@@ -104,6 +114,7 @@ class DetectorTrainConfig:
     augment: dict[str, float] = field(default_factory=dict)
     nominal_batch: int | None = None
     val: bool = True
+    synthetic_gloves: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "imgsz", "batch", "nominal_batch"):
@@ -123,6 +134,12 @@ class DetectorTrainConfig:
             raise BadInputError(f"--imgsz: {self.imgsz} is not a multiple of 32 (the model's stride)")
         if not 0 < self.val_fraction < 1:
             raise BadInputError(f"--val-fraction: must lie between 0 and 1, not {self.val_fraction}")
+        gloves = self.synthetic_gloves
+        if (isinstance(gloves, bool) or not isinstance(gloves, int | float)
+                or not 0 <= gloves <= MAX_SYNTHETIC_GLOVES):  # NaN fails too
+            raise BadInputError(f"--synthetic-gloves: copies per frame with a bare hand, from 0 to "
+                                f"{MAX_SYNTHETIC_GLOVES} (a fraction: that share of the frames), "
+                                f"not {gloves!r}")
 
 
 @dataclass
@@ -140,6 +157,7 @@ class TrainSummary:
     images: dict[str, int] = field(default_factory=dict)
     boxes: dict[str, int] = field(default_factory=dict)
     val_is_train: bool = False
+    synthetic_gloves: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -202,17 +220,18 @@ def check_yolo_data(data_yaml: Path) -> dict[str, Any]:
         raise BadInputError(f"{data_yaml}: not a readable YAML file ({exc})") from None
     if not isinstance(doc, dict) or not doc.get("train") or not doc.get("names"):
         raise BadInputError(f"{data_yaml}: a YOLO data.yaml needs `train`, `val` and `names`")
-    base = Path(doc.get("path") or data_yaml.parent)
-    if not base.is_absolute():
-        base = data_yaml.parent / base
-    doc["_images"], doc["_boxes"] = {}, {}
+    doc["_images"], doc["_boxes"], doc["_synthetic"] = {}, {}, 0
     for split in ("train", "val"):
-        if not doc.get(split):
-            continue
-        folder = base / str(doc[split])
-        images = images_in(folder)
+        images = []
+        for folder in split_folders(doc, data_yaml, split):
+            found = images_in(folder)
+            if not found:
+                raise BadInputError(f"{data_yaml}: {split} split {folder} holds no images")
+            images += found
+            if split == "train" and folder.name == SYNTHETIC_GLOVES_FOLDER:
+                doc["_synthetic"] += len(found)
         if not images:
-            raise BadInputError(f"{data_yaml}: {split} split {folder} holds no images")
+            continue
         boxes = 0
         for image in images:
             label = _label_file(image)
@@ -223,6 +242,18 @@ def check_yolo_data(data_yaml: Path) -> dict[str, Any]:
         raise BadInputError(f"{data_yaml}: the training images hold no labelled boxes; nothing to learn "
                             "(annotate and review first, or check the labels/ folder)")
     return doc
+
+
+def split_folders(doc: dict[str, Any], data_yaml: Path, split: str) -> list[Path]:
+    """The image folders of ``split`` in a parsed ``data.yaml`` (a folder or, as ultralytics
+    allows, a list of them), resolved from its ``path`` or its own folder."""
+    base = Path(doc.get("path") or data_yaml.parent)
+    if not base.is_absolute():
+        base = data_yaml.parent / base
+    entry = doc.get(split)
+    if not entry:
+        return []
+    return [base / str(item) for item in (entry if isinstance(entry, list) else [entry])]
 
 
 def _export_project(project: Project, folder: Path, cfg: DetectorTrainConfig) -> Path:
@@ -238,8 +269,51 @@ def _export_project(project: Project, folder: Path, cfg: DetectorTrainConfig) ->
     doc.pop("test", None)  # never scored here; an empty split would only confuse ultralytics
     if not images_in(folder / "images" / "val"):
         doc["val"] = doc["train"]  # one source: validation is not held out (flagged in the summary)
+    if cfg.synthetic_gloves and _add_synthetic_gloves(project, folder, cfg):
+        doc["train"] = [doc["train"], f"images/{SYNTHETIC_GLOVES_FOLDER}"]  # never val
     data_yaml.write_text(yaml.safe_dump(doc, sort_keys=False))
     return data_yaml
+
+
+def _add_synthetic_gloves(project: Project, folder: Path, cfg: DetectorTrainConfig) -> int:
+    """Write ``cfg.synthetic_gloves`` synthetic-glove copies of each eligible training frame of the
+    exported set into ``images/`` and ``labels/synthetic-gloves``; the number of images written
+    (also in the manifest's ``synthetic_gloves``).
+
+    Eligible: a training frame with at least one box whose landmarks (the offline detector's,
+    MediaPipe's) still fit it: that hand was found bare, and its outline is known. Every box of
+    the frame is gloved, a person's drawn box (no landmarks) as an ellipse inside it; frames with
+    only such boxes are left out: those are mostly the gloves the detector missed, and an ellipse
+    only guesses the hand's outline. The labels are the source frame's, byte for byte.
+    """
+    import json
+
+    import numpy as np
+
+    from lrihar.crops import frame_stem
+    from lrihar.train.synthetic_gloves import Hand, add_synthetic_gloves, landmarks_fit
+
+    train = {p.stem for p in images_in(folder / "images" / "train")}
+    hands: dict[str, list[Hand]] = {}
+    for row in project.store.detections():  # a person's rejected boxes are not in the set: not here
+        stem = frame_stem(row)
+        if stem in train:
+            fits = landmarks_fit(row.xyxy, row.landmarks)
+            landmarks = np.asarray(row.landmarks, float) if fits else None
+            hands.setdefault(stem, []).append(Hand(row.xyxy, landmarks))
+    eligible = {stem: these for stem, these in hands.items() if any(h.landmarks is not None for h in these)}
+    made = add_synthetic_gloves(folder / "images" / "train", folder / "labels" / "train",
+                                folder / "images" / SYNTHETIC_GLOVES_FOLDER,
+                                folder / "labels" / SYNTHETIC_GLOVES_FOLDER,
+                                cfg.synthetic_gloves, seed=cfg.seed, hands=eligible)
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest["synthetic_gloves"] = {"copies": cfg.synthetic_gloves, "seed": cfg.seed,
+                                    "folder": f"images/{SYNTHETIC_GLOVES_FOLDER}",
+                                    "training_frames": len(train), "eligible_frames": len(eligible),
+                                    "frames": made.frames, "images": made.images}
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return made.images
 
 
 def _write_record(run_dir: Path, cfg: DetectorTrainConfig, summary: TrainSummary, run_id: int | None) -> None:
@@ -277,6 +351,10 @@ def train_detector(project: Project, cfg: DetectorTrainConfig | None = None, nam
         cfg = DetectorTrainConfig(**read_record(run_dir)["config"])
     else:
         model_source(cfg.arch)  # an unknown architecture fails before anything is written
+        if cfg.data and cfg.synthetic_gloves:
+            raise BadInputError("--synthetic-gloves: made from the project's boxes, not a --data set; pass "
+                                "--synthetic-gloves 0, or add them to that set first "
+                                "(lrihar.train.synthetic_gloves.add_synthetic_gloves)")
         stem = cfg.arch if cfg.arch in ARCHITECTURES else Path(cfg.arch).stem
         run_name = safe_file_name(name) if name else next_run_name(root, stem)
         run_dir = root / run_name
@@ -338,6 +416,9 @@ def fit_detector(data_yaml: Path, run_dir: Path, cfg: DetectorTrainConfig | None
     else:
         cfg = cfg or DetectorTrainConfig()
         model_source(cfg.arch)
+        if cfg.synthetic_gloves:
+            raise BadInputError("synthetic_gloves: fit_detector trains on data_yaml as it is; add the images "
+                                "to that set first (lrihar.train.synthetic_gloves.add_synthetic_gloves)")
         if run_dir.exists():
             raise BadInputError(f"{run_dir} exists; resume it or choose another folder")
     created = not run_dir.exists()
@@ -374,7 +455,9 @@ def _start(cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path) -> TrainSum
         check_checkpoint(Path(cfg.arch).expanduser())
     summary = TrainSummary(run=run_dir.name, folder=str(run_dir), arch=cfg.arch, data=str(data_yaml))
     summary.images, summary.boxes = info["_images"], info["_boxes"]
-    summary.val_is_train = info.get("val") == info.get("train")
+    summary.synthetic_gloves = info["_synthetic"]
+    val, train = (set(split_folders(info, data_yaml, k)) for k in ("val", "train"))
+    summary.val_is_train = bool(val) and val <= train
     return summary
 
 

@@ -400,11 +400,12 @@ def _cached_frame(uri: str, index: int, timestamp: float, name: str | None) -> n
 def serve(project_root: str | Path, host: str = "127.0.0.1", port: int = 8765,
           token: str | None = None, suggestions: Sequence[Suggestion] | None = None) -> None:
     """Run the review page until interrupted (``token``: see :func:`launch_token`; ``suggestions``:
-    the uncertain queue, see :func:`create_app`)."""
-    import uvicorn
+    the uncertain queue, see :func:`create_app`). Served as the live page is
+    (:mod:`lrihar.web.serving`: connection cap, header and keep-alive timeouts)."""
+    from lrihar.web.serving import run_server, server_config
 
-    uvicorn.run(create_app(project_root, host, port, token, suggestions=suggestions), host=host, port=port,
-                log_level="warning", server_header=False)
+    app = create_app(project_root, host, port, token, suggestions=suggestions)
+    run_server(server_config(app, host=host, port=port), "the review page")
 
 
 __all__ = ["create_app", "serve", "short_frame_name", "validation_message"]

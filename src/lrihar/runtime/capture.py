@@ -151,6 +151,19 @@ class Capture:
         timed = self.get_timed(timeout)
         return None if timed is None else timed[0]
 
+    def on_ready(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the decode thread, so quickly) whenever an item is queued or the
+        capture is over: a consumer of several captures can wait for any of them at once instead of
+        on each in turn (``get_timed(0)`` then takes what is there)."""
+        self._queue.listeners.append(callback)
+
+    @property
+    def waits(self) -> bool:
+        """True for a file or folder read once (it never drops a frame: its next one is only ever
+        a decode away); False for a live source, and for a stream read with ``live=False``, whose
+        next frame may be an outage away."""
+        return self._file is not None
+
     def get_timed(self, timeout: float | None = None) -> tuple[CaptureItem, float] | None:
         """Like :meth:`get`, with the Unix time the item was queued: end-to-end latency then
         includes the time a frame waited in the queue."""
@@ -357,6 +370,8 @@ class _FrameQueue:
         """When the oldest item still queued has been waiting since the consumer last took one."""
         self._items: deque[tuple[CaptureItem, float]] = deque()  # (item, Unix time queued)
         self._cond = threading.Condition()
+        self.listeners: list[Callable[[], None]] = []
+        """Called after each ``put`` and on ``close`` (see :meth:`Capture.on_ready`)."""
 
     def __len__(self) -> int:
         return len(self._items)
@@ -375,7 +390,12 @@ class _FrameQueue:
                 self.waiting_since = time.monotonic()
             self._items.append((item, time.time()))
             self._cond.notify_all()
-            return True
+        self._notify()
+        return True
+
+    def _notify(self) -> None:
+        for listener in self.listeners:
+            listener()
 
     def _drop_one(self) -> None:
         at = next((k for k, (item, _) in enumerate(self._items) if isinstance(item, Frame)), 0)
@@ -402,6 +422,7 @@ class _FrameQueue:
         with self._cond:
             self.closed = True
             self._cond.notify_all()
+        self._notify()
 
 
 class _LiveErrors(FrameSource):

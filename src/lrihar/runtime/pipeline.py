@@ -4,8 +4,11 @@ procedures → sinks.
 Decoding runs on one thread per source (``Capture``); everything from the detector on runs on
 the calling thread (model code stays single-threaded), one step at a time over all sources: each
 step takes at most one frame per source, so a detector call is batched across cameras and every
-source keeps its own order. Sinks get items in the order they happen; frame observers (the
-annotated video, the live page) get every processed frame with its tracks.
+source keeps its own order. A step takes what is ready and never waits on one source: a dead,
+stalled or slow camera costs the others nothing (files, which never drop a frame, are waited for
+briefly when only files are in the step, so they keep going in lock-step). Sinks get items in the
+order they happen; frame observers (the annotated video, the live page) get every processed frame
+with its tracks; a failing sink or observer fails alone (:mod:`lrihar.runtime.sinks.fanout`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from lrihar.models.encoders.base import Crop
 from lrihar.runtime.action_events import EventBuilder
 from lrihar.runtime.ids import IdCounter
 from lrihar.runtime.labellers import CropLabeller
+from lrihar.runtime.sinks.fanout import SinkFanout
 from lrihar.runtime.smoothing import LabelSmoother
 from lrihar.runtime.timing import StageTimes
 from lrihar.runtime.tracking import HandTracker
@@ -59,6 +63,8 @@ class RunSummary:
     interrupted: bool = False
     timings: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)
+    sinks: dict = field(default_factory=dict)
+    """Per sink or observer that failed: failures, items skipped while set aside, errors."""
 
     @property
     def fps(self) -> float:
@@ -67,7 +73,8 @@ class RunSummary:
     def as_dict(self) -> dict:
         return {"frames": self.frames, "seconds": round(self.seconds, 3), "fps": round(self.fps, 2),
                 "events": self.events, "cycles": self.cycles, "alerts": self.alerts, "gaps": self.gaps,
-                "interrupted": self.interrupted, "timings": self.timings, "sources": self.sources}
+                "interrupted": self.interrupted, "timings": self.timings, "sources": self.sources,
+                "sinks": self.sinks}
 
 
 class _SourceState:
@@ -110,11 +117,15 @@ class LinePipeline:
         cfg: the project's ``run`` settings.
         procedures: post → its SOP (posts without one get events but no cycles).
         ids: the id counter (resumed from the store).
-        sinks: objects with ``emit(item)`` and ``close()``.
+        sinks: objects with ``emit(item)`` and ``close()``; the essential ones (the store) are
+            written first. Each fails alone (:class:`~lrihar.runtime.sinks.fanout.SinkFanout`).
         observers: callables taking a :class:`FrameView` (annotated video, live page).
         padding: crop padding per side (``classify.padding``).
         monitor_factory: builds a procedure monitor ``(post, procedure, ids)``.
     """
+
+    GATHER_WAIT_S = 0.2
+    """Longest a step waits for a first frame (or, with only files in it, for the other files)."""
 
     def __init__(self, captures: Sequence, detector: Detector,
                  labeller: CropLabeller | dict[str, CropLabeller], cfg: RunConfig, ids: IdCounter,
@@ -125,8 +136,9 @@ class LinePipeline:
         self.labeller = labeller
         self.cfg = cfg
         self.ids = ids
-        self.sinks = list(sinks)
-        self.observers = list(observers)
+        self.outputs = SinkFanout(sinks, observers)
+        self.sinks = self.outputs.sinks
+        self.observers = self.outputs.observers
         self.padding = padding
         self.states = [_SourceState(c, c.post, cfg, ids, frame_rate) for c in captures]
         if monitor_factory is None:
@@ -140,6 +152,9 @@ class LinePipeline:
         self.times = StageTimes()
         self.summary = RunSummary()
         self.stop_event = threading.Event()
+        self._ready = threading.Event()  # set by any capture that queued an item or ended
+        for st in self.states:
+            st.capture.on_ready(self._ready.set)
         self.on_stats: Callable[[RunSummary], None] | None = None
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -173,26 +188,42 @@ class LinePipeline:
     def stop(self) -> None:
         """Ask the loop to end after the current step (safe from a signal handler or thread)."""
         self.stop_event.set()
+        self._ready.set()
 
     def _gather(self) -> list[tuple[_SourceState, Frame, float]]:
-        """At most one frame per source; gaps go straight to the sinks; ended sources are closed."""
-        batch = []
-        waiting = [st for st in self.states if not st.done]
-        timeout = 0.2 / max(len(waiting), 1)
-        for st in waiting:
-            timed = st.capture.get_timed(timeout=timeout)
-            if timed is None:
-                if st.capture.finished:
-                    st.done = True
-                    self._source_ended(st)
-                continue
-            item, queued_wall = timed
-            if isinstance(item, Gap):
-                self.summary.gaps += 1
-                self._emit(item)
-                continue
-            batch.append((st, item, queued_wall))
-        return batch
+        """At most one frame per source, of those ready: no source is waited on in turn, so one with
+        nothing to give (dead, stalled, slow) costs the others nothing. With nothing ready, one wait
+        on "any source queued something" (≤ :attr:`GATHER_WAIT_S`). A step holding only files'
+        frames waits (as long) for the files still decoding, so files go in lock-step as before; a
+        live frame is never held back. Gaps go straight to the sinks; ended sources are closed."""
+        batch: list[tuple[_SourceState, Frame, float]] = []
+        taken: set[int] = set()
+        deadline = time.monotonic() + self.GATHER_WAIT_S
+        while True:
+            self._ready.clear()  # before looking: an item queued from here on sets it again
+            for k, st in enumerate(self.states):
+                while not st.done and k not in taken:
+                    timed = st.capture.get_timed(timeout=0)
+                    if timed is None:
+                        if st.capture.finished:
+                            st.done = True
+                            self._source_ended(st)
+                        break
+                    item, queued_wall = timed
+                    if isinstance(item, Gap):  # not a frame: this source may still give one
+                        self.summary.gaps += 1
+                        self._emit(item)
+                        continue
+                    taken.add(k)
+                    batch.append((st, item, queued_wall))
+            files_due = any(st.capture.waits and not st.done and k not in taken
+                            for k, st in enumerate(self.states))
+            if batch and (not files_due or any(not st.capture.waits for st, _, _ in batch)):
+                return batch
+            left = deadline - time.monotonic()
+            if left <= 0 or self.stop_event.is_set() or all(st.done for st in self.states):
+                return batch
+            self._ready.wait(left)
 
     def _process(self, batch: list[tuple[_SourceState, Frame, float]]) -> None:
         t0 = time.perf_counter()
@@ -282,8 +313,7 @@ class LinePipeline:
             view = FrameView(st.capture.uri, st.post, frame, tracked, shown,
                              monitor.checklist() if monitor is not None else [],
                              monitor.cycle_id if monitor is not None else None)
-            for observe in self.observers:
-                observe(view)
+            self.outputs.observe(view)
 
     def _feed_monitor(self, post: str, event: ActionEvent) -> None:
         monitor = self.monitors.get(post)
@@ -306,8 +336,7 @@ class LinePipeline:
             self.summary.cycles += 1
         elif isinstance(item, Alert):
             self.summary.alerts += 1
-        for sink in self.sinks:
-            sink.emit(item)
+        self.outputs.emit(item)  # the store first; a failing sink fails alone
 
     def _refresh(self, started: float) -> None:
         self.summary.seconds = time.perf_counter() - started
@@ -316,20 +345,26 @@ class LinePipeline:
         decode.extend(x for st in self.states for x in list(st.capture.decode_seconds))
         self.summary.timings = self.times.summary()
         self.summary.sources = {st.capture.uri: st.capture.stats() for st in self.states}
+        self.summary.sinks = self.outputs.stats()
 
     def _finish(self, started: float) -> None:
-        for st in self.states:
-            st.capture.stop()
-        for st in self.states:
-            if not st.done:
-                for event in st.events.close():
-                    self._emit(event)
-        self._refresh(started)
-        errors = []
-        for sink in self.sinks:
+        """Stop the captures, end every open event, close every sink (the store first; whatever
+        happens before, every sink is closed, so the store writes all it holds)."""
+        try:
+            for st in self.states:
+                st.capture.stop()
+            for st in self.states:
+                # An outage under way is queued at stop (end None): recorded. Frames left: not processed.
+                while (timed := st.capture.get_timed(timeout=0)) is not None:
+                    if isinstance(timed[0], Gap):
+                        self.summary.gaps += 1
+                        self._emit(timed[0])
+                if not st.done:
+                    for event in st.events.close():
+                        self._emit(event)
+        finally:
+            self._refresh(started)  # before closing: an MQTT broker's last acks are not run time
             try:
-                sink.close()
-            except Exception as exc:  # one failing sink must not keep the others from flushing
-                errors.append(f"{type(sink).__name__}: {exc}")
-        if errors:
-            raise RuntimeError("could not close: " + "; ".join(errors))
+                self.outputs.close()  # raises only when the store could not write what it held
+            finally:
+                self.summary.sinks = self.outputs.stats()

@@ -12,6 +12,7 @@ from lrihar.events import RuntimeItem
 from lrihar.runtime.live.pictures import Pictures
 from lrihar.runtime.live.state import LiveState
 from lrihar.web.guard import is_loopback, new_token, page_url
+from lrihar.web.serving import ServerLimits, page_server, server_config
 
 
 class LivePage:
@@ -30,16 +31,20 @@ class LivePage:
         fps_cap: most pictures encoded per source per second.
         history: how many alerts, events and cycles per post the page keeps.
         token: the token required beyond loopback (None: a fresh one there, none on loopback).
+        limits: connection cap, header and keep-alive timeouts (the review page's, by default).
     """
 
+    name = "live page"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, width: int = 640, fps_cap: float = 10,
-                 history: int = 50, token: str | None = None) -> None:
+                 history: int = 50, token: str | None = None, limits: ServerLimits | None = None) -> None:
         self.host = host
         self.port = port
         self.token = token if token is not None or is_loopback(host) else new_token()
         self.fps_cap = fps_cap
         self.state = LiveState(history)
         self.pictures = Pictures(width, fps_cap)
+        self.limits = limits or ServerLimits()
         self._server = None
         self._thread: threading.Thread | None = None
 
@@ -63,8 +68,6 @@ class LivePage:
     # -- the server -------------------------------------------------------------------------------
     def start(self, timeout_s: float = 20.0) -> LivePage:
         """Listen on ``host:port`` and serve the page from a background thread."""
-        import uvicorn
-
         from lrihar.runtime.live.app import create_app
 
         if self._server is not None:
@@ -73,9 +76,8 @@ class LivePage:
         self.port = sock.getsockname()[1]
         poll_ms = max(100, round(1000 / self.fps_cap)) if self.fps_cap > 0 else 100
         app = create_app(self.state, self.pictures, self.host, self.port, self.token, poll_ms)
-        config = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False,
-                                lifespan="off", timeout_graceful_shutdown=2)
-        server = uvicorn.Server(config)
+        config = server_config(app, self.limits, lifespan="off", timeout_graceful_shutdown=2)
+        server = page_server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="lrihar-live-page",
                                   daemon=True)
         thread.start()
@@ -97,7 +99,7 @@ class LivePage:
             sock = socket.socket(family, kind, proto)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(address)
-            sock.listen(64)
+            sock.listen(self.limits.backlog)
         except OSError as exc:
             if sock is not None:
                 sock.close()

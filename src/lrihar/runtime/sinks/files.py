@@ -38,6 +38,7 @@ class JsonlSink:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.name = f"JSONL {self.path}"
         self._file = _open_append(self.path)
 
     def emit(self, item: RuntimeItem) -> None:
@@ -71,6 +72,7 @@ class CsvSink:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
+        self.name = f"CSV {self.folder}"
         self._files: dict[str, IO[str]] = {}
         self._writers: dict[str, csv.DictWriter] = {}
         for kind, (name, columns) in _CSV_TABLES.items():

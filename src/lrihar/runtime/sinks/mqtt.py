@@ -57,6 +57,7 @@ class MqttSink:
                  reconnect_s: tuple[int, int] = (1, 30)) -> None:
         self.config = config
         self.prefix = config.topic_prefix.rstrip("/")
+        self.name = f"MQTT {config.host}:{config.port}"
         self.on_command = on_command
         self.close_timeout_s = close_timeout_s
         self.connected = False

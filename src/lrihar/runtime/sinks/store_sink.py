@@ -31,6 +31,10 @@ class StoreSink:
         flush_s: commit at the latest this long after an item arrived.
     """
 
+    name = "store"
+    essential = True
+    """What the run must keep: written first, never set aside, its loss fails the run."""
+
     def __init__(self, store: Store, run_id: int, batch_size: int = 64, flush_s: float = 1.0) -> None:
         self.path = store.path
         self.run_id = run_id

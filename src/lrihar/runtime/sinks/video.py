@@ -23,6 +23,7 @@ class AnnotatedVideo:
 
     def __init__(self, path: str | Path, fps: int = 25, width: int | None = None) -> None:
         self.path = Path(path)
+        self.name = f"video {self.path}"
         self.fps, self.width = fps, width
         self._writers: dict[str, VideoWriter] = {}
 

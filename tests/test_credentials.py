@@ -54,3 +54,15 @@ def test_annotate_of_a_camera_stores_no_password(tmp_path):
     dump = "\n".join(str(row) for table in ("sources", "errors", "runs")
                      for row in db.execute(f"SELECT * FROM {table}"))
     assert "127.0.0.1" in dump and SECRET not in dump
+
+
+def test_a_dead_camera_with_a_password_shows_none_in_the_runs_items(tmp_path):
+    from live_server import free_port
+    from test_line_robustness import _run_line
+
+    url = f"rtsp://admin:{SECRET}@127.0.0.1:{free_port()}/stream?token={SECRET}"
+    summary, items = _run_line([url])
+    gaps = [g for g in items if g.type == "gap"]
+    assert gaps and all(SECRET not in json.dumps(g.to_dict()) for g in gaps)
+    assert all(SECRET not in uri for uri in summary.sources)
+    assert any(uri.startswith("rtsp://admin:***@127.0.0.1") for uri in summary.sources)

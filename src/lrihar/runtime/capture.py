@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lrihar.credentials import mask_text
 from lrihar.errors import BadInputError
 from lrihar.events import Gap
 from lrihar.runtime.ids import IdCounter
@@ -79,7 +80,8 @@ class Capture:
                  queue_size: int = 8, retry_s: float = 2.0, source_timeout_s: float = 10.0,
                  stall_timeout_s: float = 10.0, watch_every_s: float = 1.0, keep: int = 50,
                  stride: int = 1, fps: float | None = None) -> None:
-        self.uri = str(uri)
+        self._url = str(uri)  # what is opened: a camera URL with its password, if it has one
+        self.uri = mask_text(self._url)  # what events, gaps, the page, logs and the store show
         self.post = post
         self.live = is_stream(self.uri) if live is None else live
         self.retry_s = retry_s
@@ -88,12 +90,11 @@ class Capture:
         self.watch_every_s = watch_every_s
         self._ids = ids
         self._file: FrameSource | None = None
-        self._url = self.uri
-        if is_stream(self.uri):
-            _check_camera(self.uri)
+        if is_stream(self._url):
+            _check_camera(self._url)
         else:
-            source = open_source(self.uri, stride, fps)  # checks the path
-            self.uri = self._url = source.uri  # absolute, as in its frames and in the store
+            source = open_source(self._url, stride, fps)  # checks the path
+            self.uri = self._url = source.uri  # absolute, as in its frames and in the store (no secret)
             if not self.live:
                 self._file = source
             elif source.kind != "video":
@@ -308,6 +309,7 @@ class Capture:
             self._activity = self._last_frame_at = now
 
     def _begin_gap(self, reason: str) -> Gap:
+        reason = mask_text(reason)  # an error text may quote the camera URL
         start = 0.0 if self._last_frame_at is None else self._last_frame_at - self._t0
         gap = Gap(id=self._ids.next("gap"), source=self.uri, post=self.post, start=start, end=None,
                   reason=reason, wall_start=self._wall0 + start)
@@ -328,7 +330,7 @@ class Capture:
 
     def _record_error(self, index: int | None, message: str) -> None:
         with self._lock:
-            self._errors.append(SourceError(self.uri, index, message))
+            self._errors.append(SourceError(self.uri, index, mask_text(message)))
             self._counts["errors"] += 1
 
     # -- watchdog thread -----------------------------------------------------------------------

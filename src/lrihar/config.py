@@ -256,6 +256,17 @@ class MqttConfig(_Frozen):
     qos: int = Field(default=1, ge=0, le=2)
     keepalive: int = Field(default=30, ge=5)
 
+    @field_validator("topic_prefix")
+    @classmethod
+    def _publishable(cls, value: str) -> str:
+        # A topic to publish to holds no wildcard (MQTT 3.1.1 4.7.1), no NUL and no empty level
+        # at either end; the broker would refuse the first event otherwise.
+        bad = sorted({c for c in value if c in "#+\0"})
+        if bad or value.startswith("/") or value.endswith("/") or value.startswith("$"):
+            raise ValueError(f"{value!r} is not a topic to publish to: no {' '.join(bad) or '#, +'} "
+                             "(MQTT wildcards), no leading $ or / and no trailing /; e.g. lrihar/line-1")
+        return value
+
 
 class RunConfig(_Frozen):
     """``lrihar run`` settings: queues, smoothing, tracking, live-source robustness."""

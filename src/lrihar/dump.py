@@ -7,10 +7,10 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import json
 from typing import TextIO
 
+from lrihar.csv_cells import SafeDictWriter
 from lrihar.errors import BadInputError
 from lrihar.store import DetectionRow, Store
 
@@ -85,7 +85,7 @@ def dump_detections(store: Store, fmt: str, out: TextIO) -> int:
         return len(doc["annotations"])
     n = 0
     if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=CSV_FIELDS)
+        writer = SafeDictWriter(out, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for row in store.detections():
             writer.writerow(_flat(row))

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lrihar.csv_cells import SafeDictWriter
 from lrihar.evaluate.metrics import detection_scores
 
 KINDS = {"box-text": ("box_threshold", "text_threshold"), "score-nms": ("confidence", "nms_iou")}
@@ -107,7 +107,7 @@ def write_csv(rows_by_model: dict[str, list[dict]], path: Path) -> Path:
     fields = ["model", "threshold_1_name", "threshold_1", "threshold_2_name", "threshold_2", "iou",
               "recall", "accuracy", "predictions", "ground_truth"]
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+        writer = SafeDictWriter(f, fieldnames=fields)
         writer.writeheader()
         for model, rows in rows_by_model.items():
             for r in rows:

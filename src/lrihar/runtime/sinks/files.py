@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import IO
 
+from lrihar.csv_cells import SafeDictWriter
 from lrihar.errors import BadInputError
 from lrihar.events import RuntimeItem
 
@@ -84,7 +85,7 @@ class CsvSink:
                                     f"{columns}; move the file away (or choose another output folder)")
             handle = _open_append(path)
             self._files[kind] = handle
-            self._writers[kind] = csv.DictWriter(handle, columns, extrasaction="ignore")
+            self._writers[kind] = SafeDictWriter(handle, columns, extrasaction="ignore")
             if header is None:
                 self._writers[kind].writeheader()
                 handle.flush()

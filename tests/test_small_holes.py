@@ -1,0 +1,63 @@
+"""Small holes a careless plant network or a curious user finds: formulas in CSV cells, an MQTT
+topic prefix no broker accepts."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import pytest
+from pydantic import ValidationError
+
+from lrihar.config import MqttConfig
+from lrihar.csv_cells import safe_cell
+from lrihar.events import Gap
+from lrihar.runtime.sinks.files import CsvSink
+from test_runtime_sinks import event
+
+
+@pytest.mark.parametrize("text", ["=1+1", "+1", "-2", "@SUM(A1)", "\t=x", "\r=x",
+                                  '=HYPERLINK("http://evil","x")'])
+def test_a_text_that_would_be_a_formula_is_written_as_text(text):
+    assert safe_cell(text) == "'" + text
+    assert safe_cell("pick") == "pick" and safe_cell(-1.5) == -1.5 and safe_cell(None) is None
+
+
+def test_the_csv_sinks_escape_labels_and_sources(tmp_path):
+    sink = CsvSink(tmp_path)
+    sink.emit(dataclasses.replace(event(1, state="end", end=3.0), label="=cmd|' /C calc'!A0"))
+    sink.emit(Gap(id=1, source="@cam", post="post-1", start=4.0, end=6.0, reason="-dropped"))
+    sink.close()
+    with (tmp_path / "events.csv").open(newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["label"] == "'=cmd|' /C calc'!A0" and row["end"] == "3.0"
+    with (tmp_path / "gaps.csv").open(newline="") as f:
+        (gap,) = list(csv.DictReader(f))
+    assert (gap["source"], gap["reason"]) == ("'@cam", "'-dropped")
+
+
+def test_the_detections_csv_escapes_labels(tmp_path):
+    import io
+
+    from detector_fixtures import annotated_project, draw_frames
+    from lrihar.dump import dump_detections
+    from lrihar.review.edits import relabel
+
+    draw_frames(tmp_path / "frames", 2)
+    project = annotated_project(tmp_path / "p", tmp_path / "frames", classes=[{"name": "=evil"}])
+    row = next(project.store.detections())
+    relabel(project.store, [row.id], "=evil", "ana")
+    buf = io.StringIO()
+    dump_detections(project.store, "csv", buf)
+    labels = [r["action"] for r in csv.DictReader(io.StringIO(buf.getvalue()))]
+    assert "'=evil" in labels and "=evil" not in labels
+
+
+@pytest.mark.parametrize("prefix", ["lrihar/#", "line+1", "/lrihar", "lrihar/", "$SYS/x"])
+def test_an_mqtt_prefix_no_broker_accepts_is_refused_when_read(prefix):
+    with pytest.raises(ValidationError, match="not a topic to publish to"):
+        MqttConfig(topic_prefix=prefix)
+
+
+def test_an_mqtt_prefix_with_levels_is_fine():
+    assert MqttConfig(topic_prefix="plant-2/line-1").topic_prefix == "plant-2/line-1"

@@ -13,6 +13,7 @@ import typer
 
 # Importing the command modules registers their commands on the app.
 from lrihar.cli import annotate, classify, evaluate, models, review, run  # noqa: F401  (run: lrihar run)
+from lrihar.cli import bootstrap as _bootstrap  # noqa: F401  (bootstrap: the detector loop)
 from lrihar.cli import finetune as _finetune  # noqa: F401  (finetune, distill)
 from lrihar.cli import train as _train  # noqa: F401  (train-detector, export-runtime, suggest)
 from lrihar.cli.app import app, echo_err

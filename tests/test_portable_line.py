@@ -42,3 +42,54 @@ def test_pack_without_anything_trained_says_what_to_do(tmp_path, capsys):
     root = make_project(tmp_path / "p")
     assert main(["models", "pack", "-p", str(root), "-o", str(tmp_path / "o")]) == 2
     assert "export-runtime" in capsys.readouterr().err
+
+
+def _packed(tiny_yolo, out):
+    assert main(["models", "pack", "-p", str(tiny_yolo["project"].root), "-o", str(out)]) == 0
+    return out / "line__line-1"
+
+
+def test_a_tampered_or_unlisted_packed_model_is_refused(tiny_yolo, tmp_path, monkeypatch):
+    import pytest
+
+    from lrihar.artifacts import packed_line_model
+    from lrihar.errors import ModelLoadError
+
+    pack = _packed(tiny_yolo, tmp_path / "carry")
+    [onnx] = (pack / "detector").glob("*.onnx")
+    assert packed_line_model("line-1", "detector", tmp_path / "carry") == onnx
+    # A symlinked ONNX the manifest does not list, sorting after the real one, is never picked.
+    (pack / "detector" / "zz-other.onnx").symlink_to(tiny_yolo["onnx"])
+    assert packed_line_model("line-1", "detector", tmp_path / "carry") == onnx
+    data = bytearray(onnx.read_bytes())
+    data[-50] ^= 0xFF
+    onnx.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="SHA-256"):
+        packed_line_model("line-1", "detector", tmp_path / "carry")
+
+
+def test_models_list_flags_entries_outside_the_pack_and_a_corrupt_manifest(tiny_yolo, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "carry"
+    pack = _packed(tiny_yolo, out)
+    (tmp_path / "secret.txt").write_text("not the pack's")
+    manifest = pack / "lrihar-model.json"
+    doc = json.loads(manifest.read_text())
+    doc["files"]["../../secret.txt"] = "0" * 64
+    manifest.write_text(json.dumps(doc))
+    assert main(["models", "list", str(out)]) == 1  # a changed pack
+    assert "CHANGED: ../../secret.txt" in capsys.readouterr().out  # listed as changed, never read
+    manifest.write_text("{not json")
+    assert main(["models", "list", str(out)]) == 2
+    assert "lrihar-model.json" in capsys.readouterr().err
+
+
+def test_pack_writes_nothing_through_a_planted_link(tiny_yolo, tmp_path):
+    out, elsewhere = tmp_path / "carry", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "line__line-1.partial").symlink_to(elsewhere)
+    (out / "line__line-1").symlink_to(elsewhere)
+    pack = _packed(tiny_yolo, out)
+    assert not list(elsewhere.iterdir()) and not pack.is_symlink() and (pack / "detector").is_dir()

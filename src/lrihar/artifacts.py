@@ -254,9 +254,52 @@ def line_pack_folder(models_dir: str | Path, line: str) -> Path:
 
 def packed_line_model(line: str, kind: str, models_dir: str | Path | None = None) -> Path | None:
     """The packed ``kind`` ("detector" or "classifier") ONNX of ``line`` in ``models_dir``
-    (default ``$LRIHAR_MODELS_DIR``), if any."""
+    (default ``$LRIHAR_MODELS_DIR``), if any: a file the pack's manifest lists, inside the pack,
+    not a link, with the content the manifest names (else :class:`ModelLoadError`)."""
     root = models_dir or os.environ.get(MODELS_DIR_ENV)
     if not root:
         return None
-    files = sorted((line_pack_folder(root, line) / kind).glob("*.onnx"))
-    return files[-1] if files else None
+    pack = line_pack_folder(root, line)
+    if not pack.is_dir():
+        return None
+    listed = pack_manifest(pack)["files"]
+    files = sorted(f for f in listed if Path(f).parent == Path(kind) and f.endswith(".onnx"))
+    if not files:
+        return None
+    path = pack_member(pack, files[-1])
+    check_recorded(path, listed[files[-1]])
+    return path
+
+
+PACK_MANIFEST = "lrihar-model.json"
+"""A packed model's manifest: ``{"model_id", "revision", "files": {relative path: SHA-256}}``."""
+
+
+def pack_manifest(pack: Path) -> dict[str, Any]:
+    """The manifest of the packed model in ``pack``, checked for its shape."""
+    path = pack / PACK_MANIFEST
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(f"{pack}: not a packed model (no {PACK_MANIFEST}); pack it with "
+                             "`lrihar models pack`") from None
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: unreadable manifest ({exc}); pack the model again") from None
+    files = doc.get("files") if isinstance(doc, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                              for k, v in files.items()):
+        raise ModelLoadError(f"{path}: its 'files' must map relative paths to SHA-256 sums; pack the "
+                             "model again")
+    return doc
+
+
+def pack_member(pack: Path, relative: str) -> Path:
+    """``pack / relative`` if it is a file inside the pack and no link (else :class:`ModelLoadError`)."""
+    path = pack / relative
+    if Path(relative).is_absolute() or ".." in Path(relative).parts or path.is_symlink() or \
+            not path.resolve().is_relative_to(pack.resolve()):
+        raise ModelLoadError(f"{pack / PACK_MANIFEST}: lists {relative!r}, which is not a file inside the "
+                             "pack; pack the model again")
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: listed in the pack's manifest but missing; pack the model again")
+    return path

@@ -16,14 +16,23 @@ import contextlib
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from lrihar.artifacts import MODELS_DIR_ENV, exported_detector, line_pack_folder, resolve_classifier
+from lrihar.artifacts import (
+    MODELS_DIR_ENV,
+    PACK_MANIFEST,
+    exported_detector,
+    line_pack_folder,
+    pack_manifest,
+    pack_member,
+    resolve_classifier,
+)
 from lrihar.errors import BadInputError, ModelLoadError
 from lrihar.paths import sha256_of
 
-MANIFEST = "lrihar-model.json"
+MANIFEST = PACK_MANIFEST
 
 
 def folder_name(model_id: str) -> str:
@@ -67,8 +76,7 @@ def pack_models(model_ids: list[str], out: str | Path, download: bool = False,
                                 "--download on a machine with access to the hub") from None
         except OSError as exc:
             raise BadInputError(f"{model_id}: cannot fetch ({str(exc).splitlines()[0]})") from None
-        tmp = target.with_name(target.name + ".partial")
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = _staging(out, target)
         files = {}
         for src in sorted(p for p in snapshot.rglob("*") if p.is_file()):
             rel = src.relative_to(snapshot)
@@ -78,7 +86,7 @@ def pack_models(model_ids: list[str], out: str | Path, download: bool = False,
             files[str(rel)] = sha256_of(dst)
         (tmp / MANIFEST).write_text(json.dumps({"model_id": model_id, "revision": snapshot.name,
                                                 "files": files}, indent=1, sort_keys=True) + "\n")
-        shutil.rmtree(target, ignore_errors=True)
+        _clear(target)
         tmp.rename(target)  # a half-copied model never looks packed
         size = sum((target / f).stat().st_size for f in files)
         packed.append(PackedModel(model_id, target, len(files), size))
@@ -86,10 +94,18 @@ def pack_models(model_ids: list[str], out: str | Path, download: bool = False,
 
 
 def verify(path: Path) -> list[str]:
-    """Files of a packed model whose content no longer matches its manifest (empty = intact)."""
-    manifest = json.loads((path / MANIFEST).read_text())
-    return [f for f, digest in manifest["files"].items()
-            if not (path / f).is_file() or sha256_of(path / f) != digest]
+    """Files of a packed model whose content no longer matches its manifest, or that lie outside
+    the pack or are links (empty = intact); an unreadable manifest is :class:`ModelLoadError`."""
+    bad = []
+    for f, digest in pack_manifest(path)["files"].items():
+        try:
+            member = pack_member(path, f)
+        except ModelLoadError:
+            bad.append(f)
+            continue
+        if sha256_of(member) != digest:
+            bad.append(f)
+    return bad
 
 
 def list_packed(models_dir: str | Path) -> list[dict]:
@@ -98,8 +114,8 @@ def list_packed(models_dir: str | Path) -> list[dict]:
     if not root.is_dir():
         raise BadInputError(f"{root}: no such models folder")
     out = []
-    for manifest in sorted(root.glob(f"*/{MANIFEST}")):
-        doc = json.loads(manifest.read_text())
+    for manifest in sorted(p for p in root.glob(f"*/{MANIFEST}") if not p.parent.name.startswith(".")):
+        doc = pack_manifest(manifest.parent)
         bad = verify(manifest.parent)
         out.append({"model_id": doc["model_id"], "revision": doc["revision"], "files": len(doc["files"]),
                     "path": str(manifest.parent), "intact": not bad, "changed": bad})
@@ -138,8 +154,7 @@ def pack_line_models(project, out: str | Path) -> PackedModel:
 
 def _pack_line(found: dict[str, Path], out: str | Path, line: str) -> PackedModel:
     target = line_pack_folder(out, line)
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = _staging(Path(out), target)
     files = {}
     for kind, src in found.items():
         rel = Path(kind) / src.name
@@ -148,6 +163,21 @@ def _pack_line(found: dict[str, Path], out: str | Path, line: str) -> PackedMode
         files[str(rel)] = sha256_of(tmp / rel)
     (tmp / MANIFEST).write_text(json.dumps({"model_id": f"line:{line}", "revision": "trained",
                                             "files": files}, indent=1, sort_keys=True) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
+    _clear(target)
     tmp.rename(target)
     return PackedModel(f"line:{line}", target, len(files), sum((target / f).stat().st_size for f in files))
+
+
+def _staging(out: Path, target: Path) -> Path:
+    """A fresh folder in ``out`` to pack into, moved to ``target`` once whole: made here, so no
+    link planted under a predictable name can send the copy elsewhere."""
+    out.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=out))
+
+
+def _clear(target: Path) -> None:
+    """Remove an earlier pack at ``target`` (a link planted there: the link, not what it points to)."""
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    else:
+        shutil.rmtree(target, ignore_errors=True)

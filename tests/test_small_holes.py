@@ -61,3 +61,22 @@ def test_an_mqtt_prefix_no_broker_accepts_is_refused_when_read(prefix):
 
 def test_an_mqtt_prefix_with_levels_is_fine():
     assert MqttConfig(topic_prefix="plant-2/line-1").topic_prefix == "plant-2/line-1"
+
+
+def test_run_on_an_unreadable_video_is_bad_input_and_the_others_still_run(tmp_path, capsys):
+    from conftest import make_project
+    from lrihar.cli import main
+    from lrihar.project import Project
+    from runtime_fixtures import scripted_clip
+    from test_run_line import RUN
+
+    good = scripted_clip(tmp_path / "good.mp4", [("pick", 2, 9)], 20)
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00not a video" * 400)
+    root = make_project(tmp_path / "p", posts=["post-1"], run=RUN)
+    assert main(["run", str(good), str(bad), "-p", str(root), "--post", "post-1"]) == 2
+    err = capsys.readouterr().err
+    assert "bad.mp4: no frame could be read" in err and "good.mp4" not in err
+    store = Project.open(root).store
+    assert [e.label for e in store.events()] == ["pick"]  # the readable file ran
+    assert store.runs()[-1]["status"] == "failed"

@@ -210,4 +210,16 @@ def run_line(project: Project, opts: RunOptions,
         with _stop_on_signals(pipeline.stop):
             result = pipeline.run(opts.duration_s)
         summary.__dict__.update(result.__dict__)
+        _refuse_unreadable_files(summary)
     return summary
+
+
+def _refuse_unreadable_files(summary: RunSummary) -> None:
+    """A file source that gave no frame at all is bad input (exit 2, the run recorded as failed),
+    once the other sources have run: a silent "0 frames, done" hides a broken or wrong file."""
+    unreadable = {uri: s.get("last_error") for uri, s in (summary.sources or {}).items()
+                  if not s.get("live") and not s.get("frames_decoded") and s.get("errors")}
+    if unreadable:
+        raise BadInputError("; ".join(f"{uri}: no frame could be read ({why})"
+                                      for uri, why in unreadable.items())
+                            + "; check the file (ffprobe FILE), or remove it from the sources")

@@ -80,3 +80,21 @@ def test_run_on_an_unreadable_video_is_bad_input_and_the_others_still_run(tmp_pa
     store = Project.open(root).store
     assert [e.label for e in store.events()] == ["pick"]  # the readable file ran
     assert store.runs()[-1]["status"] == "failed"
+
+
+def test_ids_a_killed_run_may_have_sent_are_never_handed_out_again(tmp_path):
+    import threading
+
+    from lrihar.runtime.ids import IdCounter
+    from lrihar.store import Store
+
+    store = Store(tmp_path / "lrihar.db")
+    ids = IdCounter(store.last_runtime_ids(), reserve=store.reserve_runtime_ids, block=4)
+    sent = [ids.next("event") for _ in range(6)]  # sent to JSONL / MQTT; the store never got them
+    gap = []
+    worker = threading.Thread(target=lambda: gap.append(ids.next("gap")))  # a capture thread
+    worker.start()
+    worker.join()
+    # kill -9 here: nothing was stored. The next run starts above every id handed out.
+    again = IdCounter(Store(tmp_path / "lrihar.db").last_runtime_ids())
+    assert sent == [1, 2, 3, 4, 5, 6] and again.next("event") > 6 and again.next("gap") > gap[0]

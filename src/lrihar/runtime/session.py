@@ -196,7 +196,7 @@ def run_line(project: Project, opts: RunOptions,
         return summary.as_dict()
 
     with recorded_run(store, "run", config, close) as run_id:
-        ids = IdCounter(store.last_runtime_ids())
+        ids = IdCounter(store.last_runtime_ids(), reserve=store.reserve_runtime_ids)
         sinks, observers = _sinks(project, opts, run_id)
         try:
             pipeline = build_pipeline(project, opts, run_id, ids, sinks, observers)

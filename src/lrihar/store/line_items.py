@@ -7,6 +7,7 @@ again updates it in place: an event is inserted when ``new`` and updated on ``up
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -25,6 +26,8 @@ _TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "gap": ("gaps", ("id", "source", "post", "start", "end", "reason", "wall_start", "wall_end")),
 }
 _LISTS = ("steps_seen", "missing", "out_of_order", "too_short", "too_long")  # JSON text in `cycles`
+_RESERVED = "runtime_ids_reserved:"  # meta key prefix: the highest id of a kind handed out so far
+
 _CLASSES = {"event": ActionEvent, "cycle": Cycle, "alert": Alert, "gap": Gap}
 
 
@@ -73,9 +76,23 @@ class LiveMixin(Connection):
         return sum(map(len, rows.values()))
 
     def last_runtime_ids(self) -> dict[str, int]:
-        """The highest stored id per item type (0 where none), for :class:`~lrihar.runtime.ids.IdCounter`."""
-        return {kind: int(self.db.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0])
-                for kind, (table, _) in _TABLES.items()}
+        """The highest id per item type stored or reserved (0 where none), for
+        :class:`~lrihar.runtime.ids.IdCounter`: a restarted run goes on above both, so an id a
+        crashed run sent to JSONL / MQTT before the store held it is never handed out again."""
+        stored = {kind: int(self.db.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}").fetchone()[0])
+                  for kind, (table, _) in _TABLES.items()}
+        reserved = dict(self.db.execute("SELECT substr(key, ?), CAST(value AS INTEGER) FROM meta"
+                                        " WHERE key LIKE ?", (len(_RESERVED) + 1, _RESERVED + "%")))
+        return {kind: max(n, reserved.get(kind, 0)) for kind, n in stored.items()}
+
+    def reserve_runtime_ids(self, kind: str, upto: int) -> None:
+        """Record durably that ids of ``kind`` up to ``upto`` may be in use. Its own connection, so
+        any thread (a capture thread numbering a gap) may call it."""
+        with sqlite3.connect(self.path, timeout=30.0, isolation_level=None) as db:
+            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
+                       " value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                       (_RESERVED + kind, str(upto)))
+        db.close()
 
     def close_open_events(self, at_wall: float) -> int:
         """End the events a crashed run left ``new`` / ``update``; returns how many.

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -299,8 +300,7 @@ class Capture:
                 gap = self._begin_gap(reason)
             self._state = "waiting"
             self._stop.wait(self.retry_s)
-        if gap is not None:
-            self._queue.put(gap)
+        # An outage still under way at stop was sent on when it began (end None): recorded as such.
 
     def _frame_decoded(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -315,6 +315,7 @@ class Capture:
                   reason=reason, wall_start=self._wall0 + start)
         with self._lock:
             self.gaps.append(gap)
+        self._queue.put(dataclasses.replace(gap))  # its start, sent on at once (end None): no signal now
         log.warning("%s: no frames since %.1f s (%s); reopening every %.1f s", self.uri, start, reason,
                     self.retry_s)
         return gap

@@ -210,8 +210,8 @@ class LinePipeline:
                             self._source_ended(st)
                         break
                     item, queued_wall = timed
-                    if isinstance(item, Gap):  # not a frame: this source may still give one
-                        self.summary.gaps += 1
+                    if isinstance(item, Gap):  # not a frame: a gap's start (end None) or its end
+                        self.summary.gaps += item.end is None
                         self._emit(item)
                         continue
                     taken.add(k)
@@ -354,10 +354,10 @@ class LinePipeline:
             for st in self.states:
                 st.capture.stop()
             for st in self.states:
-                # An outage under way is queued at stop (end None): recorded. Frames left: not processed.
+                # A gap's start or end still queued is recorded. Frames left: not processed.
                 while (timed := st.capture.get_timed(timeout=0)) is not None:
                     if isinstance(timed[0], Gap):
-                        self.summary.gaps += 1
+                        self.summary.gaps += timed[0].end is None
                         self._emit(timed[0])
                 if not st.done:
                     for event in st.events.close():

@@ -98,3 +98,26 @@ def test_ids_a_killed_run_may_have_sent_are_never_handed_out_again(tmp_path):
     # kill -9 here: nothing was stored. The next run starts above every id handed out.
     again = IdCounter(Store(tmp_path / "lrihar.db").last_runtime_ids())
     assert sent == [1, 2, 3, 4, 5, 6] and again.next("event") > 6 and again.next("gap") > gap[0]
+
+
+def test_an_event_a_crash_left_open_ends_on_the_other_sinks_too(tmp_path):
+    import json
+
+    from conftest import make_project
+    from lrihar.cli import main
+    from lrihar.project import Project
+    from runtime_fixtures import scripted_clip
+    from test_run_line import RUN
+
+    clip = scripted_clip(tmp_path / "c.mp4", [("pick", 2, 9)], 20)
+    root = make_project(tmp_path / "p", posts=["post-1"], run=RUN)
+    assert main(["run", str(clip), "-p", str(root), "--post", "post-1"]) == 0
+    store = Project.open(root).store
+    [left] = store.events()
+    store.db.execute("UPDATE events SET state = 'update' WHERE id = ?", (left.id,))  # as a crash leaves it
+    store.db.commit()
+    jsonl = tmp_path / "events.jsonl"
+    assert main(["run", str(clip), "-p", str(root), "--post", "post-1", "--jsonl", str(jsonl)]) == 0
+    sent = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    first = sent[0]
+    assert (first["type"], first["id"], first["state"]) == ("event", left.id, "end")

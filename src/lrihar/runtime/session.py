@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -23,6 +24,8 @@ from lrihar.project import Project, recorded_run
 from lrihar.runtime.ids import IdCounter
 from lrihar.runtime.pipeline import LinePipeline, RunSummary
 from lrihar.sources import expand_sources
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -187,6 +190,7 @@ def run_line(project: Project, opts: RunOptions,
     Events left open by an earlier crash are closed first; ids go on from the store's highest.
     """
     store = project.store
+    crash_open = [e.id for state in ("new", "update") for e in store.events(state=state)]
     closed = store.close_open_events(time.time())
     summary = RunSummary()
     config = {"options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()},
@@ -204,6 +208,7 @@ def run_line(project: Project, opts: RunOptions,
             for sink in sinks:
                 sink.close()
             raise
+        _send_crash_ends(store, crash_open, sinks[1:])
         pipeline.on_stats = on_stats
         if on_start is not None:
             on_start(pipeline, sinks)
@@ -223,3 +228,20 @@ def _refuse_unreadable_files(summary: RunSummary) -> None:
         raise BadInputError("; ".join(f"{uri}: no frame could be read ({why})"
                                       for uri, why in unreadable.items())
                             + "; check the file (ffprobe FILE), or remove it from the sources")
+
+
+def _send_crash_ends(store, ids: list[int], sinks: list) -> None:
+    """The ``end`` of each event a crashed run left open (ended in the store at start) goes to the
+    other sinks too, so a JSONL reader or an MQTT subscriber sees it end; a sink that fails here
+    is logged and the run goes on."""
+    if not ids:
+        return
+    wanted = set(ids)
+    ended = [e for e in store.events(state="end") if e.id in wanted]
+    for sink in sinks:
+        try:
+            for event in ended:
+                sink.emit(event)
+        except Exception as exc:
+            log.warning("%s: could not send the end of %d crash-open events (%s)",
+                        getattr(sink, "name", type(sink).__name__), len(ended), exc)

@@ -121,3 +121,39 @@ def test_an_event_a_crash_left_open_ends_on_the_other_sinks_too(tmp_path):
     sent = [json.loads(line) for line in jsonl.read_text().splitlines()]
     first = sent[0]
     assert (first["type"], first["id"], first["state"]) == ("event", left.id, "end")
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EROFS", "EACCES"])
+def test_a_full_or_read_only_disk_is_a_message_not_a_traceback(tmp_path, monkeypatch, capsys, code):
+    import errno
+
+    import lrihar.dump
+    from conftest import make_project
+    from lrihar.cli import main
+
+    root = make_project(tmp_path / "p")
+
+    def full(*args, **kwargs):
+        raise OSError(getattr(errno, code), "No space left on device", str(root / "models" / "x.onnx"))
+
+    monkeypatch.setattr(lrihar.dump, "dump_detections", full)
+    assert main(["detections", "-p", str(root), "-o", str(tmp_path / "d.csv"), "-f", "csv"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "x.onnx" in err and "Traceback" not in err
+
+
+def test_other_os_errors_keep_their_traceback(tmp_path, monkeypatch):
+    import errno
+
+    import lrihar.dump
+    from conftest import make_project
+    from lrihar.cli import main
+
+    root = make_project(tmp_path / "p")
+
+    def broken(*args, **kwargs):
+        raise OSError(errno.EBADF, "Bad file descriptor")
+
+    monkeypatch.setattr(lrihar.dump, "dump_detections", broken)
+    with pytest.raises(OSError):
+        main(["detections", "-p", str(root), "-f", "csv"])

@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 failure (e.g. an input could not be read), 2 bad input 
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -20,6 +21,10 @@ from lrihar.cli.app import app, echo_err
 from lrihar.errors import LriharError
 
 INTERRUPTED = "interrupted: finished work is stored; rerun the same command to resume"
+
+
+DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+"""OSErrors that are the machine's (disk full, quota, read-only, no permission): a message, no traceback."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +49,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         echo_err(INTERRUPTED)
         return 130
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise  # not the machine's disk: a bug, with its traceback
+        where = f" {exc.filename}" if exc.filename else ""
+        echo_err(f"error: cannot write{where}: {exc.strerror or exc} (a full disk or a read-only folder); "
+                 "free space or give write access, then run the same command again: what was finished "
+                 "and stored is kept")
+        return 1
     if code == 130:  # typer turns Ctrl-C inside a command into exit code 130
         echo_err(INTERRUPTED)
     return code if isinstance(code, int) else 0

@@ -72,6 +72,24 @@ class ColourBoxDetector(Detector):
         return out
 
 
+class MisplacesTheRightHand(ColourBoxDetector):
+    """The cheap detector's typical mistake: the hand in the right half of a frame gets a box
+    beside it (IoU 0 with the hand) and a low score (0.2); the hand in the left half is found."""
+
+    name = "misplaces-right"
+
+    def detect_batch(self, images):
+        out = []
+        for image, dets in zip(images, super().detect_batch(images), strict=True):
+            right = dets.xyxy[:, 0] >= image.shape[1] / 2
+            width = dets.xyxy[:, 2] - dets.xyxy[:, 0]
+            dets.xyxy[right, 0] -= width[right]
+            dets.xyxy[right, 2] -= width[right]
+            dets.confidence[right] = 0.2
+            out.append(dets)
+        return out
+
+
 def annotated_project(root: Path, frames: Path, detector: Detector | None = None, **config):
     """A project whose boxes come from the colour detector (or ``detector``) on ``frames``; no
     box has a label (no classify run: a hand detector set needs none)."""

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detector_fixtures import ColourBoxDetector, draw_frames
+from detector_fixtures import MisplacesTheRightHand, draw_frames
 from lrihar.cli import main
 from lrihar.models.detectors import register_detector
 from lrihar.store.frames import PERSON_BOX
@@ -32,24 +32,6 @@ TESTS = Path(__file__).resolve().parent
 # yolo11n at 64 px for 2 epochs: seconds per round on 2 cores (tests/detector_fixtures.py FAST)
 TRAIN = {"arch": "yolo11n", "epochs": 2, "imgsz": 64, "batch": 4, "workers": 0, "patience": 5}
 W, H = 96, 80
-
-
-class MisplacesTheRightHand(ColourBoxDetector):
-    """The cheap detector's typical mistake: the hand in the right half of a frame gets a box
-    beside it and a low score (0.2); the left one is found."""
-
-    name = "misplaces-right"
-
-    def detect_batch(self, images):
-        out = []
-        for image, dets in zip(images, super().detect_batch(images), strict=True):
-            right = dets.xyxy[:, 0] >= image.shape[1] / 2
-            width = dets.xyxy[:, 2] - dets.xyxy[:, 0]
-            dets.xyxy[right, 0] -= width[right]
-            dets.xyxy[right, 2] -= width[right]
-            dets.confidence[right] = 0.2
-            out.append(dets)
-        return out
 
 
 register_detector("misplaces-right")(lambda **kw: MisplacesTheRightHand())

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import synthetic_frames
-from detector_fixtures import ColourBoxDetector, synthetic_yolo_onnx
+from detector_fixtures import ColourBoxDetector, MisplacesTheRightHand, synthetic_yolo_onnx
 from lrihar.cli import main
 from lrihar.evaluate.metrics import detection_scores
 from lrihar.models.detectors import create_detector
@@ -108,22 +108,7 @@ def test_sweep_of_mediapipe_merges_views_offline(tmp_path, hands_dev):
 # -- the correction loop: suggest -> a person's corrections -> import -> train-detector ---------
 
 
-class FlawedDetector(ColourBoxDetector):
-    """The cheap detector's typical mistake: the hand in the right half of a frame gets a box
-    beside it (IoU 0 with the hand) and a low score; the hand in the left half is found."""
-
-    name = "flawed"
-
-    def detect_batch(self, images):
-        out = []
-        for image, dets in zip(images, super().detect_batch(images), strict=True):
-            right = dets.xyxy[:, 0] >= image.shape[1] / 2
-            width = dets.xyxy[:, 2] - dets.xyxy[:, 0]
-            dets.xyxy[right, 0] -= width[right]
-            dets.xyxy[right, 2] -= width[right]
-            dets.confidence[right] = 0.2
-            out.append(dets)
-        return out
+FlawedDetector = MisplacesTheRightHand  # the cheap detector's typical mistake (detector_fixtures)
 
 
 def _label_boxes(label_file: Path, width: int, height: int) -> np.ndarray:

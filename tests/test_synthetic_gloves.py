@@ -221,8 +221,8 @@ def test_train_set_gets_one_glove_copy_per_bare_hand_frame_and_val_none(tmp_path
     info = check_yolo_data(data)
     assert info["_synthetic"] == len(eligible) and info["_images"]["train"] == len(train) + len(eligible)
 
-    # 0 (the default): the set is what it always was
-    plain = _export_project(project, tmp_path / "plain", DetectorTrainConfig())
+    # 0: the set is what it always was
+    plain = _export_project(project, tmp_path / "plain", DetectorTrainConfig(synthetic_gloves=0))
     assert yaml.safe_load(plain.read_text())["train"] == "images/train"
     assert not (tmp_path / "plain" / "images" / "synthetic-gloves").exists()
 

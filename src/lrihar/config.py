@@ -652,6 +652,6 @@ train_detector:
   augment: {}               # ultralytics augmentation over its defaults, e.g. {hsv_h: 0.15, degrees: 10}
   nominal_batch: null       # images per optimizer step (gradients accumulate); null: batch, a step per batch
   val: true                 # validate every epoch; false: only after the last (faster on a CPU)
-  synthetic_gloves: 0       # copies per training frame with a bare hand, repainted as a work glove
+  synthetic_gloves: 1       # copies per training frame with a bare hand, repainted as a work glove
                             # (0.5: half of those frames get one); 0: none
 """

@@ -49,7 +49,7 @@ def train_detector(
     synthetic_gloves: Annotated[float | None, typer.Option(
         help="Add this many synthetic-glove copies of each training frame with a bare hand the offline "
              "detector found (its hands repainted as work gloves, same boxes; 0.5: half of those frames "
-             "get one) \\[default: 0].")] = None,
+             "get one; 0: none) \\[default: 1].")] = None,
     name: Annotated[str | None, typer.Option(help="Run folder under models/detector (default <arch>-<n>).")]
         = None,
     resume: Annotated[bool, typer.Option(
@@ -76,6 +76,10 @@ def train_detector(
     settings = proj.config.train_detector.model_dump(exclude_none=True)
     settings.update({k: v for k, v in given.items() if v is not None})
     settings["augment"] = {**settings.get("augment", {}), **_key_numbers(augment or [], "--augment")}
+    if data and settings.get("synthetic_gloves"):
+        raise BadInputError("--synthetic-gloves: made from the project's boxes, not a --data set; pass "
+                            "--synthetic-gloves 0, or add them to that set first "
+                            "(lrihar.train.synthetic_gloves.add_synthetic_gloves)")
     cfg = DetectorTrainConfig(**settings, data=str(data) if data else None, plots=plots)
     train_and_report(lambda: run_training(proj, cfg, name=name, resume=resume), "training",
                      f"lrihar train-detector -p {project}", name, _print_train_summary, json_out)

@@ -70,3 +70,20 @@ def test_targets_are_judged_at_the_cross_validated_point():
     assert res["cross_validated@0.3"] is False and res["best_at_90@0.3"] is True
     assert res["cross_validated@0.4"] is True
     assert res["suggest-20 beats random-20 @0.3 (cross-validated)"] is True
+
+
+def test_the_cli_loop_splits_by_source_photo_and_writes_what_a_person_would_draw(tmp_path):
+    from detector_loop_cli import coco, source_photo, split_by_photo
+
+    assert source_photo("images/IMG_12_jpg.rf.0a1b.jpg") == source_photo("x/IMG_12_jpg.rf.ff.jpg") == "IMG_12"
+    entries = [{"file": f"images/p{p}_jpg.rf.{k}{p}.jpg", "width": 64, "height": 64,
+                "hands": [[1, 1, 30, 30], [5, 5, 6, 40]], "hand_classes": ["gloved_hand", "bare_hand"]}
+               for p in range(10) for k in range(3)]
+    train, test = split_by_photo(entries, seed=0)
+    photos = [{source_photo(e["file"]) for e in part} for part in (train, test)]
+    assert not photos[0] & photos[1] and len(train) + len(test) == 30 and len(photos[0]) == 6
+    person = coco(train[:1], tmp_path, None)  # one category, the 1 px wide box left out
+    assert person["categories"] == [{"id": 1, "name": "hand"}] and len(person["annotations"]) == 1
+    truth = coco(train[:1], tmp_path, ("gloved_hand", "bare_hand"))  # the ground truth keeps every box
+    assert [a["category_id"] for a in truth["annotations"]] == [1, 2]
+    assert person["images"][0]["file_name"] == str(tmp_path / Path(train[0]["file"]).name)

@@ -157,3 +157,25 @@ def test_other_os_errors_keep_their_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(lrihar.dump, "dump_detections", broken)
     with pytest.raises(OSError):
         main(["detections", "-p", str(root), "-f", "csv"])
+
+
+def test_the_training_counts_leave_out_the_images_ultralytics_cannot_read(tmp_path):
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    from lrihar.train.detector import check_yolo_data
+
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+        for k in range(3):
+            Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "images" / split / f"{k}.jpg")
+            (tmp_path / "labels" / split / f"{k}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "images" / "train" / "1.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    data = tmp_path / "data.yaml"
+    data.write_text(yaml.safe_dump({"path": str(tmp_path), "train": "images/train", "val": "images/val",
+                                    "names": {0: "hand"}}))
+    info = check_yolo_data(data)
+    assert info["_images"] == {"train": 2, "val": 3} and info["_boxes"] == {"train": 2, "val": 3}
+    assert info["_unreadable"] == {"train": [str(tmp_path / "images" / "train" / "1.jpg")]}

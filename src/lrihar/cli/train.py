@@ -109,6 +109,9 @@ def _print_train_summary(s) -> None:
             ("val images / boxes", f"{s.images.get('val', 0)} / {s.boxes.get('val', 0)}")]
     if s.synthetic_gloves:
         rows.append(("of them synthetic gloves", s.synthetic_gloves))
+    for split, files in s.unreadable.items():
+        rows.append((f"{split} images left out (unreadable)", f"{len(files)}: {', '.join(files[:3])}"
+                     + (" ..." if len(files) > 3 else "")))
     rows += [(f"val {k}", f"{v:.3f}") for k, v in s.metrics.items()]
     rows += [("best weights", s.best or "-"), ("time", f"{s.seconds:.1f} s")]
     for key, value in rows:

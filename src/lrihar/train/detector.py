@@ -160,6 +160,7 @@ class TrainSummary:
     boxes: dict[str, int] = field(default_factory=dict)
     val_is_train: bool = False
     synthetic_gloves: int = 0
+    unreadable: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -222,7 +223,7 @@ def check_yolo_data(data_yaml: Path) -> dict[str, Any]:
         raise BadInputError(f"{data_yaml}: not a readable YAML file ({exc})") from None
     if not isinstance(doc, dict) or not doc.get("train") or not doc.get("names"):
         raise BadInputError(f"{data_yaml}: a YOLO data.yaml needs `train`, `val` and `names`")
-    doc["_images"], doc["_boxes"], doc["_synthetic"] = {}, {}, 0
+    doc["_images"], doc["_boxes"], doc["_synthetic"], doc["_unreadable"] = {}, {}, 0, {}
     for split in ("train", "val"):
         images = []
         for folder in split_folders(doc, data_yaml, split):
@@ -232,6 +233,11 @@ def check_yolo_data(data_yaml: Path) -> dict[str, Any]:
             images += found
             if split == "train" and folder.name == SYNTHETIC_GLOVES_FOLDER:
                 doc["_synthetic"] += len(found)
+        # ultralytics leaves out the images it cannot read: so do the counts, and say how many.
+        unreadable = [image for image in images if not _readable_image(image)]
+        if unreadable:
+            doc["_unreadable"][split] = [str(p) for p in unreadable]
+            images = [image for image in images if image not in set(unreadable)]
         if not images:
             continue
         boxes = 0
@@ -244,6 +250,18 @@ def check_yolo_data(data_yaml: Path) -> dict[str, Any]:
         raise BadInputError(f"{data_yaml}: the training images hold no labelled boxes; nothing to learn "
                             "(annotate and review first, or check the labels/ folder)")
     return doc
+
+
+def _readable_image(path: Path) -> bool:
+    """Whether PIL can read ``path`` as an image (its header and structure; no full decode)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        return False
+    return True
 
 
 def split_folders(doc: dict[str, Any], data_yaml: Path, split: str) -> list[Path]:
@@ -449,7 +467,7 @@ def _start(cfg: DetectorTrainConfig, run_dir: Path, data_yaml: Path) -> TrainSum
     elif cfg.arch.endswith(".pt"):
         check_checkpoint(Path(cfg.arch).expanduser())
     summary = TrainSummary(run=run_dir.name, folder=str(run_dir), arch=cfg.arch, data=str(data_yaml))
-    summary.images, summary.boxes = info["_images"], info["_boxes"]
+    summary.images, summary.boxes, summary.unreadable = info["_images"], info["_boxes"], info["_unreadable"]
     summary.synthetic_gloves = info["_synthetic"]
     val, train = (set(split_folders(info, data_yaml, k)) for k in ("val", "train"))
     summary.val_is_train = bool(val) and val <= train

@@ -259,7 +259,9 @@ def _readable_image(path: Path) -> bool:
     try:
         with Image.open(path) as image:
             image.verify()
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+    # ImportError: once imported, ultralytics patches Image.open to retry an unknown file through
+    # pi_heif, which may be missing (as sources.read_image notes).
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, ImportError):
         return False
     return True
 

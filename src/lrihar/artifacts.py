@@ -178,17 +178,15 @@ def recorded_sha256(onnx: Path) -> str | None:
         digests = {Path(f["path"]).name: f.get("sha256") for f in files
                    if isinstance(f, dict) and "path" in f}
         return digests.get(onnx.name)
-    for record, int8 in ((onnx.with_suffix(".json"), False),
-                         (onnx.with_name(onnx.stem.removesuffix("-int8") + ".json"), True)):
-        if onnx.stem.endswith("-int8") != int8 or not record.is_file():
-            continue
-        try:
-            doc = json.loads(record.read_text())
-        except (OSError, ValueError):
-            return None
-        doc = doc.get("int8") or {} if int8 else doc
-        if isinstance(doc, dict) and doc.get("onnx") == onnx.name and isinstance(doc.get("sha256"), str):
-            return doc["sha256"]
+    record = onnx.with_name(onnx.stem.removesuffix("-int8") + ".json")
+    try:
+        doc = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    if onnx.stem.endswith("-int8"):
+        doc = doc.get("int8") if isinstance(doc, dict) else None
+    if isinstance(doc, dict) and doc.get("onnx") == onnx.name and isinstance(doc.get("sha256"), str):
+        return doc["sha256"]
     return None
 
 

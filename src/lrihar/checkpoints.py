@@ -51,20 +51,23 @@ PLAIN_GLOBALS = frozenset({
 """Globals outside those packages that plain checkpoint data needs (containers, numpy arrays)."""
 
 
-def check_checkpoint(path: str | Path) -> None:
-    """Refuse ``path`` (:class:`BadInputError`, exit 2) unless it names only trusted classes.
-
-    Reads the pickle's global names; runs none of its code. A file that is not a zip
-    checkpoint (``torch.save`` since torch 1.6) cannot be inspected and is refused too.
-    """
+def checkpoint_globals(path: str | Path) -> list[str]:
+    """The globals (``module.qualname``) the pickle in checkpoint ``path`` refers to, read without
+    running any of it. A file that is not a zip checkpoint (``torch.save`` since torch 1.6)
+    cannot be inspected: :class:`BadInputError`."""
     import torch
 
-    path = Path(path)
     try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except (ValueError, RuntimeError, OSError, EOFError) as exc:
         raise BadInputError(f"{path}: not a readable torch checkpoint ({exc}); a model file must be "
                             "one that lrihar or ultralytics saved") from exc
+
+
+def check_checkpoint(path: str | Path, names: list[str] | None = None) -> None:
+    """Refuse ``path`` (:class:`BadInputError`, exit 2) unless it names only trusted classes
+    (``names``: its :func:`checkpoint_globals`, when already read). Runs none of its code."""
+    names = checkpoint_globals(path) if names is None else names
     foreign = sorted(name for name in names if not trusted_global(name))
     if foreign:
         raise BadInputError(

@@ -228,6 +228,12 @@ class ImageFolderSource(FrameSource):
                 yield Frame(self.uri, index, index * self.seconds_per_image, image, str(path))
 
 
+UNREADABLE_IMAGE_ERRORS = (OSError, SyntaxError, ValueError, ImportError)
+"""What PIL raises on a file it cannot read as an image (``UnidentifiedImageError`` is an OSError).
+ImportError: once ultralytics is imported it patches Image.open to retry unknown files with an
+optional HEIF plug-in, which raises ModuleNotFoundError where that is absent."""
+
+
 def read_image(path: Path, on_error=None, index: int | None = None,
                max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray | None:
     """Read an image file as RGB ``uint8``; on failure call ``on_error`` (or raise BadInputError).
@@ -236,7 +242,7 @@ def read_image(path: Path, on_error=None, index: int | None = None,
     KB of PNG can claim 20,000 × 20,000 pixels and exhaust memory once decoded (a decompression
     bomb). Grey images deeper than 8 bits are scaled to 8 bits (see :func:`_to_rgb`).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     _lift_pil_limit(max_pixels)
     try:
@@ -249,9 +255,7 @@ def read_image(path: Path, on_error=None, index: int | None = None,
         message = (f"{path}: image larger than the limit of {max_pixels:,} pixels, possibly a "
                    f"decompression bomb ({exc}); if it is genuine, raise sampling.max_image_pixels "
                    "in the project file (annotate: --max-image-pixels)")
-    # ImportError: once ultralytics is imported it patches Image.open to retry unknown files
-    # with an optional HEIF plug-in, which raises ModuleNotFoundError where that is absent.
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, ImportError) as exc:
+    except UNREADABLE_IMAGE_ERRORS as exc:
         message = f"{path}: unreadable image ({exc.__class__.__name__}: {exc})"
     if on_error is None:
         raise BadInputError(message)

@@ -64,7 +64,7 @@ def train_detector(
     with --resume.
     """
     from lrihar.project import Project
-    from lrihar.train.detector import DetectorTrainConfig
+    from lrihar.train.detector import DetectorTrainConfig, project_train_settings
     from lrihar.train.detector import train_detector as run_training
 
     proj = Project.open(project)
@@ -73,9 +73,7 @@ def train_detector(
              "patience": patience, "workers": workers, "val_fraction": val_fraction,
              "freeze_backbone_epochs": freeze_backbone_epochs, "val": val,
              "nominal_batch": nominal_batch, "synthetic_gloves": synthetic_gloves}
-    settings = proj.config.train_detector.model_dump(exclude_none=True)
-    settings.update({k: v for k, v in given.items() if v is not None})
-    settings["augment"] = {**settings.get("augment", {}), **_key_numbers(augment or [], "--augment")}
+    settings = project_train_settings(proj, given, _key_numbers(augment or [], "--augment"))
     if data and settings.get("synthetic_gloves"):
         raise BadInputError("--synthetic-gloves: made from the project's boxes, not a --data set; pass "
                             "--synthetic-gloves 0, or add them to that set first "

@@ -535,11 +535,9 @@ class Bootstrap:
     def train_config(self):
         """The project file's ``train_detector`` section over the defaults, ``--epochs`` over it (as
         ``lrihar train-detector`` builds it)."""
-        from lrihar.train.detector import DetectorTrainConfig
+        from lrihar.train.detector import DetectorTrainConfig, project_train_settings
 
-        settings = self.project.config.train_detector.model_dump(exclude_none=True)
-        if self.state["settings"].get("epochs") is not None:
-            settings["epochs"] = self.state["settings"]["epochs"]
+        settings = project_train_settings(self.project, {"epochs": self.state["settings"].get("epochs")})
         return DetectorTrainConfig(**settings, plots=self.state["settings"].get("plots", True))
 
     # -- step 5: export --------------------------------------------------------------------------

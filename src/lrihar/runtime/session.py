@@ -236,8 +236,7 @@ def _send_crash_ends(store, ids: list[int], sinks: list) -> None:
     is logged and the run goes on."""
     if not ids:
         return
-    wanted = set(ids)
-    ended = [e for e in store.events(state="end") if e.id in wanted]
+    ended = store.events(ids=ids)
     for sink in sinks:
         try:
             for event in ended:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from lrihar.credentials import mask_text
@@ -109,12 +109,13 @@ class LiveMixin(Connection):
     def _read(self, kind: str, where: Mapping[str, Any], limit: int | None) -> list:
         table, columns = _TABLES[kind]
         names = ", ".join(f'"{c}"' for c in columns)
-        clauses = [(f'"{c}"=?', v) for c, v in where.items() if v is not None]
+        clauses = [(f'"{c}" IN ({",".join("?" * len(v))})' if isinstance(v, tuple) else f'"{c}"=?',
+                    v if isinstance(v, tuple) else (v,)) for c, v in where.items() if v is not None]
         sql = f"SELECT {names} FROM {table}"
         if clauses:
             sql += " WHERE " + " AND ".join(c for c, _ in clauses)
         sql += " ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit is not None else "")
-        rows = self.db.execute(sql, [v for _, v in clauses]).fetchall()
+        rows = self.db.execute(sql, [x for _, v in clauses for x in v]).fetchall()
         out = []
         for row in reversed(rows):  # oldest first, also for "the last N"
             data = dict(zip(columns, row, strict=True))
@@ -125,9 +126,10 @@ class LiveMixin(Connection):
         return out
 
     def events(self, post: str | None = None, state: str | None = None, run_id: int | None = None,
-               limit: int | None = None) -> list[ActionEvent]:
-        """Stored action events, oldest first (the newest ``limit`` when given)."""
-        return self._read("event", {"post": post, "state": state, "run_id": run_id}, limit)
+               limit: int | None = None, ids: Sequence[int] | None = None) -> list[ActionEvent]:
+        """Stored action events (``ids``: only these), oldest first (the newest ``limit`` when given)."""
+        return self._read("event", {"post": post, "state": state, "run_id": run_id,
+                                    "id": None if ids is None else tuple(ids)}, limit)
 
     def cycles(self, post: str | None = None, run_id: int | None = None,
                limit: int | None = None) -> list[Cycle]:

@@ -46,14 +46,12 @@ def check_checkpoint(path: Path) -> None:
     Reads only the names the pickle refers to; runs none of its code.
     """
     from lrihar.checkpoints import check_checkpoint as refuse_foreign_code
+    from lrihar.checkpoints import checkpoint_globals
 
-    try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except (ValueError, RuntimeError, OSError):
-        names = []  # not a zip checkpoint: refused below
+    names = checkpoint_globals(path)  # read once, for both checks
     if any(name.startswith(f"{LITE0_PACKAGES[0]}.") for name in names):
         require_lite0()
-    refuse_foreign_code(path)
+    refuse_foreign_code(path, names)
 
 
 def lite0_state_dict() -> dict[str, torch.Tensor]:

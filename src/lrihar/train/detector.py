@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -254,14 +255,14 @@ def check_yolo_data(data_yaml: Path) -> dict[str, Any]:
 
 def _readable_image(path: Path) -> bool:
     """Whether PIL can read ``path`` as an image (its header and structure; no full decode)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from lrihar.sources import UNREADABLE_IMAGE_ERRORS
 
     try:
         with Image.open(path) as image:
             image.verify()
-    # ImportError: once imported, ultralytics patches Image.open to retry an unknown file through
-    # pi_heif, which may be missing (as sources.read_image notes).
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, ImportError):
+    except UNREADABLE_IMAGE_ERRORS:
         return False
     return True
 
@@ -276,6 +277,17 @@ def split_folders(doc: dict[str, Any], data_yaml: Path, split: str) -> list[Path
     if not entry:
         return []
     return [base / str(item) for item in (entry if isinstance(entry, list) else [entry])]
+
+
+def project_train_settings(project: Project, given: Mapping[str, Any] | None = None,
+                           augment: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The :class:`DetectorTrainConfig` fields of a project's training: its project file's
+    ``train_detector`` section, then the options ``given`` (None: not given) over it, and the
+    ``augment`` settings merged over the section's; what is in neither takes the default."""
+    settings = project.config.train_detector.model_dump(exclude_none=True)
+    settings.update({k: v for k, v in (given or {}).items() if v is not None})
+    settings["augment"] = {**settings.get("augment", {}), **(augment or {})}
+    return settings
 
 
 def _export_project(project: Project, folder: Path, cfg: DetectorTrainConfig) -> Path:
